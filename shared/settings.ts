@@ -1,0 +1,70 @@
+/**
+ * Server settings (contract §6, `GET`/`PATCH /v1/settings`): defaults and the pure check of a
+ * patch. Stored by the server; read by the sync endpoint and the REST API at each decision, so a
+ * change applies at once.
+ */
+import { ChatError } from './errors.ts'
+import { DEFAULT_MAX_TEXT_LENGTH, isPlainObject } from './schema.ts'
+
+export interface Settings {
+  /** Users' own tokens may create and update users and conversations, and guests may join. */
+  browserSync: boolean
+  /** Participants per conversation. */
+  maxParticipants: number
+  /** Distinct guest users online in one conversation at once. */
+  maxGuests: number
+  /** Characters in a message text. */
+  maxTextLength: number
+  /** Seconds to wait after typing stops before notifying (issue: notifications). */
+  notificationDelay: number
+  /** Where webhook events are posted, or null. */
+  webhookUrl: string | null
+}
+
+export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
+  browserSync: true,
+  maxParticipants: 50,
+  maxGuests: 10_000,
+  maxTextLength: DEFAULT_MAX_TEXT_LENGTH,
+  notificationDelay: 30,
+  webhookUrl: null
+})
+
+const intIn = (min: number, max: number) => (v: unknown): boolean =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
+
+const CHECKS: { [K in keyof Settings]: { ok: (v: unknown) => boolean, what: string } } = {
+  browserSync: { ok: v => typeof v === 'boolean', what: 'a boolean' },
+  maxParticipants: { ok: intIn(1, 100_000), what: 'an integer from 1 to 100000' },
+  maxGuests: { ok: intIn(0, 1_000_000), what: 'an integer from 0 to 1000000' },
+  maxTextLength: { ok: intIn(1, 1_000_000), what: 'an integer from 1 to 1000000' },
+  notificationDelay: { ok: intIn(0, 900), what: 'an integer from 0 to 900 (seconds)' },
+  webhookUrl: {
+    ok: v => v === null || (typeof v === 'string' && v.length <= 2048 && /^https?:\/\/[^\s]+$/.test(v)),
+    what: 'an http(s) URL or null'
+  }
+}
+
+const isSettingsKey = (k: string): k is keyof Settings => Object.prototype.hasOwnProperty.call(CHECKS, k)
+
+/** Applies a patch to `current`, or throws `INVALID_REQUEST` naming the first bad field. */
+export const applySettingsPatch = (current: Settings, patch: unknown): Settings => {
+  if (!isPlainObject(patch)) throw new ChatError('INVALID_REQUEST', 'The body must be a JSON object')
+  const next: Settings = { ...current }
+  for (const [k, v] of Object.entries(patch)) {
+    if (!isSettingsKey(k)) throw new ChatError('INVALID_REQUEST', `Unknown setting ${JSON.stringify(k.slice(0, 60))}`)
+    if (!CHECKS[k].ok(v)) throw new ChatError('INVALID_REQUEST', `${k} must be ${CHECKS[k].what}`)
+    Object.assign(next, { [k]: v })
+  }
+  return next
+}
+
+/** Settings read back from storage: unknown or bad stored fields fall back to the defaults. */
+export const settingsFromStored = (stored: Record<string, unknown> | undefined): Settings => {
+  const out: Settings = { ...DEFAULT_SETTINGS }
+  if (stored === undefined) return out
+  for (const [k, v] of Object.entries(stored)) {
+    if (isSettingsKey(k) && CHECKS[k].ok(v)) Object.assign(out, { [k]: v })
+  }
+  return out
+}

@@ -1,0 +1,30 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readFileSync } from 'node:fs'
+import { ERRORS, ChatError, isErrorCode } from '../../shared/errors.ts'
+
+test('every error code is documented in docs/errors.md with its status and close code', () => {
+  const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')
+  const rows = new Map<string, [number, number]>()
+  for (const m of doc.matchAll(/^\| `([A-Z_]+)` \| (\d+) \| (\d+) \|/gm)) rows.set(m[1], [Number(m[2]), Number(m[3])])
+  for (const [code, spec] of Object.entries(ERRORS)) {
+    assert.equal(rows.get(code), [spec.status, spec.closeCode], code)
+  }
+  assert.is(rows.size, Object.keys(ERRORS).length, 'no documented code is missing from the registry')
+})
+
+test('close codes follow the contract: 44xx for refusals, 1001 and 1011 otherwise', () => {
+  const allowed = new Set([4400, 4401, 4403, 4404, 4409, 4413, 1001, 1011])
+  for (const [code, spec] of Object.entries(ERRORS)) assert.ok(allowed.has(spec.closeCode), code)
+})
+
+test('a ChatError carries its code, status and close code', () => {
+  const e = new ChatError('PARTICIPANT_LIMIT')
+  assert.is(e.status, 409)
+  assert.is(e.closeCode, 4409)
+  assert.equal(e.toJSON(), { code: 'PARTICIPANT_LIMIT', message: ERRORS.PARTICIPANT_LIMIT.message })
+  assert.ok(isErrorCode('INVALID_ID'))
+  assert.not.ok(isErrorCode('toString'))
+})
+
+test.run()
