@@ -1,0 +1,136 @@
+/**
+ * The DocStore on LevelDB (`level` 10). Layout in `keys.ts`. Every write either completes or
+ * rejects: no error is swallowed, so the server never forwards an update that is not on disk.
+ * Writes of different conversations go straight to LevelDB; there is no global queue.
+ */
+import { Level } from 'level'
+import * as keys from './keys.ts'
+import type { DocStore, StoredDoc, UserRecord } from './port.ts'
+
+type BinLevel = ReturnType<LevelStore['makeBin']>
+type JsonLevel = ReturnType<LevelStore['makeJson']>
+
+export class LevelStore implements DocStore {
+  private readonly db: Level<string, string>
+  private readonly bin: BinLevel
+  private readonly json: JsonLevel
+
+  private constructor (db: Level<string, string>) {
+    this.db = db
+    this.bin = this.makeBin()
+    this.json = this.makeJson()
+  }
+
+  private makeBin () {
+    return this.db.sublevel<string, Uint8Array>('bin', { valueEncoding: 'view' })
+  }
+
+  private makeJson () {
+    return this.db.sublevel<string, unknown>('json', { valueEncoding: 'json' })
+  }
+
+  /** Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable. */
+  static async open (path: string): Promise<LevelStore> {
+    const db = new Level<string, string>(path)
+    await db.open()
+    return new LevelStore(db)
+  }
+
+  async loadDoc (conv: string): Promise<StoredDoc> {
+    let snapshot: Uint8Array | null = null
+    let snapshotSeq = 0
+    for await (const [key, value] of this.bin.iterator({ ...keys.prefixRange(keys.snapPrefix(conv)), reverse: true, limit: 1 })) {
+      snapshot = value
+      snapshotSeq = keys.parseSeq(key.slice(keys.snapPrefix(conv).length))
+    }
+    const updates: Uint8Array[] = []
+    let lastSeq = snapshotSeq
+    const range = { gt: keys.logKey(conv, snapshotSeq), lt: keys.prefixRange(keys.logPrefix(conv)).lt }
+    for await (const [key, value] of this.bin.iterator(range)) {
+      updates.push(value)
+      lastSeq = keys.parseSeq(key.slice(keys.logPrefix(conv).length))
+    }
+    return { snapshot, snapshotSeq, updates, lastSeq }
+  }
+
+  async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<void> {
+    if (updates.length === 0) return
+    await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
+  }
+
+  async compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void> {
+    const stale: string[] = []
+    for await (const key of this.bin.keys(keys.prefixRange(keys.snapPrefix(conv)))) stale.push(key)
+    for await (const key of this.bin.keys({ gte: keys.logPrefix(conv), lte: keys.logKey(conv, seq) })) stale.push(key)
+    await this.bin.batch([
+      ...stale.filter(k => k !== keys.snapKey(conv, seq)).map(key => ({ type: 'del' as const, key })),
+      { type: 'put' as const, key: keys.snapKey(conv, seq), value: snapshot }
+    ])
+  }
+
+  async loadClientOwners (conv: string): Promise<Map<number, string>> {
+    const owners = new Map<number, string>()
+    const prefix = keys.clientPrefix(conv)
+    for await (const [key, value] of this.json.iterator(keys.prefixRange(prefix))) {
+      if (typeof value === 'string') owners.set(Number(key.slice(prefix.length)), value)
+    }
+    return owners
+  }
+
+  async bindClients (conv: string, userId: string, clientIds: readonly number[]): Promise<void> {
+    if (clientIds.length === 0) return
+    await this.json.batch(clientIds.map(id => ({ type: 'put' as const, key: keys.clientKey(conv, id), value: userId })))
+  }
+
+  async conversationExists (conv: string): Promise<boolean> {
+    return (await this.json.get(keys.convKey(conv))) !== undefined
+  }
+
+  async createConversation (conv: string, createdAt: number): Promise<void> {
+    await this.json.put(keys.convKey(conv), { createdAt })
+  }
+
+  async deleteConversation (conv: string, members: readonly string[]): Promise<void> {
+    await this.json.batch([
+      { type: 'del', key: keys.convKey(conv) },
+      ...members.map(user => ({ type: 'del' as const, key: keys.memberKey(user, conv) }))
+    ])
+    await this.json.clear(keys.prefixRange(keys.clientPrefix(conv)))
+    await this.bin.clear(keys.prefixRange(keys.docPrefix(conv)))
+  }
+
+  async getUser (user: string): Promise<UserRecord | undefined> {
+    return (await this.json.get(keys.userKey(user))) as UserRecord | undefined
+  }
+
+  async putUser (record: UserRecord): Promise<void> {
+    await this.json.put(keys.userKey(record.id), record)
+  }
+
+  async setMember (user: string, conv: string, joinedAt: number | null): Promise<void> {
+    if (joinedAt === null) await this.json.del(keys.memberKey(user, conv))
+    else await this.json.put(keys.memberKey(user, conv), { joinedAt })
+  }
+
+  async listMemberships (user: string): Promise<Array<{ conv: string, joinedAt: number }>> {
+    const out: Array<{ conv: string, joinedAt: number }> = []
+    const prefix = keys.memberPrefix(user)
+    for await (const [key, value] of this.json.iterator(keys.prefixRange(prefix))) {
+      const joinedAt = (value as { joinedAt?: unknown }).joinedAt
+      out.push({ conv: key.slice(prefix.length), joinedAt: typeof joinedAt === 'number' ? joinedAt : 0 })
+    }
+    return out
+  }
+
+  async getSettings (): Promise<Record<string, unknown> | undefined> {
+    return (await this.json.get(keys.settingsKey())) as Record<string, unknown> | undefined
+  }
+
+  async putSettings (settings: Record<string, unknown>): Promise<void> {
+    await this.json.put(keys.settingsKey(), settings)
+  }
+
+  async close (): Promise<void> {
+    await this.db.close()
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The storage port: what the server needs from a store, and nothing about how it is kept.
+ * `level-store.ts` implements it on LevelDB; the conformance suite in
+ * `test/server/storage/store-conformance.ts` runs against every implementation.
+ */
+
+/** A conversation's document as stored: load = snapshot, then the log in order. */
+export interface StoredDoc {
+  snapshot: Uint8Array | null
+  /** Sequence number the snapshot covers (0 when there is none). */
+  snapshotSeq: number
+  /** Updates after the snapshot, oldest first. */
+  updates: Uint8Array[]
+  /** Sequence number of the last stored update (or of the snapshot). */
+  lastSeq: number
+}
+
+export interface UserRecord {
+  id: string
+  name: string
+  email?: string[]
+  phone?: string[]
+  photoUrl?: string | null
+  custom?: Record<string, string>
+  createdAt: number
+}
+
+export interface DocStore {
+  /** Reads a conversation's document. An unknown conversation reads as empty. */
+  loadDoc (conv: string): Promise<StoredDoc>
+  /**
+   * Appends updates with consecutive sequence numbers starting at `firstSeq`, atomically.
+   * Resolves only once they are written; rejects (and writes nothing) on failure.
+   */
+  appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<void>
+  /** Replaces the snapshot and every log entry up to `seq` with `snapshot`, atomically. */
+  compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void>
+
+  /** The owners of the conversation's Yjs client ids. */
+  loadClientOwners (conv: string): Promise<Map<number, string>>
+  /** Binds client ids to a user, durably. */
+  bindClients (conv: string, userId: string, clientIds: readonly number[]): Promise<void>
+
+  conversationExists (conv: string): Promise<boolean>
+  createConversation (conv: string, createdAt: number): Promise<void>
+  /** Deletes the conversation, its document, its client bindings and the given members' index entries. */
+  deleteConversation (conv: string, members: readonly string[]): Promise<void>
+
+  getUser (user: string): Promise<UserRecord | undefined>
+  putUser (record: UserRecord): Promise<void>
+
+  /** Records (or removes) that `user` is a participant of `conv`, for the user's conversation list. */
+  setMember (user: string, conv: string, joinedAt: number | null): Promise<void>
+  /** The conversations `user` is a participant of. */
+  listMemberships (user: string): Promise<Array<{ conv: string, joinedAt: number }>>
+
+  getSettings (): Promise<Record<string, unknown> | undefined>
+  putSettings (settings: Record<string, unknown>): Promise<void>
+
+  /** Flushes and closes the store. */
+  close (): Promise<void>
+}
