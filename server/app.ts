@@ -1,0 +1,169 @@
+/**
+ * Builds a Parley server from its configuration and an open store: the HTTP API (fastify), the
+ * sync endpoint (ws, on the same port), the rooms and the metrics. `listen` and `close` are
+ * separate from building, so tests run many servers in one process on port 0.
+ */
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { ChatError, isChatError } from '../shared/errors.ts'
+import { createAuthenticator, type Authenticator } from './auth.ts'
+import { createMetrics, type Metrics } from './metrics.ts'
+import type { Timers } from './presence/presence-hub.ts'
+import { RoomManager } from './rooms/room-manager.ts'
+import { SettingsState } from './settings-state.ts'
+import type { DocStore } from './storage/port.ts'
+import { createSyncEndpoint, type SyncEndpoint } from './sync/endpoint.ts'
+import { registerConversationRoutes } from './rest/conversations.ts'
+import { registerMessageRoutes } from './rest/messages.ts'
+import { registerUserRoutes } from './rest/users.ts'
+import type { RestDeps } from './rest/deps.ts'
+import { PLACEHOLDER_PAGE } from './page.ts'
+
+export interface ServerConfig {
+  host: string
+  port: number
+  secret: string
+  /** Unload a conversation this long after its last peer left. */
+  idleUnloadMs: number
+  /** Ping interval of the sync endpoint's heartbeat. */
+  heartbeatMs: number
+  compactAfterUpdates: number
+  compactAfterBytes: number
+  /** REST request body limit in bytes. */
+  bodyLimit: number
+}
+
+export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
+  host: '127.0.0.1',
+  port: 1234,
+  idleUnloadMs: 30_000,
+  heartbeatMs: 10_000,
+  compactAfterUpdates: 500,
+  compactAfterBytes: 4 * 1024 * 1024,
+  bodyLimit: 256 * 1024
+}
+
+export interface ServerDeps {
+  store: DocStore
+  logger: Logger
+  timers?: Timers
+  now?: () => number
+  /** Collect process metrics (off in tests that run many servers). */
+  processMetrics?: boolean
+}
+
+export interface ParleyServer {
+  readonly http: FastifyInstance
+  readonly auth: Authenticator
+  readonly metrics: Metrics
+  readonly rooms: RoomManager
+  readonly settings: SettingsState
+  /** Starts listening; resolves with the bound address. */
+  listen (): Promise<{ host: string, port: number, url: string }>
+  /** Stops accepting, closes sockets with 1001, flushes every room. Does not close the store. */
+  close (): Promise<void>
+}
+
+const nodeTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: h => clearTimeout(h as NodeJS.Timeout),
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: h => clearInterval(h as NodeJS.Timeout)
+}
+
+/** Maps any error thrown in a route to a ChatError. */
+const toChatError = (err: FastifyError): ChatError => {
+  if (isChatError(err)) return err
+  if (err.validation !== undefined) return new ChatError('INVALID_REQUEST', err.message)
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return new ChatError('BODY_TOO_LARGE')
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return new ChatError('UNSUPPORTED_MEDIA_TYPE')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY': return new ChatError('INVALID_REQUEST', err.message)
+  }
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return new ChatError('INVALID_REQUEST', err.message)
+  }
+  return new ChatError('INTERNAL')
+}
+
+export const createServer = async (config: ServerConfig, deps: ServerDeps): Promise<ParleyServer> => {
+  const timers = deps.timers ?? nodeTimers
+  const now = deps.now ?? Date.now
+  const { store, logger } = deps
+  const metrics = createMetrics(deps.processMetrics ?? false)
+  const auth = createAuthenticator(config.secret, now)
+  const rooms: RoomManager = new RoomManager({
+    store,
+    logger,
+    metrics,
+    timers,
+    now,
+    settings: () => settings.current,
+    idleUnloadMs: config.idleUnloadMs,
+    compactAfterUpdates: config.compactAfterUpdates,
+    compactAfterBytes: config.compactAfterBytes
+  })
+  const settings: SettingsState = await SettingsState.load(store, () => {
+    for (const room of rooms.loaded()) room.reevaluate()
+  })
+  const sync: SyncEndpoint = createSyncEndpoint({
+    auth, rooms, store, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
+  })
+
+  const http = Fastify({
+    bodyLimit: config.bodyLimit,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } }
+  })
+  // JSON in and out: any other body type is refused with 415.
+  http.removeContentTypeParser('text/plain')
+  http.setErrorHandler((err: FastifyError, req, reply) => {
+    const e = toChatError(err)
+    if (e.code === 'INTERNAL') logger.error({ err, method: req.method, url: req.url }, 'request failed')
+    else logger.info({ method: req.method, url: req.url.split('?')[0], status: e.status, code: e.code }, 'request refused')
+    void reply.status(e.status).send({ error: e.toJSON() })
+  })
+  http.setNotFoundHandler((req, reply) => {
+    const e = new ChatError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)
+    void reply.status(e.status).send({ error: e.toJSON() })
+  })
+  http.get('/healthz', async () => ({ ok: true }))
+  http.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', metrics.registry.contentType)
+    return await metrics.registry.metrics()
+  })
+  http.get('/', async (_req, reply) => await reply.type('text/html; charset=utf-8').send(PLACEHOLDER_PAGE))
+  const restDeps: RestDeps = { auth, rooms, store, settings, now, newId: () => randomUUID() }
+  registerUserRoutes(http, restDeps)
+  registerConversationRoutes(http, restDeps)
+  registerMessageRoutes(http, restDeps)
+
+  http.server.on('upgrade', (req, socket, head) => {
+    sync.handleUpgrade(req, socket, head)
+  })
+
+  let closing: Promise<void> | null = null
+  return {
+    http,
+    auth,
+    metrics,
+    rooms,
+    settings,
+    async listen () {
+      await http.listen({ host: config.host, port: config.port })
+      const addr = http.server.address() as AddressInfo
+      const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+      return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` }
+    },
+    async close () {
+      closing ??= (async () => {
+        sync.stop()
+        sync.closeAll(1001)
+        await Promise.all([http.close(), rooms.unloadAll()])
+      })()
+      await closing
+    }
+  }
+}

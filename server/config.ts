@@ -1,0 +1,57 @@
+/**
+ * Process flags and environment (contract §1). Pure: takes argv and env, returns the options
+ * or throws a ConfigError whose message is the one line the process prints before exiting.
+ */
+import { parseArgs } from 'node:util'
+
+export interface ProcessOptions {
+  host: string
+  port: number
+  data: string
+  secret: string | undefined
+  help: boolean
+}
+
+export class ConfigError extends Error {}
+
+export const HELP = `Usage: parley [options]
+
+Options (each also read from the environment variable in brackets):
+  --host HOST      interface to listen on [PARLEY_HOST] (default 127.0.0.1)
+  --port PORT      port to listen on; 0 picks a free one [PARLEY_PORT] (default 1234)
+  --data DIR       LevelDB folder [PARLEY_DATA] (default ./data)
+  --secret SECRET  app secret that signs tokens [PARLEY_SECRET]
+                   (default: generated on first start, kept in DIR/secret, owner-only)
+  --help           print this help and exit
+`
+
+export const parseProcessOptions = (argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ProcessOptions => {
+  let values
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        data: { type: 'string' },
+        secret: { type: 'string' },
+        help: { type: 'boolean' }
+      },
+      strict: true,
+      allowPositionals: false
+    }))
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message.split('\n')[0]} (see --help)`)
+  }
+  const host = values.host ?? env.PARLEY_HOST ?? '127.0.0.1'
+  if (host === '') throw new ConfigError('--host must not be empty')
+  const portText = values.port ?? env.PARLEY_PORT ?? '1234'
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) {
+    throw new ConfigError(`--port must be an integer from 0 to 65535, got ${JSON.stringify(portText)}`)
+  }
+  const data = values.data ?? env.PARLEY_DATA ?? './data'
+  if (data === '') throw new ConfigError('--data must not be empty')
+  const secret = values.secret ?? env.PARLEY_SECRET
+  if (secret !== undefined && secret.length < 16) throw new ConfigError('--secret must be at least 16 characters')
+  return { host, port: Number(portText), data, secret, help: values.help ?? false }
+}

@@ -1,0 +1,70 @@
+/**
+ * The `parley` process: reads flags and environment (the only module that does), opens the
+ * store, starts the server and handles SIGTERM/SIGINT (close sockets with 1001, flush, exit 0).
+ */
+import { mkdir } from 'node:fs/promises'
+import { pino } from 'pino'
+import { ConfigError, HELP, parseProcessOptions } from './config.ts'
+import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts'
+import { loadOrCreateSecret } from './secret.ts'
+import { LevelStore } from './storage/level-store.ts'
+
+const fail = (message: string): never => {
+  process.stderr.write(`parley: ${message}\n`)
+  process.exit(1)
+}
+
+const main = async (): Promise<void> => {
+  let options
+  try {
+    options = parseProcessOptions(process.argv.slice(2), process.env)
+  } catch (e) {
+    if (e instanceof ConfigError) return fail(e.message)
+    throw e
+  }
+  if (options.help) {
+    process.stdout.write(HELP)
+    return
+  }
+  const logger = pino({ base: undefined, level: process.env.PARLEY_LOG_LEVEL ?? 'info' })
+  let store: LevelStore
+  let secret: string
+  try {
+    await mkdir(options.data, { recursive: true })
+    store = await LevelStore.open(options.data)
+    secret = options.secret ?? await loadOrCreateSecret(options.data)
+  } catch (e) {
+    return fail(`cannot use data folder ${options.data}: ${(e as Error).message.split('\n')[0]}`)
+  }
+  let server: ParleyServer
+  let url: string
+  try {
+    server = await createServer({ ...DEFAULT_SERVER_CONFIG, host: options.host, port: options.port, secret }, { store, logger, processMetrics: true })
+    ;({ url } = await server.listen())
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    await store.close().catch(() => {})
+    if (err.code === 'EADDRINUSE') return fail(`port ${options.port} on ${options.host} is already in use`)
+    if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') return fail(`cannot listen on host ${options.host}`)
+    if (err.code === 'EACCES') return fail(`not allowed to listen on ${options.host}:${options.port}`)
+    return fail(`cannot start: ${err.message.split('\n')[0]}`)
+  }
+  logger.info({ data: options.data }, `listening on ${url}`)
+
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'shutting down')
+    const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); process.exit(1) }, 4500)
+    force.unref()
+    void server.close()
+      .then(async () => { await store.close() })
+      .then(() => { logger.info('stopped'); process.exit(0) })
+      .catch(err => { logger.error({ err }, 'shutdown failed'); process.exit(1) })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}
+
+await main()

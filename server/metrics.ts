@@ -1,0 +1,34 @@
+/**
+ * Prometheus metrics (served at `GET /metrics`). One registry per server instance, so tests can
+ * run several servers in one process.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export interface Metrics {
+  readonly registry: Registry
+  readonly connections: Gauge<'role'>
+  readonly loadedConversations: Gauge
+  readonly updatesApplied: Counter
+  readonly updatesRefused: Counter<'code'>
+  readonly storageWriteSeconds: Histogram
+  readonly framesSent: Counter
+}
+
+export const createMetrics = (withDefaults: boolean): Metrics => {
+  const registry = new Registry()
+  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'parley_process_' })
+  return {
+    registry,
+    connections: new Gauge({ name: 'parley_connections', help: 'Open sync connections by role', labelNames: ['role'], registers: [registry] }),
+    loadedConversations: new Gauge({ name: 'parley_loaded_conversations', help: 'Conversations loaded in memory', registers: [registry] }),
+    updatesApplied: new Counter({ name: 'parley_updates_applied_total', help: 'Peer updates applied', registers: [registry] }),
+    updatesRefused: new Counter({ name: 'parley_updates_refused_total', help: 'Peer updates refused, by error code', labelNames: ['code'], registers: [registry] }),
+    storageWriteSeconds: new Histogram({
+      name: 'parley_storage_write_seconds',
+      help: 'Latency of durable update writes',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry]
+    }),
+    framesSent: new Counter({ name: 'parley_frames_sent_total', help: 'Sync and awareness frames sent to peers', registers: [registry] })
+  }
+}

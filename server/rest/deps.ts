@@ -1,0 +1,25 @@
+/** What the REST routes are built from. */
+import type { FastifyRequest } from 'fastify'
+import type { Authenticator, Principal } from '../auth.ts'
+import type { RoomManager } from '../rooms/room-manager.ts'
+import type { SettingsState } from '../settings-state.ts'
+import type { DocStore } from '../storage/port.ts'
+
+export interface RestDeps {
+  auth: Authenticator
+  rooms: RoomManager
+  store: DocStore
+  settings: SettingsState
+  now: () => number
+  newId: () => string
+}
+
+/** The principal of a request, from its Authorization header. */
+export const principalOf = async (deps: RestDeps, req: FastifyRequest): Promise<Principal> =>
+  await deps.auth.fromAuthorizationHeader(req.headers.authorization)
+
+/** A route parameter, as a string (fastify types params as unknown). */
+export const param = (req: FastifyRequest, name: string): string => {
+  const v = (req.params as Record<string, unknown>)[name]
+  return typeof v === 'string' ? v : ''
+}

@@ -1,0 +1,109 @@
+/**
+ * REST: a conversation's messages (contract §6). Reads page through the live document; writes
+ * (admins only) go through it too, so peers see them at once, durable before the answer.
+ */
+import type { FastifyInstance } from 'fastify'
+import { ChatError } from '../../shared/errors.ts'
+import { toConversationId, toMessageId } from '../../shared/ids.ts'
+import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
+import type { Message, MessageType } from '../../shared/schema.ts'
+import { requireAdmin, requireReader } from './permissions.ts'
+import { patchMessageBody, postMessagesBody } from './schemas.ts'
+import { param, principalOf, type RestDeps } from './deps.ts'
+import { withConversation } from './conversations.ts'
+
+interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string }
+
+const DEFAULT_LIMIT = 30
+const MAX_LIMIT = 100
+
+/** Reads `limit` from the query: default 30; above 100 counts as 100; otherwise a positive integer. */
+const readLimit = (raw: unknown): number => {
+  if (raw === undefined || raw === '') return DEFAULT_LIMIT
+  const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN
+  if (!Number.isSafeInteger(n) || n < 1) throw new ChatError('INVALID_REQUEST', 'limit must be a positive integer')
+  return Math.min(n, MAX_LIMIT)
+}
+
+export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): void => {
+  app.get('/v1/conversations/:id/messages', async req => {
+    const principal = await principalOf(deps, req)
+    const id = toConversationId(param(req, 'id'))
+    const query = req.query as Record<string, unknown>
+    const limit = readLimit(query.limit)
+    const before = query.before === undefined ? undefined : toMessageId(query.before)
+    return await withConversation(deps, id, room => {
+      requireReader(principal, room.doc)
+      const arr = messagesOf(room.doc)
+      let end = arr.length
+      if (before !== undefined) {
+        end = findMessageIndex(room.doc, before)
+        if (end < 0) throw new ChatError('MESSAGE_NOT_FOUND', `No message ${before} in this conversation`)
+      }
+      const start = Math.max(0, end - limit)
+      return { data: arr.slice(start, end), hasMore: start > 0 }
+    })
+  })
+
+  app.post('/v1/conversations/:id/messages', { schema: { body: postMessagesBody } }, async (req, reply) => {
+    const principal = await principalOf(deps, req)
+    requireAdmin(principal)
+    const id = toConversationId(param(req, 'id'))
+    const items = req.body as NewMessage[]
+    const { maxTextLength } = deps.settings.current
+    const created = await withConversation(deps, id, async room => {
+      const now = deps.now()
+      const messages: Message[] = items.map(item => {
+        if (item.text.length > maxTextLength) throw new ChatError('TEXT_TOO_LONG', `A text holds at most ${maxTextLength} characters`)
+        if (item.type === 'SystemMessage' && item.sender !== undefined) throw new ChatError('INVALID_REQUEST', 'A SystemMessage has no sender')
+        if (item.type === 'UserMessage') {
+          if (item.sender === undefined) throw new ChatError('INVALID_REQUEST', 'A UserMessage needs a sender')
+          if (getParticipant(room.doc, item.sender) === undefined) throw new ChatError('NOT_PARTICIPANT', `${item.sender} is not a participant`)
+        }
+        const m: Message = { id: deps.newId(), senderId: item.sender ?? null, text: item.text, createdAt: now, type: item.type }
+        if (item.custom !== undefined) m.custom = item.custom
+        if (item.referencedMessageId !== undefined) m.referencedMessageId = item.referencedMessageId
+        return m
+      })
+      await room.transact(doc => { messagesOf(doc).push(messages) })
+      return messages
+    })
+    return await reply.status(201).send(created)
+  })
+
+  app.patch('/v1/conversations/:id/messages/:messageId', { schema: { body: patchMessageBody } }, async req => {
+    const principal = await principalOf(deps, req)
+    requireAdmin(principal)
+    const id = toConversationId(param(req, 'id'))
+    const messageId = toMessageId(param(req, 'messageId'))
+    const body = (req.body ?? {}) as { text?: string, custom?: Record<string, string> }
+    if (body.text !== undefined && body.text.length > deps.settings.current.maxTextLength) throw new ChatError('TEXT_TOO_LONG')
+    return await withConversation(deps, id, async room => {
+      const i = findMessageIndex(room.doc, messageId)
+      if (i < 0) throw new ChatError('MESSAGE_NOT_FOUND')
+      const old = messagesOf(room.doc).get(i)
+      const next: Message = { ...old, editedAt: deps.now() }
+      if (body.text !== undefined) next.text = body.text
+      if (body.custom !== undefined) next.custom = body.custom
+      await room.transact(doc => {
+        const arr = messagesOf(doc)
+        arr.delete(i, 1)
+        arr.insert(i, [next])
+      })
+      return next
+    })
+  })
+
+  app.delete('/v1/conversations/:id/messages/:messageId', async (req, reply) => {
+    const principal = await principalOf(deps, req)
+    requireAdmin(principal)
+    const id = toConversationId(param(req, 'id'))
+    const messageId = toMessageId(param(req, 'messageId'))
+    await withConversation(deps, id, async room => {
+      const i = findMessageIndex(room.doc, messageId)
+      if (i < 0) throw new ChatError('MESSAGE_NOT_FOUND')
+      await room.transact(doc => { messagesOf(doc).delete(i, 1) })
+    })
+    return await reply.status(204).send()
+  })
+}

@@ -1,0 +1,44 @@
+/**
+ * Who may do what over REST (contract §6). Admins may do everything. A user token reads what
+ * that user may read; with `browserSync` on it may also create and update users and
+ * conversations and add or remove participants. Parley adds one guard the contract leaves open:
+ * a user changes an existing conversation only as one of its `ReadWrite` participants.
+ */
+import type * as Y from 'yjs'
+import { ChatError } from '../../shared/errors.ts'
+import { getParticipant } from '../../shared/doc.ts'
+import type { Settings } from '../../shared/settings.ts'
+import type { Principal } from '../auth.ts'
+
+export const requireAdmin = (p: Principal): void => {
+  if (p.kind !== 'admin') throw new ChatError('ADMIN_REQUIRED')
+}
+
+/** Admin, or the user itself. */
+export const requireSelfOrAdmin = (p: Principal, userId: string): void => {
+  if (p.kind === 'admin') return
+  if (p.userId !== userId) throw new ChatError('FORBIDDEN', 'A user token may only read its own user')
+}
+
+/** Admin, or a user while browserSync is on. */
+export const requireBrowserSync = (p: Principal, settings: Settings): void => {
+  if (p.kind === 'admin') return
+  if (!settings.browserSync) throw new ChatError('BROWSER_SYNC_OFF')
+}
+
+/** Admin, or a participant whose access is not None. */
+export const requireReader = (p: Principal, doc: Y.Doc): void => {
+  if (p.kind === 'admin') return
+  const me = getParticipant(doc, p.userId)
+  if (me === undefined) throw new ChatError('NOT_PARTICIPANT')
+  if (me.access === 'None') throw new ChatError('ACCESS_NONE')
+}
+
+/** Admin, or (with browserSync on) a ReadWrite participant. */
+export const requireEditor = (p: Principal, doc: Y.Doc, settings: Settings): void => {
+  requireBrowserSync(p, settings)
+  if (p.kind === 'admin') return
+  const me = getParticipant(doc, p.userId)
+  if (me === undefined) throw new ChatError('NOT_PARTICIPANT')
+  if (me.access !== 'ReadWrite') throw new ChatError('READ_ONLY', 'Only ReadWrite participants may change the conversation')
+}

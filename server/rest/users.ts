@@ -1,0 +1,95 @@
+/** REST: users, a user's conversation list, and the settings (contract §6). */
+import type { FastifyInstance } from 'fastify'
+import { ChatError } from '../../shared/errors.ts'
+import { toUserId } from '../../shared/ids.ts'
+import { getParticipant, messagesOf, metaOf, readsOf } from '../../shared/doc.ts'
+import type { Message } from '../../shared/schema.ts'
+import type { UserRecord } from '../storage/port.ts'
+import { requireAdmin, requireBrowserSync, requireSelfOrAdmin } from './permissions.ts'
+import { userBody } from './schemas.ts'
+import { param, principalOf, type RestDeps } from './deps.ts'
+
+interface UserPatch {
+  name?: string
+  email?: string | string[]
+  phone?: string | string[]
+  photoUrl?: string | null
+  custom?: Record<string, string>
+}
+
+const asList = (v: string | string[] | undefined): string[] | undefined => v === undefined ? undefined : Array.isArray(v) ? v : [v]
+
+export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void => {
+  app.put('/v1/users/:userId', { schema: { body: userBody } }, async (req, reply) => {
+    const principal = await principalOf(deps, req)
+    requireBrowserSync(principal, deps.settings.current)
+    const userId = toUserId(param(req, 'userId'))
+    const body = (req.body ?? {}) as UserPatch
+    const old = await deps.store.getUser(userId)
+    if (old === undefined && body.name === undefined) throw new ChatError('INVALID_REQUEST', 'A new user needs a name')
+    const next: UserRecord = { ...(old ?? { id: userId, name: '', createdAt: deps.now() }) }
+    if (body.name !== undefined) next.name = body.name
+    const email = asList(body.email)
+    if (email !== undefined) next.email = email
+    const phone = asList(body.phone)
+    if (phone !== undefined) next.phone = phone
+    if (body.photoUrl !== undefined) next.photoUrl = body.photoUrl
+    if (body.custom !== undefined) next.custom = body.custom
+    await deps.store.putUser(next)
+    return await reply.status(old === undefined ? 201 : 200).send(next)
+  })
+
+  app.get('/v1/users/:userId', async req => {
+    const principal = await principalOf(deps, req)
+    const userId = toUserId(param(req, 'userId'))
+    requireSelfOrAdmin(principal, userId)
+    const user = await deps.store.getUser(userId)
+    if (user === undefined) throw new ChatError('USER_NOT_FOUND')
+    return user
+  })
+
+  app.get('/v1/users/:userId/conversations', async req => {
+    const principal = await principalOf(deps, req)
+    const userId = toUserId(param(req, 'userId'))
+    requireSelfOrAdmin(principal, userId)
+    const memberships = await deps.store.listMemberships(userId)
+    const data = []
+    for (const { conv } of memberships) {
+      if (!(await deps.store.conversationExists(conv))) continue
+      const item = await deps.rooms.withRoom(conv, room => {
+        const me = getParticipant(room.doc, userId)
+        if (me === undefined) return null
+        const messages = messagesOf(room.doc)
+        const last: Message | undefined = messages.length > 0 ? messages.get(messages.length - 1) : undefined
+        const readUpTo = readsOf(room.doc).get(userId) ?? 0
+        let unreadCount = 0
+        for (let i = messages.length - 1; i >= 0; i--) {
+          const m = messages.get(i)
+          if (m.createdAt <= readUpTo) break
+          if (m.senderId !== userId) unreadCount++
+        }
+        const createdAt = metaOf(room.doc).get('createdAt')
+        return {
+          id: conv,
+          subject: metaOf(room.doc).get('subject') ?? null,
+          lastMessage: last ?? null,
+          unreadCount,
+          lastActivityAt: last?.createdAt ?? (typeof createdAt === 'number' ? createdAt : 0)
+        }
+      })
+      if (item !== null) data.push(item)
+    }
+    data.sort((a, b) => b.lastActivityAt - a.lastActivityAt)
+    return { data }
+  })
+
+  app.get('/v1/settings', async req => {
+    requireAdmin(await principalOf(deps, req))
+    return deps.settings.current
+  })
+
+  app.patch('/v1/settings', async req => {
+    requireAdmin(await principalOf(deps, req))
+    return await deps.settings.patch(req.body)
+  })
+}

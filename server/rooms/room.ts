@@ -1,0 +1,277 @@
+/**
+ * One loaded conversation: its Y.Doc, the connections attached to it, its presence hub and its
+ * durable write path.
+ *
+ * Write path (peer and server writes alike): the document emits an update; the update joins the
+ * room's queue; a single flush loop per room merges what is queued (group commit), appends it
+ * to the store as one log entry, and only when the write resolved sends it to the peers (never
+ * back to the connection it came from). So no peer ever sees a change that is not on disk.
+ * A failed write closes the room: its connections are closed with 1011 and the in-memory
+ * document is dropped; the store is the truth and the next join reloads it.
+ */
+import * as Y from 'yjs'
+import type { Logger } from 'pino'
+import { ChatError } from '../../shared/errors.ts'
+import { encodeSyncUpdate } from '../../shared/protocol.ts'
+import { ensureRoots, getGuestAccess, getParticipant, metaOf, participantsOf } from '../../shared/doc.ts'
+import type { Role } from '../../shared/schema.ts'
+import type { Settings } from '../../shared/settings.ts'
+import { UpdateJudge } from '../../shared/update-judge.ts'
+import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
+import type { DocStore } from '../storage/port.ts'
+import type { Metrics } from '../metrics.ts'
+
+/** The owner recorded for the server's own Yjs client ids; never a valid user id. */
+export const SERVER_OWNER = '#server'
+
+/** What a room needs from a live connection. */
+export interface RoomConnection {
+  readonly connId: number
+  readonly userId: string
+  readonly role: Role
+  canWrite: boolean
+  /** Sends a frame; a no-op once the connection is closing. */
+  send (frame: Uint8Array): void
+  /** Ends the connection with the error's close code after an auth message naming it. */
+  close (error: ChatError): void
+}
+
+export interface RoomDeps {
+  store: DocStore
+  logger: Logger
+  metrics: Metrics
+  timers: Timers
+  now: () => number
+  settings: () => Settings
+  /** Compact the log into a snapshot once it holds this many entries... */
+  compactAfterUpdates: number
+  /** ...or this many bytes. */
+  compactAfterBytes: number
+  /** Called once when the room can no longer be used (write failure, deletion). */
+  onClosed: (room: Room) => void
+}
+
+interface Queued { update: Uint8Array, origin: unknown }
+
+export class Room {
+  readonly id: string
+  readonly doc: Y.Doc
+  readonly presence: PresenceHub
+  private readonly deps: RoomDeps
+  private readonly judge: UpdateJudge
+  private readonly clientOwners: Map<number, string>
+  private readonly conns = new Set<RoomConnection>()
+  private queue: Queued[] = []
+  private pendingBindings: Array<{ userId: string, clientIds: number[] }> = []
+  private flushing: Promise<void> | null = null
+  private lastSeq: number
+  private logCount: number
+  private logBytes = 0
+  private serverIdBound: boolean
+  private closedWith: ChatError | null = null
+
+  private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
+    this.id = id
+    this.doc = doc
+    this.deps = deps
+    this.clientOwners = owners
+    this.lastSeq = lastSeq
+    this.logCount = logCount
+    this.serverIdBound = owners.get(doc.clientID) === SERVER_OWNER
+    const settings = deps.settings()
+    this.judge = new UpdateJudge(doc, {
+      maxTextLength: settings.maxTextLength,
+      clientOwner: clientId => this.clientOwners.get(clientId),
+      reservedClientIds: new Set([doc.clientID])
+    })
+    this.presence = new PresenceHub({ serverClientId: doc.clientID, timers: deps.timers, now: deps.now })
+    doc.on('update', (update: Uint8Array, origin: unknown) => {
+      this.queue.push({ update, origin })
+      this.scheduleFlush()
+    })
+    participantsOf(doc).observe(() => this.reevaluate())
+    metaOf(doc).observe(() => this.reevaluate())
+  }
+
+  /** Loads a conversation from the store: snapshot, then the log. */
+  static async load (id: string, deps: RoomDeps): Promise<Room> {
+    const [stored, owners] = await Promise.all([deps.store.loadDoc(id), deps.store.loadClientOwners(id)])
+    const doc = new Y.Doc({ gc: true })
+    while (owners.has(doc.clientID)) doc.clientID = Math.floor(Math.random() * 0xffffffff) >>> 0
+    Y.transact(doc, () => {
+      if (stored.snapshot !== null) Y.applyUpdate(doc, stored.snapshot)
+      for (const u of stored.updates) Y.applyUpdate(doc, u)
+    })
+    ensureRoots(doc)
+    return new Room(id, doc, owners, stored.lastSeq, stored.updates.length, deps)
+  }
+
+  get closed (): boolean { return this.closedWith !== null }
+  get connectionCount (): number { return this.conns.size }
+  connections (): IterableIterator<RoomConnection> { return this.conns.values() }
+
+  attach (conn: RoomConnection): void {
+    if (this.closedWith !== null) throw this.closedWith
+    this.conns.add(conn)
+  }
+
+  detach (conn: RoomConnection): void {
+    if (this.conns.delete(conn)) this.presence.leave(conn)
+  }
+
+  /**
+   * Judges a peer's update and applies it when allowed. Throws the refusal; the caller closes
+   * the connection. Nothing of a refused update is applied, stored or forwarded.
+   */
+  receiveUpdate (conn: RoomConnection, update: Uint8Array): void {
+    if (this.closedWith !== null) throw this.closedWith
+    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
+    if (!verdict.ok) {
+      this.deps.metrics.updatesRefused.inc({ code: verdict.error.code })
+      throw verdict.error
+    }
+    if (!verdict.changes) return
+    if (verdict.newClientIds.length > 0) {
+      for (const id of verdict.newClientIds) this.clientOwners.set(id, conn.userId)
+      this.pendingBindings.push({ userId: conn.userId, clientIds: verdict.newClientIds })
+    }
+    try {
+      Y.applyUpdate(this.doc, update, conn)
+    } catch (e) {
+      this.fail(e, 'applying a judged update threw')
+      throw new ChatError('MALFORMED_MESSAGE')
+    }
+    if (this.doc.store.pendingStructs !== null || this.doc.store.pendingDs !== null) {
+      this.fail(new Error('pending structs after apply'), 'a judged update left structs pending')
+      throw new ChatError('MISSING_DEPENDENCIES')
+    }
+    this.deps.metrics.updatesApplied.inc()
+  }
+
+  /** Runs a server-side change (REST, participants, meta) and resolves once it is durable. */
+  async transact (fn: (doc: Y.Doc) => void): Promise<void> {
+    if (this.closedWith !== null) throw this.closedWith
+    Y.transact(this.doc, () => fn(this.doc), SERVER_OWNER)
+    await this.whenDurable()
+  }
+
+  /** Resolves once everything the document has emitted so far is on disk. */
+  async whenDurable (): Promise<void> {
+    while (this.flushing !== null) await this.flushing
+    if (this.closedWith !== null) throw this.closedWith
+  }
+
+  /**
+   * Applies the current participants, meta and settings to the live connections: closes those
+   * that lost their right to be here and updates the write right of the others.
+   */
+  reevaluate (): void {
+    const settings = this.deps.settings()
+    const guestAccess = getGuestAccess(this.doc)
+    for (const conn of [...this.conns]) {
+      if (conn.role === 'participant') {
+        const p = getParticipant(this.doc, conn.userId)
+        if (p === undefined) conn.close(new ChatError('PARTICIPANT_REMOVED'))
+        else if (p.access === 'None') conn.close(new ChatError('ACCESS_NONE'))
+        else conn.canWrite = p.access === 'ReadWrite'
+      } else if (!settings.browserSync || guestAccess === 'none') {
+        conn.close(new ChatError('GUEST_ACCESS_OFF'))
+      } else {
+        conn.canWrite = guestAccess === 'write'
+      }
+    }
+  }
+
+  /** Closes every connection with `error` and makes the room unusable. Idempotent. */
+  close (error: ChatError): void {
+    if (this.closedWith !== null) return
+    this.closedWith = error
+    for (const conn of [...this.conns]) conn.close(error)
+    this.conns.clear()
+    this.presence.destroy()
+    this.judge.destroy()
+    this.deps.onClosed(this)
+  }
+
+  /** Flushes, compacts what the log holds, and frees the document. For unloading and shutdown. */
+  async unload (): Promise<void> {
+    await this.whenDurable().catch(() => {})
+    if (this.closedWith === null && this.logCount > 0) await this.compact()
+    this.close(new ChatError('SHUTTING_DOWN'))
+    this.doc.destroy()
+  }
+
+  private scheduleFlush (): void {
+    if (this.flushing !== null) return
+    this.flushing = this.flushLoop()
+      .catch(e => this.fail(e, 'storage write failed'))
+      .finally(() => { this.flushing = null })
+  }
+
+  private async flushLoop (): Promise<void> {
+    await Promise.resolve() // let the current transaction and its siblings queue up
+    while (this.queue.length > 0 && this.closedWith === null) {
+      const batch = this.queue
+      this.queue = []
+      if (!this.serverIdBound && batch.some(q => q.origin === SERVER_OWNER)) {
+        this.serverIdBound = true
+        this.clientOwners.set(this.doc.clientID, SERVER_OWNER)
+        this.pendingBindings.push({ userId: SERVER_OWNER, clientIds: [this.doc.clientID] })
+      }
+      const bindings = this.pendingBindings
+      this.pendingBindings = []
+      const merged = batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
+      const seq = this.lastSeq + 1
+      const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
+      await Promise.all([
+        this.deps.store.appendUpdates(this.id, seq, [merged]),
+        ...bindings.map(b => this.deps.store.bindClients(this.id, b.userId, b.clientIds))
+      ])
+      endTimer()
+      this.lastSeq = seq
+      this.logCount++
+      this.logBytes += merged.byteLength
+      this.broadcast(batch, merged)
+      if (this.queue.length === 0 &&
+        (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {
+        await this.compact()
+      }
+    }
+  }
+
+  /** Sends a durable batch to every peer, without echoing a peer's own updates back to it. */
+  private broadcast (batch: Queued[], merged: Uint8Array): void {
+    if (this.conns.size === 0) return
+    const all = encodeSyncUpdate(merged)
+    const origins = new Set(batch.map(q => q.origin))
+    let sent = 0
+    for (const conn of this.conns) {
+      if (!origins.has(conn)) {
+        conn.send(all)
+        sent++
+        continue
+      }
+      const others = batch.filter(q => q.origin !== conn)
+      if (others.length > 0) {
+        conn.send(encodeSyncUpdate(Y.mergeUpdates(others.map(q => q.update))))
+        sent++
+      }
+    }
+    this.deps.metrics.framesSent.inc(sent)
+  }
+
+  private async compact (): Promise<void> {
+    const seq = this.lastSeq
+    const snapshot = Y.encodeStateAsUpdate(this.doc)
+    await this.deps.store.compact(this.id, seq, snapshot)
+    if (this.lastSeq === seq) {
+      this.logCount = 0
+      this.logBytes = 0
+    }
+  }
+
+  private fail (e: unknown, what: string): void {
+    this.deps.logger.error({ err: e, conversation: this.id }, `room closed: ${what}`)
+    this.close(new ChatError('INTERNAL', 'The conversation hit a storage or consistency error; reconnect'))
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The sync endpoint (contract §3): a WebSocket upgrade on `/<conversationId>?token=…[&guest=1]`.
+ *
+ * Every socket is accepted first, because the stock client retries a refused HTTP upgrade
+ * forever: a refusal is an auth message (type 2, permission denied, JSON reason) followed by a
+ * 44xx close, which the stock client treats as final. Frames that arrive while the connection
+ * is being admitted are kept and processed, in order, once the room is loaded.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type WebSocket, type RawData } from 'ws'
+import type { Logger } from 'pino'
+import { decideAdmission } from '../../shared/access.ts'
+import { ChatError, isChatError } from '../../shared/errors.ts'
+import { toConversationId } from '../../shared/ids.ts'
+import { encodePermissionDenied } from '../../shared/protocol.ts'
+import { getGuestAccess, getParticipant } from '../../shared/doc.ts'
+import type { Settings } from '../../shared/settings.ts'
+import type { Authenticator } from '../auth.ts'
+import type { Metrics } from '../metrics.ts'
+import type { RoomManager } from '../rooms/room-manager.ts'
+import type { DocStore } from '../storage/port.ts'
+import type { Timers } from '../presence/presence-hub.ts'
+import { SyncConnection } from './connection.ts'
+import { MAX_FRAME_BYTES, mapOversizeFrames } from './frame-limit.ts'
+
+export interface SyncEndpointDeps {
+  auth: Authenticator
+  rooms: RoomManager
+  store: DocStore
+  logger: Logger
+  metrics: Metrics
+  timers: Timers
+  settings: () => Settings
+  /** Ping interval; a connection that missed one pong is closed at the next (so within 2×). */
+  heartbeatMs: number
+}
+
+export interface SyncEndpoint {
+  handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void
+  /** Closes every socket with `code` (1001 on shutdown). */
+  closeAll (code: number): void
+  /** Open sockets, admitted or not. */
+  socketCount (): number
+  stop (): void
+}
+
+const toBytes = (data: RawData): Uint8Array => {
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data))
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+}
+
+export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false })
+  const live = new Map<WebSocket, SyncConnection | null>()
+  let nextConnId = 1
+
+  const refuse = (ws: WebSocket, error: ChatError, context: Record<string, unknown>): void => {
+    deps.logger.info({ ...context, code: error.code, closeCode: error.closeCode }, 'connection refused')
+    if (ws.readyState !== ws.OPEN) return
+    ws.send(encodePermissionDenied(error.code, error.message))
+    ws.close(error.closeCode, error.code)
+  }
+
+  const admit = async (ws: WebSocket, req: IncomingMessage): Promise<void> => {
+    const pending: Array<[Uint8Array, boolean]> = []
+    let conn: SyncConnection | null = null
+    let oversize = false
+    mapOversizeFrames(ws, 4413, () => {
+      oversize = true
+      const e = new ChatError('FRAME_TOO_LARGE')
+      if (conn !== null) conn.markClosed()
+      if (ws.readyState === ws.OPEN) ws.send(encodePermissionDenied(e.code, e.message))
+    })
+    ws.on('message', (data, isBinary) => {
+      if (conn !== null) conn.receive(toBytes(data), isBinary)
+      else pending.push([toBytes(data), isBinary])
+    })
+    ws.on('pong', () => { if (conn !== null) conn.alive = true })
+    ws.on('error', () => { /* the close event follows; nothing to add */ })
+    live.set(ws, null)
+
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const context: Record<string, unknown> = { path: url.pathname }
+    let room: Awaited<ReturnType<RoomManager['acquire']>> | null = null
+    let closed = false
+    ws.on('close', (code) => {
+      closed = true
+      live.delete(ws)
+      if (conn !== null) {
+        conn.markClosed()
+        deps.metrics.connections.dec({ role: conn.role })
+        deps.logger.info({ user: conn.userId, conversation: room?.id, role: conn.role, closeCode: oversize ? 4413 : code }, 'connection closed')
+      }
+      if (room !== null) {
+        if (conn !== null) room.detach(conn)
+        deps.rooms.release(room)
+      }
+    })
+
+    try {
+      const conversationId = toConversationId(decodeURIComponent(url.pathname.slice(1)))
+      context.conversation = conversationId
+      const { userId } = await deps.auth.verifyUserToken(url.searchParams.get('token'))
+      context.user = userId
+      if (!(await deps.store.conversationExists(conversationId))) throw new ChatError('CONVERSATION_NOT_FOUND')
+      if (closed) return
+      const acquired = await deps.rooms.acquire(conversationId)
+      if (closed) { deps.rooms.release(acquired); return }
+      room = acquired
+      const settings = deps.settings()
+      const asGuest = url.searchParams.get('guest') === '1'
+      const admission = decideAdmission({
+        participant: getParticipant(room.doc, userId),
+        asGuest,
+        browserSync: settings.browserSync,
+        guestAccess: getGuestAccess(room.doc)
+      })
+      if (admission.role === 'guest' && !room.presence.summary().guests.includes(userId) &&
+        room.presence.distinctGuestUsers() >= settings.maxGuests) {
+        throw new ChatError('GUEST_LIMIT')
+      }
+      conn = new SyncConnection(ws, room, { connId: nextConnId++, userId, ...admission }, deps)
+      room.attach(conn)
+      live.set(ws, conn)
+      deps.metrics.connections.inc({ role: conn.role })
+      deps.logger.info({ user: userId, conversation: conversationId, role: conn.role, canWrite: conn.canWrite }, 'connection opened')
+      conn.start()
+      for (const [frame, isBinary] of pending) conn.receive(frame, isBinary)
+      pending.length = 0
+    } catch (e) {
+      const error = isChatError(e) ? e : new ChatError('INTERNAL')
+      if (!isChatError(e)) deps.logger.error({ err: e, ...context }, 'admission failed')
+      refuse(ws, error, context)
+    }
+  }
+
+  const heartbeat = deps.timers.setInterval(() => {
+    for (const [ws, conn] of live) {
+      if (conn === null) continue
+      if (!conn.alive) { conn.markClosed(); ws.terminate(); continue }
+      conn.alive = false
+      ws.ping()
+    }
+  }, deps.heartbeatMs)
+
+  return {
+    handleUpgrade (req, socket, head) {
+      wss.handleUpgrade(req, socket, head, ws => { void admit(ws, req) })
+    },
+    closeAll (code) {
+      for (const [ws, conn] of live) {
+        conn?.markClosed()
+        if (ws.readyState === ws.OPEN) ws.close(code, 'server shutting down')
+        else ws.terminate()
+      }
+    },
+    socketCount: () => live.size,
+    stop () {
+      deps.timers.clearInterval(heartbeat)
+      wss.close()
+    }
+  }
+}

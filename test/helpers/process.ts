@@ -1,0 +1,46 @@
+/** Runs the real `parley` process (server/main.ts) for process-level tests. */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+export interface RunningServer {
+  child: ChildProcess
+  url: string
+  wsUrl: string
+  output: () => string
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+/** Spawns the server; resolves once it printed its `listening on` line. */
+export const spawnServer = async (args: string[], env: Record<string, string> = {}): Promise<RunningServer> => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
+    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.once('exit', (code, signal) => resolve({ code, signal })))
+  const url = await new Promise<string>((resolve, reject) => {
+    const check = (): void => {
+      const m = /listening on (http:\/\/[^\s"]+)/.exec(out)
+      if (m !== null) resolve(m[1])
+    }
+    child.stdout!.on('data', check)
+    void exited.then(() => reject(new Error(`server exited before listening:\n${out}`)))
+  })
+  return { child, url, wsUrl: url.replace(/^http/, 'ws'), output: () => out, exited }
+}
+
+/** Runs the server to completion (for flags that make it exit). */
+export const runServer = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
+    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const code = await new Promise<number | null>(resolve => child.once('exit', c => resolve(c)))
+  return { code, stdout, stderr }
+}

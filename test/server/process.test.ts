@@ -1,0 +1,83 @@
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtemp, rm, stat, writeFile, readFile } from 'node:fs/promises'
+import { createServer as createNetServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runServer, spawnServer } from '../helpers/process.ts'
+import { connectRaw } from '../helpers/clients.ts'
+import { parseProcessOptions, ConfigError } from '../../server/config.ts'
+
+const Proc = suite<{ dir: string }>('the parley process')
+Proc.before.each(async ctx => { ctx.dir = await mkdtemp(join(tmpdir(), 'parley-proc-')) })
+Proc.after.each(async ctx => { await rm(ctx.dir, { recursive: true, force: true }) })
+
+const SECRET = 'process-secret-0123456789'
+
+Proc('flags are read from argv first, then the environment, then defaults', () => {
+  const o = parseProcessOptions(['--port', '0'], { PARLEY_HOST: '0.0.0.0', PARLEY_PORT: '99', PARLEY_DATA: '/x' })
+  assert.equal(o, { host: '0.0.0.0', port: 0, data: '/x', secret: undefined, help: false })
+  assert.equal(parseProcessOptions([], {}), { host: '127.0.0.1', port: 1234, data: './data', secret: undefined, help: false })
+  assert.throws(() => parseProcessOptions(['--port', 'abc'], {}), (e: unknown) => e instanceof ConfigError)
+  assert.throws(() => parseProcessOptions(['--bogus'], {}), (e: unknown) => e instanceof ConfigError)
+  assert.throws(() => parseProcessOptions(['--port', '70000'], {}), (e: unknown) => e instanceof ConfigError)
+})
+
+Proc('--help lists every flag and exits 0', async () => {
+  const r = await runServer(['--help'])
+  assert.is(r.code, 0)
+  for (const f of ['--host', '--port', '--data', '--secret', 'PARLEY_HOST', 'PARLEY_PORT', 'PARLEY_DATA', 'PARLEY_SECRET']) assert.ok(r.stdout.includes(f), f)
+})
+
+Proc('bad flags, a busy port and an unusable data folder exit non-zero with one line', async ({ dir }) => {
+  let r = await runServer(['--port', 'nope', '--data', dir])
+  assert.is.not(r.code, 0)
+  assert.is(r.stderr.trim().split('\n').length, 1)
+  assert.match(r.stderr, /--port/)
+  const blocker = createNetServer()
+  await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', () => resolve()))
+  const port = (blocker.address() as { port: number }).port
+  r = await runServer(['--port', String(port), '--data', join(dir, 'd1'), '--secret', SECRET])
+  blocker.close()
+  assert.is.not(r.code, 0)
+  assert.match(r.stderr, /in use/)
+  assert.is(r.stderr.trim().split('\n').length, 1)
+  const file = join(dir, 'a-file')
+  await writeFile(file, 'not a folder')
+  r = await runServer(['--port', '0', '--data', file])
+  assert.is.not(r.code, 0)
+  assert.match(r.stderr, /data folder/)
+  assert.is(r.stderr.trim().split('\n').length, 1)
+})
+
+Proc('on port 0 it prints the real port, keeps a generated owner-only secret, and stops cleanly on SIGTERM', async ({ dir }) => {
+  const data = join(dir, 'data')
+  const s = await spawnServer(['--port', '0', '--data', data])
+  assert.match(s.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+  assert.is.not(s.url, 'http://127.0.0.1:0')
+  const health = await fetch(s.url + '/healthz')
+  assert.equal(await health.json(), { ok: true })
+  const st = await stat(join(data, 'secret'))
+  assert.is(st.mode & 0o777, 0o600)
+  const secret = (await readFile(join(data, 'secret'), 'utf8')).trim()
+  const conv = await fetch(s.url + '/v1/conversations/c1', { method: 'PUT', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }, body: JSON.stringify({ participants: ['a'] }) })
+  assert.is(conv.status, 201)
+  const { SignJWT } = await import('jose')
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('a').setExpirationTime('1h').sign(new TextEncoder().encode(secret))
+  const c = connectRaw(`${s.wsUrl}/c1?token=${token}`)
+  await c.opened
+  const started = Date.now()
+  s.child.kill('SIGTERM')
+  const closed = await c.closed
+  assert.is(closed.code, 1001)
+  const exit = await s.exited
+  assert.is(exit.code, 0)
+  assert.ok(Date.now() - started < 5000)
+  const again = await spawnServer(['--port', '0', '--data', data])
+  const conv2 = await fetch(again.url + '/v1/conversations/c1', { headers: { authorization: `Bearer ${secret}` } })
+  assert.is(conv2.status, 200, 'the generated secret is kept across restarts')
+  again.child.kill('SIGINT')
+  assert.is((await again.exited).code, 0)
+})
+
+Proc.run()
