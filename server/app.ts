@@ -20,6 +20,7 @@ import { registerMessageRoutes } from './rest/messages.ts'
 import { registerUserRoutes } from './rest/users.ts'
 import type { RestDeps } from './rest/deps.ts'
 import { PLACEHOLDER_PAGE } from './page.ts'
+import { EventBus } from './events.ts'
 
 export interface ServerConfig {
   host: string
@@ -60,6 +61,8 @@ export interface ParleyServer {
   readonly metrics: Metrics
   readonly rooms: RoomManager
   readonly settings: SettingsState
+  /** Durable server events (messages, participants, users); subscribe for webhooks and inboxes. */
+  readonly events: EventBus
   /** Starts listening; resolves with the bound address. */
   listen (): Promise<{ host: string, port: number, url: string }>
   /** Stops accepting, closes sockets with 1001, flushes every room. Does not close the store. */
@@ -95,6 +98,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   const { store, logger } = deps
   const metrics = createMetrics(deps.processMetrics ?? false)
   const auth = createAuthenticator(config.secret, now)
+  const events = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event subscriber failed'))
   const rooms: RoomManager = new RoomManager({
     store,
     logger,
@@ -102,6 +106,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     timers,
     now,
     settings: () => settings.current,
+    events,
     idleUnloadMs: config.idleUnloadMs,
     compactAfterUpdates: config.compactAfterUpdates,
     compactAfterBytes: config.compactAfterBytes
@@ -135,7 +140,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   http.get('/', async (_req, reply) => await reply.type('text/html; charset=utf-8').send(PLACEHOLDER_PAGE))
-  const restDeps: RestDeps = { auth, rooms, store, settings, now, newId: () => randomUUID() }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId: () => randomUUID() }
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
@@ -151,6 +156,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     metrics,
     rooms,
     settings,
+    events,
     async listen () {
       await http.listen({ host: config.host, port: config.port })
       const addr = http.server.address() as AddressInfo

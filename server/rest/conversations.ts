@@ -107,6 +107,7 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     })
     deps.rooms.evict(id, new ChatError('CONVERSATION_DELETED'))
     await deps.store.deleteConversation(id, members)
+    deps.events.emit({ type: 'conversation.deleted', conversationId: id })
     return await reply.status(204).send()
   })
 

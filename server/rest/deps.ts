@@ -4,12 +4,14 @@ import type { Authenticator, Principal } from '../auth.ts'
 import type { RoomManager } from '../rooms/room-manager.ts'
 import type { SettingsState } from '../settings-state.ts'
 import type { DocStore } from '../storage/port.ts'
+import type { EventSink } from '../events.ts'
 
 export interface RestDeps {
   auth: Authenticator
   rooms: RoomManager
   store: DocStore
   settings: SettingsState
+  events: EventSink
   now: () => number
   newId: () => string
 }

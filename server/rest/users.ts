@@ -36,6 +36,7 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
     if (body.photoUrl !== undefined) next.photoUrl = body.photoUrl
     if (body.custom !== undefined) next.custom = body.custom
     await deps.store.putUser(next)
+    deps.events.emit({ type: 'user.updated', userId, user: { ...next } })
     return await reply.status(old === undefined ? 201 : 200).send(next)
   })
 

@@ -13,13 +13,14 @@ import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import { ChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
-import { ensureRoots, getGuestAccess, getParticipant, metaOf, participantsOf } from '../../shared/doc.ts'
-import type { Role } from '../../shared/schema.ts'
+import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf } from '../../shared/doc.ts'
+import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge } from '../../shared/update-judge.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { DocStore } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
+import type { EventSink, ServerEvent } from '../events.ts'
 
 /** The owner recorded for the server's own Yjs client ids; never a valid user id. */
 export const SERVER_OWNER = '#server'
@@ -49,9 +50,11 @@ export interface RoomDeps {
   compactAfterBytes: number
   /** Called once when the room can no longer be used (write failure, deletion). */
   onClosed: (room: Room) => void
+  /** Receives message and participant events once they are durable. */
+  events: EventSink
 }
 
-interface Queued { update: Uint8Array, origin: unknown }
+interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[] }
 
 export class Room {
   readonly id: string
@@ -69,6 +72,8 @@ export class Room {
   private logBytes = 0
   private serverIdBound: boolean
   private closedWith: ChatError | null = null
+  /** Events of the transaction being committed; attached to its update when it is emitted. */
+  private txEvents: ServerEvent[] = []
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -85,8 +90,11 @@ export class Room {
       reservedClientIds: new Set([doc.clientID])
     })
     this.presence = new PresenceHub({ serverClientId: doc.clientID, timers: deps.timers, now: deps.now })
+    messagesOf(doc).observe(event => { this.collectMessageEvents(event) })
+    participantsOf(doc).observe(event => { this.collectParticipantEvents(event) })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
-      this.queue.push({ update, origin })
+      this.queue.push({ update, origin, events: this.txEvents })
+      this.txEvents = []
       this.scheduleFlush()
     })
     participantsOf(doc).observe(() => this.reevaluate())
@@ -232,6 +240,7 @@ export class Room {
       this.logCount++
       this.logBytes += merged.byteLength
       this.broadcast(batch, merged)
+      for (const q of batch) for (const e of q.events) this.deps.events.emit(e)
       if (this.queue.length === 0 &&
         (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {
         await this.compact()
@@ -258,6 +267,40 @@ export class Room {
       }
     }
     this.deps.metrics.framesSent.inc(sent)
+  }
+
+  /** Turns one transaction's changes to `messages` into message events (edits pair by id). */
+  private collectMessageEvents (event: Y.YArrayEvent<Message>): void {
+    const removed = new Map<string, Message>()
+    for (const item of event.changes.deleted) {
+      for (const m of item.content.getContent()) if (isMessage(m, Number.MAX_SAFE_INTEGER)) removed.set(m.id, m)
+    }
+    const conversationId = this.id
+    for (const item of event.changes.added) {
+      if (item.deleted) continue
+      for (const m of item.content.getContent()) {
+        if (!isMessage(m, Number.MAX_SAFE_INTEGER)) continue
+        const previous = removed.get(m.id)
+        if (previous !== undefined) {
+          removed.delete(m.id)
+          this.txEvents.push({ type: 'message.updated', conversationId, message: m, previous })
+        } else {
+          this.txEvents.push({ type: 'message.sent', conversationId, message: m })
+        }
+      }
+    }
+    for (const m of removed.values()) this.txEvents.push({ type: 'message.deleted', conversationId, message: m })
+  }
+
+  private collectParticipantEvents (event: Y.YMapEvent<Participant>): void {
+    for (const [userId, change] of event.changes.keys) {
+      if (change.action === 'add') {
+        const participant = getParticipant(this.doc, userId)
+        if (participant !== undefined) this.txEvents.push({ type: 'participant.added', conversationId: this.id, userId, participant })
+      } else if (change.action === 'delete') {
+        this.txEvents.push({ type: 'participant.removed', conversationId: this.id, userId })
+      }
+    }
   }
 
   private async compact (): Promise<void> {
