@@ -34,6 +34,10 @@ export interface ServerConfig {
   compactAfterBytes: number
   /** REST request body limit in bytes. */
   bodyLimit: number
+  /** Demo mode: the web UI may ask for user tokens (see docs/api.md). */
+  demo: boolean
+  /** SMTP URL for notification emails, or null. */
+  smtpUrl: string | null
 }
 
 export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
@@ -43,7 +47,9 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   heartbeatMs: 10_000,
   compactAfterUpdates: 500,
   compactAfterBytes: 4 * 1024 * 1024,
-  bodyLimit: 256 * 1024
+  bodyLimit: 256 * 1024,
+  demo: false,
+  smtpUrl: null
 }
 
 export interface ServerDeps {

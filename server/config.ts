@@ -9,6 +9,10 @@ export interface ProcessOptions {
   port: number
   data: string
   secret: string | undefined
+  /** Demo mode: the web UI may ask the server for user tokens. 'auto' = on while listening on loopback. */
+  demo: 'auto' | 'on' | 'off'
+  /** SMTP server URL for notification emails (smtp://user:pass@host:port), if any. */
+  smtp: string | undefined
   help: boolean
 }
 
@@ -22,6 +26,9 @@ Options (each also read from the environment variable in brackets):
   --data DIR       LevelDB folder [PARLEY_DATA] (default ./data)
   --secret SECRET  app secret that signs tokens [PARLEY_SECRET]
                    (default: generated on first start, kept in DIR/secret, owner-only)
+  --demo MODE      auto|on|off: let the web UI sign in as any user [PARLEY_DEMO]
+                   (default auto: on only while listening on a loopback address)
+  --smtp URL       SMTP server for notification emails, smtp://user:pass@host:port [PARLEY_SMTP]
   --help           print this help and exit
 `
 
@@ -35,6 +42,8 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
         port: { type: 'string' },
         data: { type: 'string' },
         secret: { type: 'string' },
+        demo: { type: 'string' },
+        smtp: { type: 'string' },
         help: { type: 'boolean' }
       },
       strict: true,
@@ -53,5 +62,9 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
   if (data === '') throw new ConfigError('--data must not be empty')
   const secret = values.secret ?? env.PARLEY_SECRET
   if (secret !== undefined && secret.length < 16) throw new ConfigError('--secret must be at least 16 characters')
-  return { host, port: Number(portText), data, secret, help: values.help ?? false }
+  const demo = values.demo ?? env.PARLEY_DEMO ?? 'auto'
+  if (demo !== 'auto' && demo !== 'on' && demo !== 'off') throw new ConfigError(`--demo must be auto, on or off, got ${JSON.stringify(demo)}`)
+  const smtp = values.smtp ?? env.PARLEY_SMTP
+  if (smtp !== undefined && !/^smtps?:\/\/[^\s]+$/.test(smtp)) throw new ConfigError('--smtp must be an smtp:// or smtps:// URL')
+  return { host, port: Number(portText), data, secret, demo, smtp, help: values.help ?? false }
 }

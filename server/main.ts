@@ -9,6 +9,9 @@ import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts
 import { loadOrCreateSecret } from './secret.ts'
 import { LevelStore } from './storage/level-store.ts'
 
+const isLoopback = (host: string): boolean =>
+  host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
+
 const fail = (message: string): never => {
   process.stderr.write(`parley: ${message}\n`)
   process.exit(1)
@@ -39,7 +42,11 @@ const main = async (): Promise<void> => {
   let server: ParleyServer
   let url: string
   try {
-    server = await createServer({ ...DEFAULT_SERVER_CONFIG, host: options.host, port: options.port, secret }, { store, logger, processMetrics: true })
+    const demo = options.demo === 'on' || (options.demo === 'auto' && isLoopback(options.host))
+    server = await createServer({
+      ...DEFAULT_SERVER_CONFIG, host: options.host, port: options.port, secret, demo, smtpUrl: options.smtp ?? null
+    }, { store, logger, processMetrics: true })
+    if (demo) logger.warn(`DEMO MODE: the web UI can sign in as ANY user without a password (${options.demo === 'on' ? 'turned on with --demo on' : 'on because the server listens on loopback'}); turn it off with --demo off`)
     ;({ url } = await server.listen())
   } catch (e) {
     const err = e as NodeJS.ErrnoException
