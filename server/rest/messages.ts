@@ -7,7 +7,7 @@ import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
 import type { Message, MessageType } from '../../shared/schema.ts'
-import { requireAdmin, requireReader } from './permissions.ts'
+import { requireAdmin, requireHistoryReader } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
@@ -33,7 +33,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const limit = readLimit(query.limit)
     const before = query.before === undefined ? undefined : toMessageId(query.before)
     return await withConversation(deps, id, room => {
-      requireReader(principal, room.doc)
+      requireHistoryReader(principal, room.doc, deps.settings.current)
       const arr = messagesOf(room.doc)
       let end = arr.length
       if (before !== undefined) {

@@ -6,7 +6,7 @@
  */
 import type * as Y from 'yjs'
 import { ChatError } from '../../shared/errors.ts'
-import { getParticipant } from '../../shared/doc.ts'
+import { getGuestAccess, getParticipant } from '../../shared/doc.ts'
 import type { Settings } from '../../shared/settings.ts'
 import type { Principal } from '../auth.ts'
 
@@ -32,6 +32,18 @@ export const requireReader = (p: Principal, doc: Y.Doc): void => {
   const me = getParticipant(doc, p.userId)
   if (me === undefined) throw new ChatError('NOT_PARTICIPANT')
   if (me.access === 'None') throw new ChatError('ACCESS_NONE')
+}
+
+/**
+ * Admin, a participant whose access is not None, or a user who could join as a guest right now
+ * (browserSync on and guestAccess not none): a guest reads the whole history over sync anyway,
+ * so it may page older messages over REST too.
+ */
+export const requireHistoryReader = (p: Principal, doc: Y.Doc, settings: Settings): void => {
+  if (p.kind === 'admin') return
+  const me = getParticipant(doc, p.userId)
+  if (me === undefined && settings.browserSync && getGuestAccess(doc) !== 'none') return
+  requireReader(p, doc)
 }
 
 /** Admin, or (with browserSync on) a ReadWrite participant. */

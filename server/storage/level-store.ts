@@ -5,7 +5,7 @@
  */
 import { Level } from 'level'
 import * as keys from './keys.ts'
-import type { DocStore, StoredDoc, UserRecord } from './port.ts'
+import type { DocStore, KvSection, StoredDoc, UserRecord } from './port.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
 type JsonLevel = ReturnType<LevelStore['makeJson']>
@@ -34,6 +34,18 @@ export class LevelStore implements DocStore {
     const db = new Level<string, string>(path)
     await db.open()
     return new LevelStore(db)
+  }
+
+  section (name: string): KvSection {
+    if (!/^[a-z][a-z0-9-]*$/.test(name) || name === 'bin' || name === 'json') throw new Error(`invalid section name ${name}`)
+    const sub = this.db.sublevel<string, unknown>(`s-${name}`, { valueEncoding: 'json' })
+    return {
+      get: async key => await sub.get(key),
+      put: async (key, value) => { await sub.put(key, value) },
+      del: async key => { await sub.del(key) },
+      batch: async ops => { await sub.batch(ops.map(o => ({ ...o }))) },
+      entries: range => sub.iterator(range)
+    }
   }
 
   async loadDoc (conv: string): Promise<StoredDoc> {

@@ -25,7 +25,21 @@ export interface UserRecord {
   createdAt: number
 }
 
+/** A JSON key-value section of the store that one module owns (webhook outbox, inbox index...). */
+export interface KvSection {
+  get (key: string): Promise<unknown>
+  put (key: string, value: unknown): Promise<void>
+  del (key: string): Promise<void>
+  /** Applies puts and deletes atomically. */
+  batch (ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>): Promise<void>
+  /** Entries in key order (or reversed), within the range. */
+  entries (range: { gt?: string, gte?: string, lt?: string, lte?: string, limit?: number, reverse?: boolean }): AsyncIterable<[string, unknown]>
+}
+
 export interface DocStore {
+  /** The named section; its keys never collide with the store's own or another section's. */
+  section (name: string): KvSection
+
   /** Reads a conversation's document. An unknown conversation reads as empty. */
   loadDoc (conv: string): Promise<StoredDoc>
   /**

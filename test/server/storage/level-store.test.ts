@@ -70,4 +70,19 @@ Store('users and settings round-trip', async ({ store }) => {
   assert.equal(await store.getSettings(), { maxGuests: 3 })
 })
 
+Store('sections keep their own keys apart from the store and from each other', async ({ store }) => {
+  const a = store.section('outbox')
+  const b = store.section('inbox')
+  await a.put('k1', { n: 1 })
+  await a.batch([{ type: 'put', key: 'k2', value: 2 }, { type: 'put', key: 'k3', value: 3 }, { type: 'del', key: 'k1' }])
+  await b.put('k2', 'other')
+  const seen: Array<[string, unknown]> = []
+  for await (const e of a.entries({ gte: 'k', lt: 'l' })) seen.push(e)
+  assert.equal(seen, [['k2', 2], ['k3', 3]])
+  assert.is(await b.get('k2'), 'other')
+  assert.is(await a.get('k1'), undefined)
+  assert.is(await store.getSettings(), undefined)
+  assert.throws(() => store.section('json'))
+})
+
 Store.run()
