@@ -11,6 +11,7 @@ export type ServerEvent =
   | { type: 'message.deleted', conversationId: string, message: Message }
   | { type: 'participant.added', conversationId: string, userId: string, participant: Participant }
   | { type: 'participant.removed', conversationId: string, userId: string }
+  | { type: 'reads.updated', conversationId: string, userId: string, readUpTo: number }
   | { type: 'conversation.deleted', conversationId: string }
   | { type: 'user.updated', userId: string, user: Record<string, unknown> }
 

@@ -13,7 +13,7 @@ import * as Y from 'yjs'
 import type { Logger } from 'pino'
 import { ChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
-import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf } from '../../shared/doc.ts'
+import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge } from '../../shared/update-judge.ts'
@@ -92,6 +92,12 @@ export class Room {
     this.presence = new PresenceHub({ serverClientId: doc.clientID, timers: deps.timers, now: deps.now })
     messagesOf(doc).observe(event => { this.collectMessageEvents(event) })
     participantsOf(doc).observe(event => { this.collectParticipantEvents(event) })
+    readsOf(doc).observe(event => {
+      for (const userId of event.keysChanged) {
+        const readUpTo = readsOf(doc).get(userId)
+        if (typeof readUpTo === 'number') this.txEvents.push({ type: 'reads.updated', conversationId: this.id, userId, readUpTo })
+      }
+    })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
       this.queue.push({ update, origin, events: this.txEvents })
       this.txEvents = []
