@@ -7,6 +7,7 @@ import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
 import type { Message, MessageType } from '../../shared/schema.ts'
+import type { ArchivedMessage } from '../storage/port.ts'
 import { requireAdmin, requireHistoryReader } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
@@ -25,6 +26,16 @@ const readLimit = (raw: unknown): number => {
   return Math.min(n, MAX_LIMIT)
 }
 
+/** An archived message by id, or MESSAGE_NOT_FOUND. */
+const findArchived = async (deps: RestDeps, conv: string, messageId: string): Promise<ArchivedMessage> => {
+  const pos = await deps.store.archivePosOf(conv, messageId)
+  if (pos === undefined) throw new ChatError('MESSAGE_NOT_FOUND')
+  const page = await deps.store.readArchive(conv, pos + 1, 1)
+  const hit = page.messages[0]
+  if (hit === undefined || hit.pos !== pos) throw new ChatError('MESSAGE_NOT_FOUND')
+  return hit
+}
+
 export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): void => {
   app.get('/v1/conversations/:id/messages', async req => {
     const principal = await principalOf(deps, req)
@@ -32,16 +43,25 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const query = req.query as Record<string, unknown>
     const limit = readLimit(query.limit)
     const before = query.before === undefined ? undefined : toMessageId(query.before)
-    return await withConversation(deps, id, room => {
+    return await withConversation(deps, id, async room => {
       requireHistoryReader(principal, room.doc, deps.settings.current)
       const arr = messagesOf(room.doc)
       let end = arr.length
       if (before !== undefined) {
         end = findMessageIndex(room.doc, before)
-        if (end < 0) throw new ChatError('MESSAGE_NOT_FOUND', `No message ${before} in this conversation`)
+        if (end < 0) {
+          // Not live: page the archive from that message on.
+          const pos = await deps.store.archivePosOf(id, before)
+          if (pos === undefined) throw new ChatError('MESSAGE_NOT_FOUND', `No message ${before} in this conversation`)
+          const page = await deps.store.readArchive(id, pos, limit)
+          return { data: page.messages.map(a => a.message), hasMore: page.hasMore }
+        }
       }
       const start = Math.max(0, end - limit)
-      return { data: arr.slice(start, end), hasMore: start > 0 }
+      const live = arr.slice(start, end)
+      if (live.length === limit || start > 0 || room.archivedCount === 0) return { data: live, hasMore: start > 0 || room.archivedCount > 0 && live.length === limit }
+      const page = await deps.store.readArchive(id, null, limit - live.length)
+      return { data: [...page.messages.map(a => a.message), ...live], hasMore: page.hasMore }
     })
   })
 
@@ -79,12 +99,21 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const body = (req.body ?? {}) as { text?: string, custom?: Record<string, string> }
     if (body.text !== undefined && body.text.length > deps.settings.current.maxTextLength) throw new ChatError('TEXT_TOO_LONG')
     return await withConversation(deps, id, async room => {
+      const edit = (old: Message): Message => {
+        const next: Message = { ...old, editedAt: deps.now() }
+        if (body.text !== undefined) next.text = body.text
+        if (body.custom !== undefined) next.custom = body.custom
+        return next
+      }
       const i = findMessageIndex(room.doc, messageId)
-      if (i < 0) throw new ChatError('MESSAGE_NOT_FOUND')
-      const old = messagesOf(room.doc).get(i)
-      const next: Message = { ...old, editedAt: deps.now() }
-      if (body.text !== undefined) next.text = body.text
-      if (body.custom !== undefined) next.custom = body.custom
+      if (i < 0) {
+        const archived = await findArchived(deps, id, messageId)
+        const next = edit(archived.message)
+        await deps.store.updateArchived(id, archived.pos, next)
+        deps.events.emit({ type: 'message.updated', conversationId: id, message: next, previous: archived.message })
+        return next
+      }
+      const next = edit(messagesOf(room.doc).get(i))
       await room.transact(doc => {
         const arr = messagesOf(doc)
         arr.delete(i, 1)
@@ -101,8 +130,13 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const messageId = toMessageId(param(req, 'messageId'))
     await withConversation(deps, id, async room => {
       const i = findMessageIndex(room.doc, messageId)
-      if (i < 0) throw new ChatError('MESSAGE_NOT_FOUND')
-      await room.transact(doc => { messagesOf(doc).delete(i, 1) })
+      if (i >= 0) {
+        await room.transact(doc => { messagesOf(doc).delete(i, 1) })
+        return
+      }
+      const archived = await findArchived(deps, id, messageId)
+      await deps.store.updateArchived(id, archived.pos, null)
+      deps.events.emit({ type: 'message.deleted', conversationId: id, message: archived.message })
     })
     return await reply.status(204).send()
   })

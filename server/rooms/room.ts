@@ -18,12 +18,24 @@ import { isMessage, type Message, type Participant, type Role } from '../../shar
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge } from '../../shared/update-judge.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
-import type { DocStore } from '../storage/port.ts'
+import type { ArchivedMessage, DocStore } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EventSink, ServerEvent } from '../events.ts'
 
 /** The owner recorded for the server's own Yjs client ids; never a valid user id. */
 export const SERVER_OWNER = '#server'
+
+/** Origin of the transactions that move old messages out of the live document. */
+export const ARCHIVE_ORIGIN = '#archive'
+
+/** `meta.archived`: how much of the history lives in the archive (written by the server only). */
+export interface ArchiveMarker {
+  /** Messages moved to the archive so far; archived positions are 0 .. count-1. */
+  count: number
+  /** The newest archived message when the marker was written. */
+  lastId: string
+  lastCreatedAt: number
+}
 
 /** What a room needs from a live connection. */
 export interface RoomConnection {
@@ -48,6 +60,10 @@ export interface RoomDeps {
   compactAfterUpdates: number
   /** ...or this many bytes. */
   compactAfterBytes: number
+  /** Messages kept in the live document. */
+  historyWindow: number
+  /** Extra messages allowed past the window before the oldest move to the archive. */
+  archiveChunk: number
   /** Called once when the room can no longer be used (write failure, deletion). */
   onClosed: (room: Room) => void
   /** Receives message and participant events once they are durable. */
@@ -55,6 +71,9 @@ export interface RoomDeps {
 }
 
 interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[] }
+
+const isArchiveMarker = (v: unknown): v is ArchiveMarker =>
+  typeof v === 'object' && v !== null && typeof (v as ArchiveMarker).count === 'number'
 
 export class Room {
   readonly id: string
@@ -66,6 +85,7 @@ export class Room {
   private readonly conns = new Set<RoomConnection>()
   private queue: Queued[] = []
   private pendingBindings: Array<{ userId: string, clientIds: number[] }> = []
+  private pendingArchive: ArchivedMessage[] = []
   private flushing: Promise<void> | null = null
   private lastSeq: number
   private logCount: number
@@ -105,6 +125,13 @@ export class Room {
     })
     participantsOf(doc).observe(() => this.reevaluate())
     metaOf(doc).observe(() => this.reevaluate())
+    this.maybeArchive()
+  }
+
+  /** Messages moved to the archive so far. */
+  get archivedCount (): number {
+    const marker = metaOf(this.doc).get('archived')
+    return isArchiveMarker(marker) ? marker.count : 0
   }
 
   /** Loads a conversation from the store: snapshot, then the log. */
@@ -227,18 +254,20 @@ export class Room {
     while (this.queue.length > 0 && this.closedWith === null) {
       const batch = this.queue
       this.queue = []
-      if (!this.serverIdBound && batch.some(q => q.origin === SERVER_OWNER)) {
+      if (!this.serverIdBound && batch.some(q => q.origin === SERVER_OWNER || q.origin === ARCHIVE_ORIGIN)) {
         this.serverIdBound = true
         this.clientOwners.set(this.doc.clientID, SERVER_OWNER)
         this.pendingBindings.push({ userId: SERVER_OWNER, clientIds: [this.doc.clientID] })
       }
       const bindings = this.pendingBindings
       this.pendingBindings = []
+      const archive = this.pendingArchive
+      this.pendingArchive = []
       const merged = batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
       const seq = this.lastSeq + 1
       const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
       await Promise.all([
-        this.deps.store.appendUpdates(this.id, seq, [merged]),
+        this.deps.store.appendUpdates(this.id, seq, [merged], archive),
         ...bindings.map(b => this.deps.store.bindClients(this.id, b.userId, b.clientIds))
       ])
       endTimer()
@@ -247,6 +276,7 @@ export class Room {
       this.logBytes += merged.byteLength
       this.broadcast(batch, merged)
       for (const q of batch) for (const e of q.events) this.deps.events.emit(e)
+      if (this.queue.length === 0) this.maybeArchive()
       if (this.queue.length === 0 &&
         (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {
         await this.compact()
@@ -275,8 +305,30 @@ export class Room {
     this.deps.metrics.framesSent.inc(sent)
   }
 
+  /**
+   * Keeps the live document to a window of recent messages, so a join costs the window, not the
+   * whole history, and an append costs the same at any history length. When the live array is
+   * over `historyWindow + archiveChunk`, the oldest move out in one server transaction that also
+   * advances `meta.archived`; the flush writes them to the archive in the same LevelDB batch as
+   * that transaction's update, so a message is always in the log or in the archive, never lost.
+   */
+  private maybeArchive (): void {
+    const arr = messagesOf(this.doc)
+    if (this.closedWith !== null || arr.length <= this.deps.historyWindow + this.deps.archiveChunk) return
+    const k = arr.length - this.deps.historyWindow
+    const base = this.archivedCount
+    const moved = arr.slice(0, k)
+    const last = moved[moved.length - 1]
+    this.pendingArchive.push(...moved.map((message, i) => ({ pos: base + i, message })))
+    Y.transact(this.doc, () => {
+      arr.delete(0, k)
+      metaOf(this.doc).set('archived', { count: base + k, lastId: last.id, lastCreatedAt: last.createdAt } satisfies ArchiveMarker)
+    }, ARCHIVE_ORIGIN)
+  }
+
   /** Turns one transaction's changes to `messages` into message events (edits pair by id). */
   private collectMessageEvents (event: Y.YArrayEvent<Message>): void {
+    if (event.transaction.origin === ARCHIVE_ORIGIN) return
     const removed = new Map<string, Message>()
     for (const item of event.changes.deleted) {
       for (const m of item.content.getContent()) if (isMessage(m, Number.MAX_SAFE_INTEGER)) removed.set(m.id, m)

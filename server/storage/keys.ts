@@ -11,6 +11,8 @@
  *     v1!user!<user>                  the user record
  *     v1!member!<user>!<conv>         { joinedAt }: <user> is a participant of <conv>
  *     v1!settings                     the settings object
+ *     v1!arch!<conv>!<pos:12 hex>     an archived message (moved out of the live document)
+ *     v1!archid!<conv>!<messageId>    pos: where an archived message is
  * Ids never contain `!` (contract §2), so a prefix never matches another id's keys.
  */
 
@@ -36,6 +38,10 @@ export const userKey = (user: string): string => `${VERSION}${SEP}user${SEP}${us
 export const memberPrefix = (user: string): string => `${VERSION}${SEP}member${SEP}${user}${SEP}`
 export const memberKey = (user: string, conv: string): string => `${memberPrefix(user)}${conv}`
 export const settingsKey = (): string => `${VERSION}${SEP}settings`
+export const archivePrefix = (conv: string): string => `${VERSION}${SEP}arch${SEP}${conv}${SEP}`
+export const archiveKey = (conv: string, pos: number): string => `${archivePrefix(conv)}${seqPart(pos)}`
+export const archiveIdPrefix = (conv: string): string => `${VERSION}${SEP}archid${SEP}${conv}${SEP}`
+export const archiveIdKey = (conv: string, messageId: string): string => `${archiveIdPrefix(conv)}${messageId}`
 
 /** A range covering every key that starts with `prefix`. */
 export const prefixRange = (prefix: string): { gte: string, lt: string } => ({ gte: prefix, lt: prefix + HIGH })

@@ -5,7 +5,8 @@
  */
 import { Level } from 'level'
 import * as keys from './keys.ts'
-import type { DocStore, KvSection, StoredDoc, UserRecord } from './port.ts'
+import type { Message } from '../../shared/schema.ts'
+import type { ArchivedMessage, DocStore, KvSection, StoredDoc, UserRecord } from './port.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
 type JsonLevel = ReturnType<LevelStore['makeJson']>
@@ -65,9 +66,45 @@ export class LevelStore implements DocStore {
     return { snapshot, snapshotSeq, updates, lastSeq }
   }
 
-  async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<void> {
-    if (updates.length === 0) return
-    await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
+  async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive: readonly ArchivedMessage[] = []): Promise<void> {
+    if (updates.length === 0 && archive.length === 0) return
+    if (archive.length === 0) {
+      await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
+      return
+    }
+    const batch = this.db.batch()
+    updates.forEach((value, i) => batch.put(keys.logKey(conv, firstSeq + i), value, { sublevel: this.bin }))
+    for (const a of archive) {
+      batch.put(keys.archiveKey(conv, a.pos), a.message, { sublevel: this.json })
+      batch.put(keys.archiveIdKey(conv, a.message.id), a.pos, { sublevel: this.json })
+    }
+    await batch.write()
+  }
+
+  async readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }> {
+    const prefix = keys.archivePrefix(conv)
+    const range = { gte: prefix, lt: beforePos === null ? keys.prefixRange(prefix).lt : keys.archiveKey(conv, beforePos), reverse: true, limit: limit + 1 }
+    const out: ArchivedMessage[] = []
+    for await (const [key, value] of this.json.iterator(range)) {
+      out.push({ pos: keys.parseSeq(key.slice(prefix.length)), message: value as Message })
+    }
+    const hasMore = out.length > limit
+    return { messages: out.slice(0, limit).reverse(), hasMore }
+  }
+
+  async archivePosOf (conv: string, messageId: string): Promise<number | undefined> {
+    const pos = await this.json.get(keys.archiveIdKey(conv, messageId))
+    return typeof pos === 'number' ? pos : undefined
+  }
+
+  async updateArchived (conv: string, pos: number, message: Message | null): Promise<void> {
+    const old = (await this.json.get(keys.archiveKey(conv, pos))) as Message | undefined
+    if (old === undefined) return
+    if (message === null) {
+      await this.json.batch([{ type: 'del', key: keys.archiveKey(conv, pos) }, { type: 'del', key: keys.archiveIdKey(conv, old.id) }])
+    } else {
+      await this.json.put(keys.archiveKey(conv, pos), message)
+    }
   }
 
   async compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void> {
@@ -108,6 +145,8 @@ export class LevelStore implements DocStore {
       ...members.map(user => ({ type: 'del' as const, key: keys.memberKey(user, conv) }))
     ])
     await this.json.clear(keys.prefixRange(keys.clientPrefix(conv)))
+    await this.json.clear(keys.prefixRange(keys.archivePrefix(conv)))
+    await this.json.clear(keys.prefixRange(keys.archiveIdPrefix(conv)))
     await this.bin.clear(keys.prefixRange(keys.docPrefix(conv)))
   }
 

@@ -1,3 +1,5 @@
+import type { Message } from '../../shared/schema.ts'
+
 /**
  * The storage port: what the server needs from a store, and nothing about how it is kept.
  * `level-store.ts` implements it on LevelDB; the conformance suite in
@@ -13,6 +15,12 @@ export interface StoredDoc {
   updates: Uint8Array[]
   /** Sequence number of the last stored update (or of the snapshot). */
   lastSeq: number
+}
+
+/** A message moved out of the live document, at its position in the whole history. */
+export interface ArchivedMessage {
+  pos: number
+  message: Message
 }
 
 export interface UserRecord {
@@ -43,10 +51,18 @@ export interface DocStore {
   /** Reads a conversation's document. An unknown conversation reads as empty. */
   loadDoc (conv: string): Promise<StoredDoc>
   /**
-   * Appends updates with consecutive sequence numbers starting at `firstSeq`, atomically.
-   * Resolves only once they are written; rejects (and writes nothing) on failure.
+   * Appends updates with consecutive sequence numbers starting at `firstSeq`, atomically, and in
+   * the same write the messages these updates move out of the live document (`archive`).
+   * Resolves only once it is written; rejects (and writes nothing) on failure.
    */
-  appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<void>
+  appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive?: readonly ArchivedMessage[]): Promise<void>
+
+  /** Up to `limit` archived messages before position `beforePos` (or the newest), oldest first. */
+  readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }>
+  /** Where an archived message is, if it is archived. */
+  archivePosOf (conv: string, messageId: string): Promise<number | undefined>
+  /** Replaces (edit) or removes (null: delete) an archived message. */
+  updateArchived (conv: string, pos: number, message: Message | null): Promise<void>
   /** Replaces the snapshot and every log entry up to `seq` with `snapshot`, atomically. */
   compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void>
 
