@@ -32,6 +32,10 @@ export interface ServerConfig {
   heartbeatMs: number
   compactAfterUpdates: number
   compactAfterBytes: number
+  /** Messages kept in the live document; older ones move to the archive (paged over REST). */
+  historyWindow: number
+  /** Messages the live document may hold past the window before a batch moves to the archive. */
+  archiveChunk: number
   /** REST request body limit in bytes. */
   bodyLimit: number
   /** Demo mode: the web UI may ask for user tokens (see docs/api.md). */
@@ -47,6 +51,8 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   heartbeatMs: 10_000,
   compactAfterUpdates: 500,
   compactAfterBytes: 4 * 1024 * 1024,
+  historyWindow: 1000,
+  archiveChunk: 500,
   bodyLimit: 256 * 1024,
   demo: false,
   smtpUrl: null
@@ -115,7 +121,9 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     events,
     idleUnloadMs: config.idleUnloadMs,
     compactAfterUpdates: config.compactAfterUpdates,
-    compactAfterBytes: config.compactAfterBytes
+    compactAfterBytes: config.compactAfterBytes,
+    historyWindow: config.historyWindow,
+    archiveChunk: config.archiveChunk
   })
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
