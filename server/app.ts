@@ -32,6 +32,8 @@ export interface ServerConfig {
   heartbeatMs: number
   compactAfterUpdates: number
   compactAfterBytes: number
+  /** Every peer receives at least one frame this often (the stock client drops a silent one at 30 s). */
+  keepaliveMs: number
   /** Messages kept in the live document; older ones move to the archive (paged over REST). */
   historyWindow: number
   /** Messages the live document may hold past the window before a batch moves to the archive. */
@@ -51,6 +53,7 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   heartbeatMs: 10_000,
   compactAfterUpdates: 500,
   compactAfterBytes: 4 * 1024 * 1024,
+  keepaliveMs: 15_000,
   historyWindow: 1000,
   archiveChunk: 500,
   bodyLimit: 256 * 1024,
@@ -123,7 +126,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     compactAfterUpdates: config.compactAfterUpdates,
     compactAfterBytes: config.compactAfterBytes,
     historyWindow: config.historyWindow,
-    archiveChunk: config.archiveChunk
+    archiveChunk: config.archiveChunk,
+    keepaliveMs: config.keepaliveMs
   })
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()

@@ -64,6 +64,8 @@ export interface RoomDeps {
   historyWindow: number
   /** Extra messages allowed past the window before the oldest move to the archive. */
   archiveChunk: number
+  /** Presence keepalive period (see PresenceHub). */
+  keepaliveMs: number
   /** Called once when the room can no longer be used (write failure, deletion). */
   onClosed: (room: Room) => void
   /** Receives message and participant events once they are durable. */
@@ -109,7 +111,7 @@ export class Room {
       clientOwner: clientId => this.clientOwners.get(clientId),
       reservedClientIds: new Set([doc.clientID])
     })
-    this.presence = new PresenceHub({ serverClientId: doc.clientID, timers: deps.timers, now: deps.now })
+    this.presence = new PresenceHub({ serverClientId: doc.clientID, timers: deps.timers, now: deps.now, keepaliveMs: deps.keepaliveMs })
     messagesOf(doc).observe(event => { this.collectMessageEvents(event) })
     participantsOf(doc).observe(event => { this.collectParticipantEvents(event) })
     readsOf(doc).observe(event => {
