@@ -60,7 +60,13 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     const settings = deps.settings.current
     requireBrowserSync(principal, settings)
     const existed = await deps.store.conversationExists(id)
-    if (!existed) await deps.store.createConversation(id, deps.now())
+    if (!existed) {
+      const first = new Set([...(body.participants ?? []), ...(principal.kind === 'user' ? [principal.userId] : [])])
+      if (first.size > settings.maxParticipants) {
+        throw new ChatError('PARTICIPANT_LIMIT', `A conversation holds at most ${settings.maxParticipants} participants`)
+      }
+      await deps.store.createConversation(id, deps.now())
+    }
     const view = await deps.rooms.withRoom(id, async room => {
       if (existed) requireEditor(principal, room.doc, settings)
       const now = deps.now()

@@ -107,6 +107,9 @@ Rest('participants are added, changed and removed, up to maxParticipants', async
   assert.equal(Object.keys(r.body.participants).sort(), ['a', 'b', 'd'])
   r = await s.api('PUT', '/v1/conversations/missing/participants/a', {})
   assert.is(r.status, 404)
+  r = await s.api('PUT', '/v1/conversations/toobig', { participants: ['a', 'b', 'c', 'd'] })
+  assert.is(r.status, 409)
+  assert.is((await s.api('GET', '/v1/conversations/toobig')).status, 404, 'a refused create leaves nothing behind')
 })
 
 Rest('messages are posted, paged, edited and deleted, and live peers see REST writes at once', async ({ s }) => {
