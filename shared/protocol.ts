@@ -57,32 +57,22 @@ export const readMessage = (frame: Uint8Array): SyncMessage => {
 /** Raised by `readMessage` for a type or subtype the protocol does not have. */
 export class UnknownMessageTypeError extends Error {}
 
-/** A sync step 1 frame carrying `stateVector`. */
-export const encodeSyncStep1 = (stateVector: Uint8Array): Uint8Array => {
+const encodeSync = (subtype: number, payload: Uint8Array): Uint8Array => {
   const e = encoding.createEncoder()
   encoding.writeVarUint(e, MESSAGE_TYPE.sync)
-  encoding.writeVarUint(e, SYNC_TYPE.step1)
-  encoding.writeVarUint8Array(e, stateVector)
+  encoding.writeVarUint(e, subtype)
+  encoding.writeVarUint8Array(e, payload)
   return encoding.toUint8Array(e)
 }
+
+/** A sync step 1 frame carrying `stateVector`. */
+export const encodeSyncStep1 = (stateVector: Uint8Array): Uint8Array => encodeSync(SYNC_TYPE.step1, stateVector)
 
 /** A sync step 2 frame carrying `update`. */
-export const encodeSyncStep2 = (update: Uint8Array): Uint8Array => {
-  const e = encoding.createEncoder()
-  encoding.writeVarUint(e, MESSAGE_TYPE.sync)
-  encoding.writeVarUint(e, SYNC_TYPE.step2)
-  encoding.writeVarUint8Array(e, update)
-  return encoding.toUint8Array(e)
-}
+export const encodeSyncStep2 = (update: Uint8Array): Uint8Array => encodeSync(SYNC_TYPE.step2, update)
 
 /** A sync update frame carrying `update`. */
-export const encodeSyncUpdate = (update: Uint8Array): Uint8Array => {
-  const e = encoding.createEncoder()
-  encoding.writeVarUint(e, MESSAGE_TYPE.sync)
-  encoding.writeVarUint(e, SYNC_TYPE.update)
-  encoding.writeVarUint8Array(e, update)
-  return encoding.toUint8Array(e)
-}
+export const encodeSyncUpdate = (update: Uint8Array): Uint8Array => encodeSync(SYNC_TYPE.update, update)
 
 /** An awareness frame carrying an encoded awareness update. */
 export const encodeAwareness = (awarenessUpdate: Uint8Array): Uint8Array => {
