@@ -105,9 +105,9 @@ export class Room {
     this.lastSeq = lastSeq
     this.logCount = logCount
     this.serverIdBound = owners.get(doc.clientID) === SERVER_OWNER
-    const settings = deps.settings()
     this.judge = new UpdateJudge(doc, {
-      maxTextLength: settings.maxTextLength,
+      // Read at every judgment, so a settings change applies to loaded rooms at once.
+      get maxTextLength () { return deps.settings().maxTextLength },
       clientOwner: clientId => this.clientOwners.get(clientId),
       reservedClientIds: new Set([doc.clientID])
     })
