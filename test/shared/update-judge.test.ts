@@ -4,6 +4,7 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import { UpdateJudge, type Verdict, type Writer } from '../../shared/update-judge.ts'
 import type { ErrorCode } from '../../shared/errors.ts'
+import { craft, type Ref } from '../helpers/crafted.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: a server document as the server builds it, and honest clients synced from it.
@@ -116,77 +117,6 @@ const cloneOf = (f: Fixture): Y.Doc => {
 
 // ---------------------------------------------------------------------------------------------
 // Hand-crafted V1 updates.
-
-type Ref = [client: number, clock: number]
-type Content =
-  | { any: unknown[] } | { deleted: number } | { string: string } | { gc: number } | { skip: number }
-  | { anyRaw: (e: encoding.Encoder) => void, length: number }
-interface CraftStruct { origin?: Ref, rightOrigin?: Ref, parent?: string | Ref, parentSub?: string, content: Content }
-interface CraftBlock { client: number, clock: number, structs: CraftStruct[] }
-
-const writeId = (e: encoding.Encoder, [client, clock]: Ref): void => {
-  encoding.writeVarUint(e, client)
-  encoding.writeVarUint(e, clock)
-}
-
-const craft = (blocks: CraftBlock[], deletes: Array<[client: number, clock: number, len: number]> = []): Uint8Array => {
-  const e = encoding.createEncoder()
-  encoding.writeVarUint(e, blocks.length)
-  for (const b of blocks) {
-    encoding.writeVarUint(e, b.structs.length)
-    encoding.writeVarUint(e, b.client)
-    encoding.writeVarUint(e, b.clock)
-    for (const s of b.structs) {
-      const c = s.content
-      if ('gc' in c || 'skip' in c) {
-        encoding.writeUint8(e, 'gc' in c ? 0 : 10)
-        encoding.writeVarUint(e, 'gc' in c ? c.gc : c.skip)
-        continue
-      }
-      const ref = 'deleted' in c ? 1 : 'string' in c ? 4 : 8
-      const info = ref | (s.origin !== undefined ? 128 : 0) | (s.rightOrigin !== undefined ? 64 : 0) |
-        (s.parentSub !== undefined ? 32 : 0)
-      encoding.writeUint8(e, info)
-      if (s.origin !== undefined) writeId(e, s.origin)
-      if (s.rightOrigin !== undefined) writeId(e, s.rightOrigin)
-      if (s.origin === undefined && s.rightOrigin === undefined) {
-        if (typeof s.parent === 'string') {
-          encoding.writeVarUint(e, 1)
-          encoding.writeVarString(e, s.parent)
-        } else {
-          encoding.writeVarUint(e, 0)
-          writeId(e, s.parent ?? [0, 0])
-        }
-        if (s.parentSub !== undefined) encoding.writeVarString(e, s.parentSub)
-      }
-      if ('deleted' in c) encoding.writeVarUint(e, c.deleted)
-      else if ('string' in c) encoding.writeVarString(e, c.string)
-      else if ('any' in c) {
-        encoding.writeVarUint(e, c.any.length)
-        for (const v of c.any) encoding.writeAny(e, v as encoding.AnyEncodable)
-      } else {
-        encoding.writeVarUint(e, c.length)
-        c.anyRaw(e)
-      }
-    }
-  }
-  const byClient = new Map<number, Array<[number, number]>>()
-  for (const [client, clock, len] of deletes) {
-    const list = byClient.get(client) ?? []
-    list.push([clock, len])
-    byClient.set(client, list)
-  }
-  encoding.writeVarUint(e, byClient.size)
-  for (const [client, list] of byClient) {
-    encoding.writeVarUint(e, client)
-    encoding.writeVarUint(e, list.length)
-    for (const [clock, len] of list) {
-      encoding.writeVarUint(e, clock)
-      encoding.writeVarUint(e, len)
-    }
-  }
-  return encoding.toUint8Array(e)
-}
 
 /** The id of the current value item of `participants[key]` on the server. */
 const mapEntryId = (doc: Y.Doc, root: string, key: string): Ref => {
