@@ -40,7 +40,6 @@ export const ERRORS = {
   INVALID_ID: { status: 400, closeCode: 4400, message: 'Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . ~' },
   INVALID_REQUEST: { status: 400, closeCode: 4400, message: 'The request is malformed' },
   MALFORMED_MESSAGE: { status: 400, closeCode: 4400, message: 'The protocol message is malformed' },
-  UNSUPPORTED_UPDATE: { status: 400, closeCode: 4400, message: 'Only Yjs V1 updates are accepted' },
   UNKNOWN_MESSAGE_TYPE: { status: 400, closeCode: 4400, message: 'Unknown protocol message type' },
   USER_NOT_FOUND: { status: 404, closeCode: 4404, message: 'No such user' },
   CONVERSATION_NOT_FOUND: { status: 404, closeCode: 4404, message: 'No such conversation' },
