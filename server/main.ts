@@ -56,18 +56,20 @@ const main = async (): Promise<void> => {
     if (err.code === 'EACCES') return fail(`not allowed to listen on ${options.host}:${options.port}`)
     return fail(`cannot start: ${err.message.split('\n')[0]}`)
   }
-  logger.info({ data: options.data }, `listening on ${url}`)
+  // The start and stop lines are printed whatever PARLEY_LOG_LEVEL says (contract §1).
+  const lifecycle = logger.child({}, { level: 'info' })
+  lifecycle.info({ data: options.data }, `listening on ${url}`)
 
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
-    logger.info({ signal }, 'shutting down')
+    lifecycle.info({ signal }, 'shutting down')
     const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); process.exit(1) }, 4500)
     force.unref()
     void server.close()
       .then(async () => { await store.close() })
-      .then(() => { logger.info('stopped'); process.exit(0) })
+      .then(() => { lifecycle.info('stopped'); process.exit(0) })
       .catch(err => { logger.error({ err }, 'shutdown failed'); process.exit(1) })
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
