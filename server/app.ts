@@ -21,6 +21,8 @@ import { registerUserRoutes } from './rest/users.ts'
 import type { RestDeps } from './rest/deps.ts'
 import { PLACEHOLDER_PAGE } from './page.ts'
 import { EventBus } from './events.ts'
+import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
+import { registerInboxRoutes } from './inbox/routes.ts'
 
 export interface ServerConfig {
   host: string
@@ -44,6 +46,8 @@ export interface ServerConfig {
   demo: boolean
   /** SMTP URL for notification emails, or null. */
   smtpUrl: string | null
+  /** Webhook/email outbox retries and notification typing sampling (see server/notify/services.ts). */
+  delivery: DeliveryTuning
 }
 
 export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
@@ -58,7 +62,8 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   archiveChunk: 500,
   bodyLimit: 256 * 1024,
   demo: false,
-  smtpUrl: null
+  smtpUrl: null,
+  delivery: DEFAULT_DELIVERY_TUNING
 }
 
 export interface ServerDeps {
@@ -78,6 +83,8 @@ export interface ParleyServer {
   readonly settings: SettingsState
   /** Durable server events (messages, participants, users); subscribe for webhooks and inboxes. */
   readonly events: EventBus
+  /** Inbox index, notifications and the webhook/email outbox, fed by `events`. */
+  readonly eventServices: EventServices
   /** Starts listening; resolves with the bound address. */
   listen (): Promise<{ host: string, port: number, url: string }>
   /** Stops accepting, closes sockets with 1001, flushes every room. Does not close the store. */
@@ -162,6 +169,11 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
+  const eventServices = createEventServices({
+    secret: config.secret, smtpUrl: config.smtpUrl, tuning: config.delivery,
+    store, logger, timers, now, rooms, settings: () => settings.current, events
+  })
+  registerInboxRoutes(http, restDeps, eventServices.inbox)
 
   http.server.on('upgrade', (req, socket, head) => {
     sync.handleUpgrade(req, socket, head)
@@ -175,8 +187,10 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     rooms,
     settings,
     events,
+    eventServices,
     async listen () {
       await http.listen({ host: config.host, port: config.port })
+      await eventServices.start()
       const addr = http.server.address() as AddressInfo
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
       return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` }
@@ -186,6 +200,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
         sync.stop()
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])
+        await eventServices.stop()
       })()
       await closing
     }

@@ -12,6 +12,7 @@ export type ServerEvent =
   | { type: 'participant.added', conversationId: string, userId: string, participant: Participant }
   | { type: 'participant.removed', conversationId: string, userId: string }
   | { type: 'reads.updated', conversationId: string, userId: string, readUpTo: number }
+  | { type: 'conversation.updated', conversationId: string, subject: string | null }
   | { type: 'conversation.deleted', conversationId: string }
   | { type: 'user.updated', userId: string, user: Record<string, unknown> }
 

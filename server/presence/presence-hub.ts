@@ -90,6 +90,14 @@ const increment = (counts: Map<string, number>, key: string): void => {
   counts.set(key, (counts.get(key) ?? 0) + 1)
 }
 
+/** The top-level boolean `key` of a sanitized state's JSON, or undefined. */
+const stateFlag = (json: string, key: 'viewing' | 'typing'): boolean | undefined => {
+  const v: unknown = JSON.parse(json)
+  if (typeof v !== 'object' || v === null) return undefined
+  const flag: unknown = (v as Record<string, unknown>)[key]
+  return typeof flag === 'boolean' ? flag : undefined
+}
+
 const decrement = (counts: Map<string, number>, key: string): void => {
   const n = (counts.get(key) ?? 0) - 1
   if (n > 0) counts.set(key, n)
@@ -239,6 +247,35 @@ export class PresenceHub {
       guests.push(userId)
     }
     return { participants: Array.from(this.#participantUsers.keys()), guestCount: this.#guestUsers.size, guests }
+  }
+
+  /**
+   * Participants connected now, each with whether it is viewing the conversation: true when at
+   * least one of its connections has no state yet or a state whose `viewing` is not `false`
+   * (the client sets `viewing` from page visibility; a client that never sets it counts as
+   * viewing). Read by notifications; parses only participants' states.
+   */
+  participantViewing (): Map<string, boolean> {
+    const out = new Map<string, boolean>()
+    for (const conn of this.#conns.values()) {
+      if (conn.peer.role !== 'participant') continue
+      let viewing = conn.ids.size === 0
+      for (const clientId of conn.ids) {
+        const s = this.#states.get(clientId)
+        if (s === undefined || stateFlag(s.json, 'viewing') !== false) viewing = true
+      }
+      out.set(conn.peer.userId, (out.get(conn.peer.userId) ?? false) || viewing)
+    }
+    return out
+  }
+
+  /** Users (participants and guests) with a state saying `typing: true` now. */
+  typingUsers (): Set<string> {
+    const out = new Set<string>()
+    for (const s of this.#states.values()) {
+      if (s.json.includes('"typing"') && stateFlag(s.json, 'typing') === true) out.add(s.owner.peer.userId)
+    }
+    return out
   }
 
   /** Distinct guest users online, for the `maxGuests` cap (checked by the caller before `join`). */

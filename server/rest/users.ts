@@ -1,9 +1,7 @@
-/** REST: users, a user's conversation list, and the settings (contract §6). */
+/** REST: users and the settings (contract §6); a user's conversation list is in server/inbox/routes.ts. */
 import type { FastifyInstance } from 'fastify'
 import { ChatError } from '../../shared/errors.ts'
 import { toUserId } from '../../shared/ids.ts'
-import { getParticipant, messagesOf, metaOf, readsOf } from '../../shared/doc.ts'
-import type { Message } from '../../shared/schema.ts'
 import type { UserRecord } from '../storage/port.ts'
 import { requireAdmin, requireBrowserSync, requireSelfOrAdmin } from './permissions.ts'
 import { userBody } from './schemas.ts'
@@ -49,40 +47,7 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
     return user
   })
 
-  app.get('/v1/users/:userId/conversations', async req => {
-    const principal = await principalOf(deps, req)
-    const userId = toUserId(param(req, 'userId'))
-    requireSelfOrAdmin(principal, userId)
-    const memberships = await deps.store.listMemberships(userId)
-    const data = []
-    for (const { conv } of memberships) {
-      if (!(await deps.store.conversationExists(conv))) continue
-      const item = await deps.rooms.withRoom(conv, room => {
-        const me = getParticipant(room.doc, userId)
-        if (me === undefined) return null
-        const messages = messagesOf(room.doc)
-        const last: Message | undefined = messages.length > 0 ? messages.get(messages.length - 1) : undefined
-        const readUpTo = readsOf(room.doc).get(userId) ?? 0
-        let unreadCount = 0
-        for (let i = messages.length - 1; i >= 0; i--) {
-          const m = messages.get(i)
-          if (m.createdAt <= readUpTo) break
-          if (m.senderId !== userId) unreadCount++
-        }
-        const createdAt = metaOf(room.doc).get('createdAt')
-        return {
-          id: conv,
-          subject: metaOf(room.doc).get('subject') ?? null,
-          lastMessage: last ?? null,
-          unreadCount,
-          lastActivityAt: last?.createdAt ?? (typeof createdAt === 'number' ? createdAt : 0)
-        }
-      })
-      if (item !== null) data.push(item)
-    }
-    data.sort((a, b) => b.lastActivityAt - a.lastActivityAt)
-    return { data }
-  })
+  // GET /v1/users/:userId/conversations is served from the inbox index: server/inbox/routes.ts.
 
   app.get('/v1/settings', async req => {
     requireAdmin(await principalOf(deps, req))

@@ -126,7 +126,13 @@ export class Room {
       this.scheduleFlush()
     })
     participantsOf(doc).observe(() => this.reevaluate())
-    metaOf(doc).observe(() => this.reevaluate())
+    metaOf(doc).observe(event => {
+      if (event.transaction.origin !== ARCHIVE_ORIGIN && event.keysChanged.has('subject')) {
+        const subject = metaOf(doc).get('subject')
+        this.txEvents.push({ type: 'conversation.updated', conversationId: this.id, subject: typeof subject === 'string' ? subject : null })
+      }
+      this.reevaluate()
+    })
     this.maybeArchive()
   }
 

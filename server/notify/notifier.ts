@@ -1,0 +1,195 @@
+/**
+ * Notifications (TalkJS rules, adapted): tells participants about messages they missed, once
+ * the conversation has gone quiet.
+ *
+ * Who. A participant with `notify: true`, or `notify: 'MentionsOnly'` and mentioned as
+ * `@userId`, with access other than `None`, other than the sender, that is not viewing the
+ * conversation when the message arrives: it has no participant connection there, or every such
+ * connection's presence says `viewing: false`. Guests are never participants, so never
+ * recipients; their messages notify participants like any other. System messages never notify.
+ *
+ * When. Per conversation, a pending batch holds, per recipient, every message since the first
+ * one it missed (for `MentionsOnly`, since the first that mentions it). The batch is sent once
+ * nobody in the conversation has been typing (presence `typing: true`, participants and guests
+ * alike) for `notificationDelay` seconds since the last message: while a batch is pending,
+ * presence is sampled every `typingPollMs`.
+ *
+ * State machine, per conversation: idle -> pending (a missed message) -> pending (more
+ * messages, typing: the quiet period restarts) -> fire -> idle. While pending, a recipient
+ * leaves the batch when it sends a message, starts viewing, is removed or reads past it; edits
+ * replace and deletes drop messages in the batch. When it fires, each recipient still a
+ * participant that wants notifications, is not viewing and has unread messages in its batch
+ * gets one notification holding them.
+ *
+ * Pending batches live in memory: a restart drops them (delivery itself is durable, see the
+ * outbox).
+ */
+import type * as Y from 'yjs'
+import { getParticipant, listParticipants, metaOf, readsOf } from '../../shared/doc.ts'
+import type { Message } from '../../shared/schema.ts'
+import type { ServerEvent } from '../events.ts'
+import type { Timers } from '../presence/presence-hub.ts'
+import { isMentioned } from './mentions.ts'
+
+/** What the notifier reads from a loaded conversation (a `Room` is one). */
+export interface NotifierRoom {
+  readonly doc: Y.Doc
+  readonly presence: {
+    participantViewing (): Map<string, boolean>
+    typingUsers (): Set<string>
+  }
+}
+
+/** One notification: the messages one recipient missed in one conversation, oldest first. */
+export interface Notification {
+  conversationId: string
+  subject: string | null
+  recipientId: string
+  messages: Message[]
+}
+
+export interface NotifierDeps {
+  timers: Timers
+  now: () => number
+  /** The conversation's room when it is loaded (it is while anyone is connected). */
+  peek: (conv: string) => NotifierRoom | undefined
+  /** The `notificationDelay` setting, in seconds. */
+  delaySeconds: () => number
+  /** How often presence is sampled for typing while a batch is pending, in ms. */
+  typingPollMs: number
+  /** Hands a notification to delivery; must not throw or wait. */
+  deliver: (n: Notification) => void
+}
+
+interface Pending {
+  subject: string | null
+  /** Recipient to the messages it missed, in arrival order. */
+  recipients: Map<string, Message[]>
+  /** When the conversation was last seen busy (a message, or someone typing), in ms. */
+  busyAt: number
+  timer: unknown
+}
+
+export class Notifier {
+  readonly #deps: NotifierDeps
+  readonly #pending = new Map<string, Pending>()
+
+  constructor (deps: NotifierDeps) {
+    this.#deps = deps
+  }
+
+  /** Event subscriber: never throws, never waits. */
+  handle (e: ServerEvent): void {
+    if (e.type === 'message.sent') this.#onSent(e.conversationId, e.message)
+    else if (e.type === 'conversation.deleted') this.#drop(e.conversationId)
+    else if ('conversationId' in e) this.#edit(e)
+  }
+
+  /** Conversations with a batch pending. */
+  get pendingConversations (): number {
+    return this.#pending.size
+  }
+
+  /** Clears every timer and forgets every pending batch. */
+  stop (): void {
+    for (const conv of [...this.#pending.keys()]) this.#drop(conv)
+  }
+
+  #onSent (conv: string, m: Message): void {
+    if (m.type === 'SystemMessage') return
+    const room = this.#deps.peek(conv)
+    if (room === undefined) return
+    const viewing = room.presence.participantViewing()
+    const subject = metaOf(room.doc).get('subject')
+    const p = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, timer: null }
+    p.subject = typeof subject === 'string' ? subject : null
+    if (m.senderId !== null) p.recipients.delete(m.senderId)
+    for (const [userId, participant] of listParticipants(room.doc)) {
+      if (userId === m.senderId || participant.access === 'None' || participant.notify === false) continue
+      if (viewing.get(userId) === true) {
+        p.recipients.delete(userId)
+        continue
+      }
+      const batch = p.recipients.get(userId)
+      if (batch !== undefined) batch.push(m)
+      else if (participant.notify === true || isMentioned(m.text, userId)) p.recipients.set(userId, [m])
+    }
+    if (p.recipients.size === 0) {
+      if (this.#pending.has(conv)) this.#drop(conv)
+      return
+    }
+    this.#pending.set(conv, p)
+    p.busyAt = this.#deps.now()
+    this.#schedule(conv, p, Math.min(this.#deps.typingPollMs, this.#delayMs()))
+  }
+
+  /** Applies an edit, delete, read, or removal to the pending batch. */
+  #edit (e: Extract<ServerEvent, { conversationId: string }>): void {
+    const p = this.#pending.get(e.conversationId)
+    if (p === undefined) return
+    if (e.type === 'message.updated' || e.type === 'message.deleted') {
+      const { message } = e
+      for (const [userId, batch] of p.recipients) {
+        const i = batch.findIndex(m => m.id === message.id)
+        if (i < 0) continue
+        if (e.type === 'message.updated') batch[i] = message
+        else batch.splice(i, 1)
+        if (batch.length === 0) p.recipients.delete(userId)
+      }
+    } else if (e.type === 'reads.updated') {
+      const batch = p.recipients.get(e.userId)?.filter(m => m.createdAt > e.readUpTo) ?? []
+      if (batch.length > 0) p.recipients.set(e.userId, batch)
+      else p.recipients.delete(e.userId)
+    } else if (e.type === 'participant.removed') {
+      p.recipients.delete(e.userId)
+    }
+    if (p.recipients.size === 0) this.#drop(e.conversationId)
+  }
+
+  #delayMs (): number {
+    return Math.max(0, Math.min(900, this.#deps.delaySeconds())) * 1000
+  }
+
+  #schedule (conv: string, p: Pending, ms: number): void {
+    if (p.timer !== null) this.#deps.timers.clearTimeout(p.timer)
+    p.timer = this.#deps.timers.setTimeout(() => {
+      p.timer = null
+      this.#check(conv, p)
+    }, ms)
+  }
+
+  /** Fires when the conversation has been quiet long enough; otherwise samples again. */
+  #check (conv: string, p: Pending): void {
+    if (this.#pending.get(conv) !== p) return
+    const now = this.#deps.now()
+    const typing = (this.#deps.peek(conv)?.presence.typingUsers().size ?? 0) > 0
+    if (typing) p.busyAt = now
+    const remaining = p.busyAt + this.#delayMs() - now
+    if (!typing && remaining <= 0) this.#fire(conv, p)
+    else this.#schedule(conv, p, typing ? this.#deps.typingPollMs : Math.min(this.#deps.typingPollMs, remaining))
+  }
+
+  #fire (conv: string, p: Pending): void {
+    this.#pending.delete(conv)
+    const room = this.#deps.peek(conv)
+    const viewing = room?.presence.participantViewing()
+    for (const [userId, batch] of p.recipients) {
+      let messages = batch
+      if (room !== undefined) {
+        const participant = getParticipant(room.doc, userId)
+        if (participant === undefined || participant.notify === false || participant.access === 'None') continue
+        if (viewing?.get(userId) === true) continue
+        const readUpTo = readsOf(room.doc).get(userId)
+        if (typeof readUpTo === 'number') messages = batch.filter(m => m.createdAt > readUpTo)
+      }
+      if (messages.length > 0) this.#deps.deliver({ conversationId: conv, subject: p.subject, recipientId: userId, messages })
+    }
+  }
+
+  #drop (conv: string): void {
+    const p = this.#pending.get(conv)
+    if (p === undefined) return
+    if (p.timer !== null) this.#deps.timers.clearTimeout(p.timer)
+    this.#pending.delete(conv)
+  }
+}

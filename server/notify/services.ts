@@ -1,0 +1,165 @@
+/**
+ * Everything that follows the durable event bus, wired together: the inbox index, the
+ * notifier, and delivery (webhook posts and notification emails) through the durable outbox.
+ * Each subscriber only records or queues; nothing here is awaited by the sync path.
+ */
+import type { Logger } from 'pino'
+import { isPlainObject } from '../../shared/schema.ts'
+import type { Settings } from '../../shared/settings.ts'
+import type { EventBus } from '../events.ts'
+import { InboxIndex } from '../inbox/inbox-index.ts'
+import type { Timers } from '../presence/presence-hub.ts'
+import type { RoomManager } from '../rooms/room-manager.ts'
+import type { DocStore } from '../storage/port.ts'
+import { isWebhookEventType, webhookDataOf, type WebhookEvent, type WebhookEventType } from '../webhooks/events.ts'
+import { DEFAULT_OUTBOX_TUNING, Outbox, type OutboxTuning } from '../webhooks/outbox.ts'
+import { postWebhook } from '../webhooks/post.ts'
+import { composeNotificationEmail, createMailer, isEmailJob, type EmailJob, type Mailer } from './email.ts'
+import { Notifier, type Notification } from './notifier.ts'
+
+export interface DeliveryTuning {
+  outbox: OutboxTuning
+  /** Presence sampling period for typing while a notification is pending, in ms. */
+  typingPollMs: number
+}
+
+export const DEFAULT_DELIVERY_TUNING: Readonly<DeliveryTuning> = Object.freeze({
+  outbox: DEFAULT_OUTBOX_TUNING,
+  typingPollMs: 1000
+})
+
+/** One outbox payload. */
+export type Delivery =
+  | { kind: 'webhook', event: WebhookEvent }
+  | { kind: 'email', email: EmailJob }
+
+const isDelivery = (v: unknown): v is Delivery => {
+  if (!isPlainObject(v)) return false
+  if (v.kind === 'email') return isEmailJob(v.email)
+  return v.kind === 'webhook' && isPlainObject(v.event) && typeof v.event.id === 'string' && isWebhookEventType(v.event.type)
+}
+
+export interface EventServicesDeps {
+  secret: string
+  smtpUrl: string | null
+  tuning: DeliveryTuning
+  store: DocStore
+  logger: Logger
+  timers: Timers
+  now: () => number
+  rooms: RoomManager
+  settings: () => Settings
+  events: EventBus
+}
+
+export interface EventServices {
+  readonly inbox: InboxIndex
+  readonly notifier: Notifier
+  readonly outbox: Outbox<Delivery>
+  /** Starts delivering (including what a previous run left in the outbox). */
+  start (): Promise<void>
+  /** Stops timers and delivery after writing what is queued; pending notifications are dropped. */
+  stop (): Promise<void>
+}
+
+export const createEventServices = (deps: EventServicesDeps): EventServices => {
+  const { store, logger, now, settings } = deps
+  const mailer: Mailer | null = deps.smtpUrl === null ? null : createMailer(deps.smtpUrl)
+  const inFlight = new Set<Promise<void>>()
+  const track = (p: Promise<void>): void => {
+    inFlight.add(p)
+    void p.finally(() => inFlight.delete(p))
+  }
+
+  const outbox = new Outbox<Delivery>({
+    section: store.section('outbox'),
+    timers: deps.timers,
+    now,
+    tuning: deps.tuning.outbox,
+    isPayload: isDelivery,
+    onError: (err, what) => logger.error({ err }, what),
+    async send (payload, id, signal) {
+      if (payload.kind === 'email') {
+        if (mailer === null) return // SMTP was turned off since: nothing to send with
+        await mailer.send(payload.email, id, signal)
+        return
+      }
+      const url = settings().webhookUrl
+      if (url === null) return // webhooks were turned off since: drop
+      await postWebhook(url, deps.secret, payload.event, now(), signal)
+    }
+  })
+
+  const enqueueWebhook = (type: WebhookEventType, data: Record<string, unknown>): void => {
+    if (settings().webhookUrl === null) return
+    const id = outbox.newId()
+    outbox.enqueue({ kind: 'webhook', event: { id, type, createdAt: now(), data } }, id)
+  }
+
+  const deliverNotification = async (n: Notification): Promise<void> => {
+    const user = await store.getUser(n.recipientId)
+    const names = new Map<string, string>()
+    for (const senderId of new Set(n.messages.map(m => m.senderId))) {
+      if (senderId === null) continue
+      const sender = await store.getUser(senderId)
+      if (sender !== undefined && sender.name !== '') names.set(senderId, sender.name)
+    }
+    const email = user?.email ?? []
+    enqueueWebhook('notification.triggered', {
+      conversationId: n.conversationId,
+      subject: n.subject,
+      recipient: { id: n.recipientId, name: user?.name ?? null, email },
+      messages: n.messages
+    })
+    if (mailer !== null && email.length > 0) {
+      outbox.enqueue({ kind: 'email', email: composeNotificationEmail(n, email, names) })
+    }
+  }
+
+  const inbox = new InboxIndex({
+    section: store.section('inbox'),
+    peekDoc: conv => deps.rooms.peek(conv)?.doc,
+    withDoc: async (conv, fn) => await deps.rooms.withRoom(conv, room => fn(room.doc)),
+    listMemberships: async user => await store.listMemberships(user),
+    conversationExists: async conv => await store.conversationExists(conv),
+    now,
+    onError: (err, conv) => logger.error({ err, conversation: conv }, 'inbox index update failed')
+  })
+
+  const notifier = new Notifier({
+    timers: deps.timers,
+    now,
+    peek: conv => deps.rooms.peek(conv),
+    delaySeconds: () => settings().notificationDelay,
+    typingPollMs: deps.tuning.typingPollMs,
+    deliver: n => {
+      track(deliverNotification(n).catch(err => logger.error({ err, conversation: n.conversationId }, 'notification delivery failed')))
+    }
+  })
+
+  // Three subscriptions, so that one failing does not starve the others.
+  const unsubscribe = [
+    deps.events.subscribe(e => inbox.handle(e)),
+    deps.events.subscribe(e => notifier.handle(e)),
+    deps.events.subscribe(e => {
+      const w = webhookDataOf(e)
+      if (w !== null) enqueueWebhook(w.type, w.data)
+    })
+  ]
+
+  return {
+    inbox,
+    notifier,
+    outbox,
+    async start () {
+      await outbox.start()
+    },
+    async stop () {
+      for (const u of unsubscribe) u()
+      notifier.stop()
+      await Promise.all([...inFlight, inbox.settled()])
+      await outbox.stop()
+      mailer?.close()
+    }
+  }
+}
