@@ -19,7 +19,7 @@ import { registerConversationRoutes } from './rest/conversations.ts'
 import { registerMessageRoutes } from './rest/messages.ts'
 import { registerUserRoutes } from './rest/users.ts'
 import type { RestDeps } from './rest/deps.ts'
-import { PLACEHOLDER_PAGE } from './page.ts'
+import { registerWebRoutes } from './web/routes.ts'
 import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
@@ -164,7 +164,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     void reply.header('content-type', metrics.registry.contentType)
     return await metrics.registry.metrics()
   })
-  http.get('/', async (_req, reply) => await reply.type('text/html; charset=utf-8').send(PLACEHOLDER_PAGE))
+  registerWebRoutes(http, { auth, config, logger })
   const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId: () => randomUUID() }
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)

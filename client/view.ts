@@ -1,0 +1,511 @@
+/**
+ * A live view of one conversation: its messages in document order with `added`, `edited` and
+ * `deleted` events, sending with a `pending` → `sent` status, edits and deletes of the user's
+ * own messages, typing and presence over awareness, read markers, and older pages over REST.
+ *
+ * The document syncs whole (Yjs has no partial sync), so the view shows a window: the newest
+ * `pageSize` messages at first, growing with every new message and with `loadOlder()`.
+ * A message is `sent` once the server acknowledged it durable (see `transport.ts`), `pending`
+ * before, and `failed` when the server refused this view's writes for good.
+ */
+import * as Y from 'yjs'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import { ObservableV2 } from 'lib0/observable'
+import { ChatError, type ErrorCode } from '../shared/errors.ts'
+import { ensureRoots, getGuestAccess, getParticipant, messagesOf, readsOf } from '../shared/doc.ts'
+import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type Message } from '../shared/schema.ts'
+import { EMPTY_PRESENCE, presenceOf, type Presence, type PresenceUser } from './presence.ts'
+import { LocalBinding, STORAGE_ORIGIN } from './local-doc.ts'
+import { localKey, type ClientStore } from './storage.ts'
+import type { RestClient } from './rest.ts'
+import type { TokenKeeper } from './token.ts'
+import {
+  SyncTransport, type ClientTimers, type ConnectionStatus, type NetworkSignal, type WebSocketCtor
+} from './transport.ts'
+import type { BackoffOptions } from './backoff.ts'
+
+export type MessageStatus = 'pending' | 'sent' | 'failed'
+
+/** A message as the view shows it. */
+export type ViewMessage = Message & { status: MessageStatus }
+
+export interface OpenOptions {
+  /** Join as a guest when the user is not a participant (contract §3). */
+  asGuest?: boolean
+  /** Messages shown at first and fetched per `loadOlder()`; default 30. */
+  pageSize?: number
+}
+
+export interface ViewEvents {
+  /** The visible list changed (for any reason below, or a status change). */
+  change: () => void
+  added: (message: ViewMessage) => void
+  edited: (message: ViewMessage, previous: Message) => void
+  deleted: (message: Message) => void
+  /** A message of this view went from pending to sent. */
+  sent: (message: ViewMessage) => void
+  presence: (presence: Presence) => void
+  status: (status: ConnectionStatus) => void
+  /** A final refusal: the view is closed. */
+  error: (error: ChatError) => void
+}
+
+/** What a view is built from (the session supplies it). */
+export interface ViewDeps {
+  userId: string
+  name?: string
+  wsUrl: string
+  tokens: TokenKeeper
+  rest: RestClient
+  WebSocket: WebSocketCtor
+  store: ClientStore | null
+  network: NetworkSignal | null
+  timers: ClientTimers
+  now: () => number
+  random: () => number
+  newId: () => string
+  backoff?: BackoffOptions
+  maxTextLength?: number
+  /** Told when something that changes the conversation list happened. */
+  onActivity: () => void
+}
+
+/** Codes after which what this view wrote is refused for good: the local copy is dropped. */
+const WRITE_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'READ_ONLY', 'WRITE_FORBIDDEN', 'INVALID_MESSAGE', 'TEXT_TOO_LONG', 'DUPLICATE_MESSAGE_ID',
+  'SENDER_MISMATCH', 'CLIENT_ID_TAKEN', 'MISSING_DEPENDENCIES', 'CONVERSATION_DELETED', 'CONVERSATION_NOT_FOUND'
+])
+
+const TYPING_TIMEOUT_MS = 5_000
+
+interface Located { message: Message, client: number, clock: number }
+
+/** The messages of `arr` in order, each with the Yjs id of its struct (walks the items). */
+const locateMessages = (arr: Y.Array<Message>): Located[] => {
+  const out: Located[] = []
+  for (let item = arr._start; item !== null; item = item.right) {
+    if (item.deleted || !(item.content instanceof Y.ContentAny)) continue
+    const values: unknown[] = item.content.arr
+    for (let j = 0; j < values.length; j++) {
+      const v = values[j]
+      if (isMessage(v, Number.MAX_SAFE_INTEGER)) out.push({ message: v, client: item.id.client, clock: item.id.clock + j })
+    }
+  }
+  return out
+}
+
+export class ConversationView extends ObservableV2<ViewEvents> {
+  readonly conversationId: string
+  readonly asGuest: boolean
+  readonly doc = new Y.Doc()
+  /** Resolves once the local copy is loaded and the connection started. */
+  readonly ready: Promise<void>
+  private readonly deps: ViewDeps
+  private readonly pageSize: number
+  private awareness: awarenessProtocol.Awareness | null = null
+  private transport: SyncTransport | null = null
+  private local: LocalBinding | null = null
+  private early: Uint8Array[] | null = []
+  private acked = new Map<number, number>()
+  private readonly ownClients = new Set<number>()
+  private located: Located[] = []
+  private list: ViewMessage[] = []
+  private statusById = new Map<string, MessageStatus>()
+  private startId: string | null = null
+  private older: Message[] = []
+  private hasMoreOlder: boolean | null = null
+  private presenceValue: Presence = EMPTY_PRESENCE
+  private errorValue: ChatError | null = null
+  private closedFlag = false
+  private writeFailed = false
+  private typingTimer: unknown = null
+  private wasSynced = false
+
+  constructor (deps: ViewDeps, conversationId: string, opts: OpenOptions = {}) {
+    super()
+    this.deps = deps
+    this.conversationId = conversationId
+    this.asGuest = opts.asGuest ?? false
+    this.pageSize = opts.pageSize ?? 30
+    ensureRoots(this.doc)
+    this.ownClients.add(this.doc.clientID)
+    this.doc.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === STORAGE_ORIGIN) return
+      if (this.early !== null) this.early.push(update)
+      else this.local?.append(update)
+    })
+    messagesOf(this.doc).observe(event => this.onMessagesChanged(event))
+    this.doc.on('afterTransaction', () => this.refreshRole())
+    this.ready = this.init()
+  }
+
+  private async init (): Promise<void> {
+    const { deps } = this
+    if (deps.store !== null) {
+      const early = this.early ?? []
+      this.local = await LocalBinding.open(deps.store, localKey(deps.userId, this.conversationId), this.doc, early, meta => {
+        if (meta === null) return
+        this.ownClients.add(meta.clientId)
+        this.acked = new Map(meta.acked)
+      })
+      if (this.local !== null) this.ownClients.add(this.doc.clientID)
+    }
+    this.early = null
+    if (this.closedFlag) { await this.local?.close(); return }
+    this.rebuild()
+    this.recordStatuses(false)
+    const awareness = new awarenessProtocol.Awareness(this.doc)
+    this.awareness = awareness
+    const user: Record<string, string> = { id: deps.userId }
+    if (deps.name !== undefined) user.name = deps.name
+    awareness.setLocalState({ user, typing: false })
+    awareness.on('change', () => this.refreshPresence())
+    const transport = new SyncTransport({
+      wsUrl: deps.wsUrl,
+      conversationId: this.conversationId,
+      asGuest: this.asGuest,
+      tokens: deps.tokens,
+      WebSocket: deps.WebSocket,
+      doc: this.doc,
+      awareness,
+      random: deps.random,
+      timers: deps.timers,
+      backoff: deps.backoff,
+      network: deps.network
+    })
+    this.transport = transport
+    transport.on('status', s => {
+      if (s === 'synced' && !this.wasSynced) {
+        this.wasSynced = true
+        this.pinWindow()
+      }
+      this.refreshPresence()
+      this.emit('status', [s])
+    })
+    transport.on('acked', sv => this.onAcked(sv))
+    transport.on('error', e => this.onFinalError(e))
+    transport.start()
+  }
+
+  /** The visible messages, oldest first. */
+  get messages (): readonly ViewMessage[] { return this.list }
+  get status (): ConnectionStatus { return this.closedFlag ? 'closed' : this.transport?.status ?? 'connecting' }
+  /** The final refusal that closed this view, if any. */
+  get error (): ChatError | null { return this.errorValue }
+  get presence (): Presence { return this.presenceValue }
+  /** Whether older messages exist beyond the window (null until known). */
+  get hasMore (): boolean | null {
+    const start = this.windowStart()
+    if (this.older.length === 0 && start > 0) return true
+    return this.hasMoreOlder
+  }
+
+  /** `participant` or `guest` once known from the document, else null. */
+  get role (): 'participant' | 'guest' | null {
+    if (getParticipant(this.doc, this.deps.userId) !== undefined) return 'participant'
+    if (this.asGuest && (this.wasSynced || messagesOf(this.doc).length > 0)) return 'guest'
+    return null
+  }
+
+  /** The participant's access, when this user is one. */
+  get access (): Access | null { return getParticipant(this.doc, this.deps.userId)?.access ?? null }
+
+  /** Whether this view may send: null while unknown (before the first sync with no local copy). */
+  get canWrite (): boolean | null {
+    const p = getParticipant(this.doc, this.deps.userId)
+    if (p !== undefined) return p.access === 'ReadWrite'
+    if (this.role === 'guest') return getGuestAccess(this.doc) === 'write'
+    return null
+  }
+
+  /** Resolves at the first sync; rejects with the refusal if the view is refused first. */
+  async whenSynced (): Promise<void> {
+    await this.ready
+    if (this.wasSynced) return
+    await new Promise<void>((resolve, reject) => {
+      const onStatus = (s: ConnectionStatus): void => { if (s === 'synced') { cleanup(); resolve() } }
+      const onError = (e: ChatError): void => { cleanup(); reject(e) }
+      const cleanup = (): void => { this.off('status', onStatus); this.off('error', onError) }
+      this.on('status', onStatus)
+      this.on('error', onError)
+    })
+  }
+
+  /** Resolves when the message `id` is sent; rejects when it failed or the view was refused. */
+  async whenSent (id: string): Promise<void> {
+    const check = (): boolean => {
+      const s = this.statusOf(id)
+      if (s === undefined) throw new ChatError('MESSAGE_NOT_FOUND', `No message ${id} in this view`)
+      if (s === 'failed' || (s === 'pending' && this.errorValue !== null)) throw this.errorValue ?? new ChatError('FORBIDDEN')
+      return s === 'sent'
+    }
+    if (check()) return
+    await new Promise<void>((resolve, reject) => {
+      const onChange = (): void => {
+        try { if (check()) { this.off('change', onChange); this.off('error', onChange); resolve() } } catch (e) { this.off('change', onChange); this.off('error', onChange); reject(e) }
+      }
+      this.on('change', onChange)
+      this.on('error', onChange)
+    })
+  }
+
+  /**
+   * Sends a message; returns it at once with status `pending`. Throws locally, with the code
+   * the server would refuse it with: READ_ONLY in a read-only view, TEXT_TOO_LONG over the limit.
+   */
+  send (text: string, opts: { custom?: Record<string, string>, referencedMessageId?: string } = {}): ViewMessage {
+    this.checkWritable()
+    this.checkText(text)
+    const m: Message = { id: this.deps.newId(), senderId: this.deps.userId, text, createdAt: this.deps.now(), type: 'UserMessage' }
+    if (opts.custom !== undefined) m.custom = opts.custom
+    if (opts.referencedMessageId !== undefined) m.referencedMessageId = opts.referencedMessageId
+    this.ownClients.add(this.doc.clientID)
+    this.doc.transact(() => { messagesOf(this.doc).push([m]) })
+    this.setTyping(false)
+    return this.find(m.id) ?? { ...m, status: 'pending' }
+  }
+
+  /** Replaces the text (and custom) of one of the user's own messages; sets `editedAt`. */
+  edit (id: string, text: string, opts: { custom?: Record<string, string> } = {}): ViewMessage {
+    this.checkWritable()
+    this.checkText(text)
+    const { index, message } = this.own(id)
+    const next: Message = { ...message, text, editedAt: this.deps.now() }
+    if (opts.custom !== undefined) next.custom = opts.custom
+    this.ownClients.add(this.doc.clientID)
+    this.doc.transact(() => {
+      const arr = messagesOf(this.doc)
+      arr.delete(index, 1)
+      arr.insert(index, [next])
+    })
+    return this.find(id) ?? { ...next, status: 'pending' }
+  }
+
+  /** Deletes one of the user's own messages. */
+  delete (id: string): void {
+    this.checkWritable()
+    const { index } = this.own(id)
+    this.ownClients.add(this.doc.clientID)
+    this.doc.transact(() => { messagesOf(this.doc).delete(index, 1) })
+  }
+
+  /** Shows or clears "typing" in presence; it clears itself after 5 s without a new call. */
+  typing (on: boolean): void { this.setTyping(on) }
+
+  /**
+   * Marks everything up to the newest message read: `reads[userId] = its createdAt`.
+   * Participants with write access only (a guest would be refused with WRITE_FORBIDDEN, a
+   * read-only participant with READ_ONLY). Returns whether anything changed.
+   */
+  markRead (): boolean {
+    if (this.closedFlag) throw this.closedError()
+    if (this.role !== 'participant') throw new ChatError('WRITE_FORBIDDEN', 'Only participants keep read markers')
+    if (this.canWrite !== true) throw new ChatError('READ_ONLY')
+    const arr = messagesOf(this.doc)
+    if (arr.length === 0) return false
+    const newest = arr.get(arr.length - 1).createdAt
+    const reads = readsOf(this.doc)
+    const current = reads.get(this.deps.userId)
+    if (typeof current === 'number' && current >= newest) return false
+    this.ownClients.add(this.doc.clientID)
+    this.doc.transact(() => { reads.set(this.deps.userId, newest) })
+    this.deps.onActivity()
+    return true
+  }
+
+  /** The user's read marker (createdAt of the last message read), if any. */
+  get readUpTo (): number | null {
+    const v = readsOf(this.doc).get(this.deps.userId)
+    return typeof v === 'number' ? v : null
+  }
+
+  /**
+   * Widens the window by one page of older messages, fetched with
+   * `GET /v1/conversations/:id/messages?before=` (messages the local document lacks, for
+   * instance before the first sync, are shown from that page). Returns how many were added.
+   */
+  async loadOlder (): Promise<{ added: number, hasMore: boolean }> {
+    const before = this.list[0]
+    const page = await this.deps.rest.messagesBefore(this.conversationId, before?.id, this.pageSize)
+    const inDoc = new Map(this.located.map((l, i) => [l.message.id, i]))
+    const shown = new Set(this.list.map(m => m.id))
+    const start = this.windowStart()
+    const firstInDoc = page.data.find(m => inDoc.has(m.id))
+    if (firstInDoc !== undefined && (inDoc.get(firstInDoc.id) ?? start) < start) this.startId = firstInDoc.id
+    const extra = page.data.filter(m => !inDoc.has(m.id) && !shown.has(m.id))
+    this.older = [...extra, ...this.older]
+    this.hasMoreOlder = page.hasMore
+    const beforeCount = this.list.length
+    this.rebuild()
+    this.emit('change', [])
+    return { added: this.list.length - beforeCount, hasMore: page.hasMore }
+  }
+
+  /** Leaves: closes the socket (a guest vanishes from presence at once) and saves local state. */
+  async close (): Promise<void> {
+    if (this.closedFlag) return
+    this.closedFlag = true
+    if (this.typingTimer !== null) this.deps.timers.clearTimeout(this.typingTimer)
+    await this.ready.catch(() => {})
+    this.transport?.destroy()
+    this.awareness?.destroy()
+    await this.local?.close()
+    if (this.transport === null) this.emit('status', ['closed'])
+    this.doc.destroy()
+  }
+
+  private closedError (): ChatError {
+    return this.errorValue ?? new ChatError('INVALID_REQUEST', 'This view is closed')
+  }
+
+  private checkWritable (): void {
+    if (this.closedFlag) throw this.closedError()
+    if (this.canWrite === false) throw new ChatError('READ_ONLY')
+  }
+
+  private checkText (text: string): void {
+    const max = this.deps.maxTextLength ?? DEFAULT_MAX_TEXT_LENGTH
+    if (text.length > max) throw new ChatError('TEXT_TOO_LONG', `A text holds at most ${max} characters`)
+  }
+
+  private own (id: string): { index: number, message: Message } {
+    const index = this.located.findIndex(l => l.message.id === id)
+    if (index < 0) throw new ChatError('MESSAGE_NOT_FOUND')
+    const message = this.located[index].message
+    if (message.senderId !== this.deps.userId) throw new ChatError('SENDER_MISMATCH', 'Only your own messages can be changed')
+    return { index, message }
+  }
+
+  private find (id: string): ViewMessage | undefined { return this.list.find(m => m.id === id) }
+
+  private statusOf (id: string): MessageStatus | undefined {
+    const l = this.located.find(x => x.message.id === id)
+    return l === undefined ? undefined : this.statusFor(l)
+  }
+
+  private statusFor (l: Located): MessageStatus {
+    if (!this.ownClients.has(l.client)) return 'sent'
+    if (l.clock < (this.acked.get(l.client) ?? 0)) return 'sent'
+    return this.writeFailed ? 'failed' : 'pending'
+  }
+
+  private windowStart (): number {
+    if (this.startId !== null) {
+      const i = this.located.findIndex(l => l.message.id === this.startId)
+      if (i >= 0) return i
+    }
+    return Math.max(0, this.located.length - this.pageSize)
+  }
+
+  /** Fixes the window's first message, so new messages widen it instead of shifting it. */
+  private pinWindow (): void {
+    if (this.startId === null && this.located.length > 0) {
+      this.startId = this.located[this.windowStart()].message.id
+    }
+  }
+
+  private rebuild (): void {
+    this.located = locateMessages(messagesOf(this.doc))
+    const start = this.windowStart()
+    const inDoc = new Set(this.located.map(l => l.message.id))
+    const older: ViewMessage[] = this.older.filter(m => !inDoc.has(m.id)).map(m => ({ ...m, status: 'sent' }))
+    const visible = this.located.slice(start).map(l => ({ ...l.message, status: this.statusFor(l) }))
+    this.list = [...older, ...visible]
+  }
+
+  private onMessagesChanged (event: Y.YArrayEvent<Message>): void {
+    this.rebuild()
+    const removed = new Map<string, Message>()
+    for (const item of event.changes.deleted) {
+      for (const m of item.content.getContent()) if (isMessage(m, Number.MAX_SAFE_INTEGER)) removed.set(m.id, m)
+    }
+    for (const item of event.changes.added) {
+      if (item.deleted) continue
+      for (const m of item.content.getContent()) {
+        if (!isMessage(m, Number.MAX_SAFE_INTEGER)) continue
+        const shown = this.find(m.id) ?? { ...m, status: 'sent' as const }
+        const previous = removed.get(m.id)
+        if (previous !== undefined) {
+          removed.delete(m.id)
+          this.emit('edited', [shown, previous])
+        } else {
+          this.emit('added', [shown])
+        }
+      }
+    }
+    for (const m of removed.values()) this.emit('deleted', [m])
+    this.recordStatuses(false)
+    this.emit('change', [])
+    if (event.transaction.origin !== STORAGE_ORIGIN) this.deps.onActivity()
+  }
+
+  private onAcked (sv: Map<number, number>): void {
+    for (const [client, clock] of sv) {
+      if (clock > (this.acked.get(client) ?? 0)) this.acked.set(client, clock)
+    }
+    this.local?.saveAcked(this.acked)
+    this.rebuild()
+    if (this.recordStatuses(true)) this.emit('change', [])
+  }
+
+  /** Remembers each own message's status; emits `sent` for those that just became sent. */
+  private recordStatuses (emitSent: boolean): boolean {
+    let changed = false
+    const next = new Map<string, MessageStatus>()
+    for (const m of this.list) {
+      if (m.senderId !== this.deps.userId) continue
+      next.set(m.id, m.status)
+      const before = this.statusById.get(m.id)
+      if (before !== m.status) {
+        changed = true
+        if (emitSent && before === 'pending' && m.status === 'sent') this.emit('sent', [m])
+      }
+    }
+    this.statusById = next
+    return changed
+  }
+
+  private onFinalError (e: ChatError): void {
+    this.errorValue = e
+    if (WRITE_REFUSALS.has(e.code)) {
+      this.writeFailed = true
+      this.local?.clear()
+    }
+    this.rebuild()
+    this.recordStatuses(false)
+    this.emit('error', [e])
+    this.emit('change', [])
+    this.refreshPresence()
+  }
+
+  private setTyping (on: boolean): void {
+    const a = this.awareness
+    if (this.typingTimer !== null) { this.deps.timers.clearTimeout(this.typingTimer); this.typingTimer = null }
+    if (a === null || this.closedFlag) return
+    if (a.getLocalState()?.typing !== on) a.setLocalStateField('typing', on)
+    if (on) this.typingTimer = this.deps.timers.setTimeout(() => { this.typingTimer = null; this.setTyping(false) }, TYPING_TIMEOUT_MS)
+  }
+
+  private lastRole: string | null = null
+
+  private refreshRole (): void {
+    const key = `${this.role ?? ''}:${String(this.canWrite)}`
+    if (key === this.lastRole) return
+    this.lastRole = key
+    this.refreshPresence()
+    this.emit('change', [])
+  }
+
+  private refreshPresence (): void {
+    const a = this.awareness
+    if (a === null) return
+    const role = this.role
+    const selfUser: PresenceUser | null = role === null || this.status !== 'synced'
+      ? null
+      : { id: this.deps.userId, role, ...(this.deps.name !== undefined ? { name: this.deps.name } : {}) }
+    const p = presenceOf(a.getStates(), { clientId: a.clientID, user: selfUser })
+    if (JSON.stringify(p) === JSON.stringify(this.presenceValue)) return
+    this.presenceValue = p
+    this.emit('presence', [p])
+  }
+}

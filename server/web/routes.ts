@@ -1,0 +1,54 @@
+/**
+ * The web UI and its demo sign-in, on the server's own port:
+ *
+ *   GET  /             the page (HTML shell, styles inlined; `data-demo` tells it whether demo
+ *                      sign-in is on)
+ *   GET  /app.js       the bundled UI (built once, on first request, see `bundle.ts`)
+ *   POST /demo/token   `{ userId }` -> `{ token, expiresAt }`: a one-hour user token for anyone
+ *                      who asks. Only in demo mode (`config.demo`, decided and loudly logged by
+ *                      main.ts: on by default only while listening on loopback); otherwise 404.
+ */
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { toUserId } from '../../shared/ids.ts'
+import { ChatError } from '../../shared/errors.ts'
+import type { Authenticator } from '../auth.ts'
+import { buildWebAssets, type WebAssets } from './bundle.ts'
+
+export interface WebDeps {
+  auth: Authenticator
+  config: { demo: boolean }
+  logger: Logger
+}
+
+/** Lifetime of a demo token, in seconds. */
+export const DEMO_TOKEN_TTL_S = 3600
+
+export const registerWebRoutes = (http: FastifyInstance, deps: WebDeps): void => {
+  let assets: Promise<WebAssets> | null = null
+  const load = async (): Promise<WebAssets> => {
+    assets ??= buildWebAssets().catch(e => { assets = null; throw e })
+    return await assets
+  }
+
+  http.get('/', async (_req, reply) => {
+    const { html } = await load()
+    void reply.header('cache-control', 'no-cache')
+    return await reply.type('text/html; charset=utf-8').send(html.replace('{{DEMO}}', deps.config.demo ? '1' : '0'))
+  })
+
+  http.get('/app.js', async (_req, reply) => {
+    const { js } = await load()
+    void reply.header('cache-control', 'no-cache')
+    return await reply.type('text/javascript; charset=utf-8').send(js)
+  })
+
+  http.post('/demo/token', async req => {
+    if (!deps.config.demo) throw new ChatError('ROUTE_NOT_FOUND', 'Demo sign-in is off on this server')
+    const body: unknown = req.body
+    const userId = toUserId(typeof body === 'object' && body !== null ? (body as { userId?: unknown }).userId : undefined)
+    const token = await deps.auth.signUserToken(userId, DEMO_TOKEN_TTL_S)
+    deps.logger.info({ user: userId }, 'demo token issued')
+    return { token, expiresAt: Date.now() + DEMO_TOKEN_TTL_S * 1000 }
+  })
+}

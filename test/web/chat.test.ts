@@ -1,0 +1,121 @@
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { Browser, BrowserContext } from 'playwright-core'
+import { startServer, type TestServer } from '../helpers/server.ts'
+import { launch, newPage, sendText, shot, shownTexts, signIn } from './helpers.ts'
+
+type Ctx = { s: TestServer, browser: Browser, contexts: BrowserContext[] }
+const Web = suite<Ctx>('web UI in Chromium')
+
+Web.before(async ctx => {
+  ctx.s = await startServer({ config: { demo: true } })
+  ctx.browser = await launch()
+})
+Web.after(async ctx => {
+  await ctx.browser.close()
+  await ctx.s.stop()
+})
+Web.before.each(ctx => { ctx.contexts = [] })
+Web.after.each(async ctx => { for (const c of ctx.contexts) await c.close() })
+
+const open = async (ctx: Ctx): Promise<Awaited<ReturnType<typeof newPage>>> => {
+  const p = await newPage(ctx.browser)
+  ctx.contexts.push(p.context)
+  return p
+}
+
+Web('a participant and a guest exchange messages; the guest shows in presence and vanishes when its page closes', async ctx => {
+  const { page: alice } = await open(ctx)
+  await signIn(alice, ctx.s.url, 'alice', 'Alice')
+  await alice.getByTestId('new-id').fill('support-1')
+  await alice.getByTestId('new-subject').fill('Order #1')
+  await alice.getByTestId('new-participants').fill('bob')
+  await alice.getByTestId('new-conversation').locator('button').click()
+  await alice.getByTestId('composer-input').waitFor()
+  await sendText(alice, 'Hello, how can I help?')
+  await alice.locator('[data-testid=message][data-status=sent]').waitFor()
+  await shot(alice, '1-participant-sent')
+
+  const { page: guest } = await open(ctx)
+  await signIn(guest, ctx.s.url, 'visitor', 'Visitor')
+  await guest.getByTestId('guest-id').fill('support-1')
+  await guest.getByTestId('guest-submit').click()
+  await guest.getByText('Hello, how can I help?').waitFor()
+  assert.is(await guest.getByTestId('role').innerText(), 'guest')
+  await alice.locator('[data-testid=guests] [data-user=visitor]').waitFor()
+  assert.match(await alice.getByTestId('guest-count').innerText(), /^1 guest watching/)
+  await guest.getByTestId('online').locator('[data-user=alice]').waitFor()
+  await sendText(guest, 'Just looking around')
+  await alice.getByText('Just looking around').waitFor()
+  await shot(guest, '2-guest-view')
+  await shot(alice, '3-participant-sees-guest')
+
+  await guest.close()
+  await alice.locator('[data-testid=guests] [data-user=visitor]').waitFor({ state: 'detached', timeout: 3000 })
+  await alice.getByTestId('guest-count').filter({ hasText: /^0 guests watching/ }).waitFor()
+  await shot(alice, '4-guest-left')
+  assert.equal(await shownTexts(alice), ['Hello, how can I help?', 'Just looking around'])
+})
+
+Web('a read-only guest sees no composer', async ctx => {
+  await ctx.s.api('PUT', '/v1/conversations/broadcast', { participants: ['alice'], guestAccess: 'read', subject: 'Announcements' })
+  await ctx.s.api('POST', '/v1/conversations/broadcast/messages', [{ text: 'Maintenance at noon', sender: 'alice', type: 'UserMessage' }])
+  const { page } = await open(ctx)
+  await signIn(page, ctx.s.url, 'reader', 'Reader', '#/g/broadcast')
+  await page.getByText('Maintenance at noon').waitFor()
+  await page.getByTestId('readonly').waitFor()
+  assert.is(await page.getByTestId('composer').count(), 0)
+  assert.is(await page.getByTestId('role').innerText(), 'guest · read-only')
+  await shot(page, '5-read-only-guest')
+})
+
+Web('refusals are explained: not a participant, guest access off, conversation full', async ctx => {
+  await ctx.s.api('PUT', '/v1/conversations/private', { participants: ['alice'], guestAccess: 'none' })
+  await ctx.s.api('PUT', '/v1/conversations/busy', { participants: ['alice'] })
+  const { page } = await open(ctx)
+  await signIn(page, ctx.s.url, 'mallory', 'Mallory', '#/c/private')
+  await page.getByTestId('error').filter({ hasText: 'not a participant' }).waitFor()
+  await shot(page, '6-refused-not-participant')
+  await page.goto(`${ctx.s.url}/#/g/private`)
+  await page.getByTestId('error').filter({ hasText: 'Guest access is off' }).waitFor()
+  assert.is(await page.getByTestId('composer').count(), 0)
+  await ctx.s.api('PATCH', '/v1/settings', { maxGuests: 1 })
+  try {
+    const { page: first } = await open(ctx)
+    await signIn(first, ctx.s.url, 'early', 'Early', '#/g/busy')
+    await first.getByTestId('composer').waitFor()
+    await page.goto(`${ctx.s.url}/#/g/busy`)
+    await page.getByTestId('error').filter({ hasText: 'full' }).waitFor()
+    await shot(page, '7-refused-full')
+  } finally {
+    await ctx.s.api('PATCH', '/v1/settings', { maxGuests: 10000 })
+  }
+})
+
+Web('a participant goes offline, sends, comes back, and the other side gets the message exactly once', async ctx => {
+  await ctx.s.api('PUT', '/v1/conversations/flaky', { participants: ['alice', 'bob'], subject: 'Flaky network' })
+  const a = await open(ctx)
+  const { page: bob } = await open(ctx)
+  await signIn(a.page, ctx.s.url, 'alice', 'Alice', '#/c/flaky')
+  await signIn(bob, ctx.s.url, 'bob', 'Bob', '#/c/flaky')
+  await a.page.locator('[data-testid=connection][data-status=synced]').waitFor()
+  await bob.locator('[data-testid=connection][data-status=synced]').waitFor()
+  await a.context.setOffline(true)
+  await a.page.locator('[data-testid=connection][data-status=offline]').waitFor()
+  await sendText(a.page, 'sent while offline')
+  await a.page.locator('[data-testid=message][data-status=pending]').waitFor()
+  await shot(a.page, '8-offline-pending')
+  await bob.waitForTimeout(500)
+  assert.equal(await shownTexts(bob), [], 'nothing leaks while offline')
+  await a.context.setOffline(false)
+  await a.page.locator('[data-testid=message][data-status=sent]').waitFor()
+  await bob.getByText('sent while offline').waitFor()
+  await bob.waitForTimeout(500)
+  assert.equal(await shownTexts(bob), ['sent while offline'])
+  await shot(a.page, '9-back-online-sent')
+  await shot(bob, '10-other-side-once')
+  const stored = await ctx.s.api('GET', '/v1/conversations/flaky/messages')
+  assert.equal(stored.body.data.map((m: { text: string }) => m.text), ['sent while offline'])
+})
+
+Web.run()

@@ -1,0 +1,54 @@
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { startServer, TEST_SECRET } from '../helpers/server.ts'
+
+const Routes = suite('web routes')
+
+Routes('the page is served at / with its bundle at /app.js', async () => {
+  const s = await startServer()
+  try {
+    const page = await fetch(s.url + '/')
+    assert.is(page.status, 200)
+    assert.match(page.headers.get('content-type') ?? '', /text\/html/)
+    const html = await page.text()
+    assert.match(html, /<script type="module" src="\/app.js"><\/script>/)
+    assert.match(html, /data-demo="0"/)
+    const js = await fetch(s.url + '/app.js')
+    assert.is(js.status, 200)
+    assert.match(js.headers.get('content-type') ?? '', /javascript/)
+    assert.ok((await js.text()).length > 10_000)
+  } finally {
+    await s.stop()
+  }
+})
+
+Routes('POST /demo/token is 404 unless demo mode is on', async () => {
+  const s = await startServer()
+  try {
+    const res = await fetch(s.url + '/demo/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: 'alice' }) })
+    assert.is(res.status, 404)
+    assert.is((await res.json() as { error: { code: string } }).error.code, 'ROUTE_NOT_FOUND')
+  } finally {
+    await s.stop()
+  }
+})
+
+Routes('in demo mode POST /demo/token issues a working user token for a valid id only', async () => {
+  const s = await startServer({ config: { demo: true } })
+  try {
+    assert.match(await (await fetch(s.url + '/')).text(), /data-demo="1"/)
+    const post = async (body: unknown): Promise<Response> => await fetch(s.url + '/demo/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const res = await post({ userId: 'alice' })
+    assert.is(res.status, 200)
+    const { token, expiresAt } = await res.json() as { token: string, expiresAt: number }
+    assert.ok(expiresAt > Date.now())
+    assert.equal(await s.server.auth.verifyUserToken(token), { userId: 'alice', admin: false })
+    assert.is.not(token, TEST_SECRET)
+    assert.is((await post({ userId: 'no spaces' })).status, 400)
+    assert.is((await post({})).status, 400)
+  } finally {
+    await s.stop()
+  }
+})
+
+Routes.run()

@@ -1,0 +1,132 @@
+/**
+ * The chatbox and presence panel for one open conversation view: history with "load older",
+ * message statuses, the composer (absent when the view is read-only), the typing indicator,
+ * participants online, "N guests watching" and the guests when this user may see them.
+ */
+import type { ConversationView, Presence, ViewMessage } from '../client/index.ts'
+import { field, h, mount, timeOf } from './dom.ts'
+import { describeError } from './refusals.ts'
+
+export interface ChatPane {
+  readonly element: HTMLElement
+  setTitle (title: string): void
+  destroy (): Promise<void>
+}
+
+const STATUS_TEXT: Record<string, string> = {
+  connecting: 'connecting…', connected: 'syncing…', synced: 'live', offline: 'offline — messages wait', closed: 'closed'
+}
+
+const names = (p: Presence, id: string): string =>
+  [...p.participants, ...p.guests].find(u => u.id === id)?.name ?? id
+
+export const createChatPane = (view: ConversationView, opts: { userId: string, name: string, title: string }): ChatPane => {
+  const list = h('ol', { class: 'messages', 'data-testid': 'messages' })
+  const olderButton = h('button', { class: 'link', type: 'button', 'data-testid': 'load-older' }, 'Load older messages')
+  const banner = h('div', { class: 'banner', role: 'alert', 'data-testid': 'error', hidden: true })
+  const statusEl = h('span', { class: 'status', 'data-testid': 'connection' })
+  const roleEl = h('span', { class: 'role', 'data-testid': 'role' })
+  const typingEl = h('div', { class: 'typing', 'data-testid': 'typing', 'aria-live': 'polite' })
+  const composerSlot = h('div', { class: 'composer-slot' })
+  const presenceEl = h('aside', { class: 'presence', 'data-testid': 'presence' })
+  const titleEl = h('h2', { 'data-testid': 'chat-title' }, opts.title)
+  const element = h('section', { class: 'chat', 'data-testid': 'chat', 'data-conversation': view.conversationId },
+    h('header', { class: 'chat-head' }, titleEl, roleEl, statusEl),
+    banner,
+    h('div', { class: 'chat-body' },
+      h('div', { class: 'history' }, olderButton, list, typingEl, composerSlot),
+      presenceEl))
+
+  const input = h('input', { name: 'text', placeholder: 'Write a message…', autocomplete: 'off', 'data-testid': 'composer-input', maxlength: 10000 })
+  const composer = h('form', { class: 'composer', 'data-testid': 'composer' }, input, h('button', { type: 'submit' }, 'Send'))
+  const readOnlyNote = h('p', { class: 'readonly', 'data-testid': 'readonly' }, 'Read-only: you can follow this conversation but not write in it.')
+
+  composer.addEventListener('submit', ev => {
+    ev.preventDefault()
+    const text = field(composer, 'text')
+    if (text === '') return
+    try {
+      view.send(text)
+      input.value = ''
+    } catch (e) {
+      showError(e)
+    }
+  })
+  input.addEventListener('input', () => view.typing(input.value !== ''))
+  olderButton.addEventListener('click', () => {
+    olderButton.disabled = true
+    view.loadOlder().then(() => { olderButton.disabled = false; render() }, e => { olderButton.disabled = false; showError(e) })
+  })
+
+  const showError = (e: unknown): void => {
+    banner.hidden = false
+    banner.textContent = describeError(e)
+  }
+
+  const renderMessage = (m: ViewMessage): HTMLElement => {
+    const mine = m.senderId === opts.userId
+    return h('li', { class: `msg ${mine ? 'mine' : ''} ${m.status}`, 'data-testid': 'message', 'data-id': m.id, 'data-status': m.status },
+      h('div', { class: 'meta' }, h('b', {}, m.senderId === null ? 'system' : mine ? opts.name : names(view.presence, m.senderId)), ' ', h('time', {}, timeOf(m.createdAt)),
+        m.editedAt !== undefined ? ' (edited)' : '',
+        mine ? h('span', { class: 'tick', title: m.status }, m.status === 'sent' ? ' ✓' : m.status === 'pending' ? ' …' : ' ✗') : null),
+      h('div', { class: 'text', 'data-testid': 'message-text' }, m.text))
+  }
+
+  let lastComposer: 'composer' | 'readonly' | 'none' | null = null
+  const render = (): void => {
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
+    mount(list, ...view.messages.map(renderMessage))
+    if (view.messages.length === 0) list.append(h('li', { class: 'empty' }, view.status === 'synced' ? 'No messages yet.' : 'Loading…'))
+    if (atBottom) list.scrollTop = list.scrollHeight
+    olderButton.hidden = view.hasMore !== true
+    statusEl.textContent = STATUS_TEXT[view.status] ?? view.status
+    statusEl.dataset.status = view.status
+    const role = view.role
+    roleEl.textContent = role === null ? '' : role === 'guest' ? (view.canWrite === true ? 'guest' : 'guest · read-only') : (view.canWrite === true ? 'participant' : 'participant · read-only')
+    const want = view.error !== null ? 'none' : view.canWrite === false ? 'readonly' : view.canWrite === true ? 'composer' : 'none'
+    if (want !== lastComposer) {
+      lastComposer = want
+      mount(composerSlot, want === 'composer' ? composer : want === 'readonly' ? readOnlyNote : null)
+    }
+    if (view.error !== null) showError(view.error)
+    maybeMarkRead()
+  }
+
+  const renderPresence = (p: Presence): void => {
+    const typing = p.typing.map(id => names(p, id))
+    typingEl.textContent = typing.length === 0 ? '' : `${typing.join(', ')} ${typing.length === 1 ? 'is' : 'are'} typing…`
+    mount(presenceEl,
+      h('h3', {}, 'Online'),
+      h('ul', { 'data-testid': 'online' }, ...p.participants.map(u => h('li', { 'data-user': u.id }, u.name ?? u.id, u.id === opts.userId ? ' (you)' : ''))),
+      h('p', { class: 'guests-count', 'data-testid': 'guest-count' }, `${p.guestCount} ${p.guestCount === 1 ? 'guest' : 'guests'} watching`),
+      p.guests.length > 0 ? h('ul', { class: 'guests', 'data-testid': 'guests' }, ...p.guests.map(u => h('li', { 'data-user': u.id }, u.name ?? u.id))) : null)
+  }
+
+  let readTimer: ReturnType<typeof setTimeout> | null = null
+  const maybeMarkRead = (): void => {
+    if (readTimer !== null || view.role !== 'participant' || view.canWrite !== true || view.status !== 'synced') return
+    if (document.visibilityState === 'hidden') return
+    readTimer = setTimeout(() => {
+      readTimer = null
+      try { view.markRead() } catch (e) { showError(e) }
+    }, 500)
+  }
+
+  view.on('change', render)
+  view.on('status', render)
+  view.on('error', e => { showError(e); render() })
+  view.on('presence', p => { renderPresence(p); render() })
+  render()
+  renderPresence(view.presence)
+
+  return {
+    element,
+    setTitle (title) { titleEl.textContent = title },
+    async destroy () {
+      if (readTimer !== null) clearTimeout(readTimer)
+      view.off('change', render)
+      view.off('status', render)
+      await view.close()
+    }
+  }
+}
