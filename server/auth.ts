@@ -23,12 +23,14 @@ export interface Authenticator {
 
 export const createAuthenticator = (secret: string, now: () => number = Date.now): Authenticator => {
   const key = new TextEncoder().encode(secret)
+  // Imported once: given raw bytes, jose would import the HMAC key again on every verification.
+  const verifyKey = crypto.subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify'])
   const secretBytes = Buffer.from(secret)
 
   const verifyUserToken = async (token: string | null | undefined): Promise<{ userId: string, admin: boolean }> => {
     if (token === null || token === undefined || token === '') throw new ChatError('TOKEN_MISSING')
     try {
-      const { payload } = await jwtVerify(token, key, {
+      const { payload } = await jwtVerify(token, await verifyKey, {
         algorithms: ['HS256'],
         requiredClaims: ['exp'],
         currentDate: new Date(now())

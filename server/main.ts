@@ -29,7 +29,9 @@ const main = async (): Promise<void> => {
     process.stdout.write(HELP)
     return
   }
-  const logger = pino({ base: undefined, level: process.env.PARLEY_LOG_LEVEL ?? 'info' })
+  // Asynchronous writes: a log line per connection must not stall the event loop.
+  const destination = pino.destination({ sync: false })
+  const logger = pino({ base: undefined, level: process.env.PARLEY_LOG_LEVEL ?? 'info' }, destination)
   let store: LevelStore
   let secret: string
   try {
@@ -65,12 +67,12 @@ const main = async (): Promise<void> => {
     if (stopping) return
     stopping = true
     lifecycle.info({ signal }, 'shutting down')
-    const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); process.exit(1) }, 4500)
+    const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); destination.flushSync(); process.exit(1) }, 4500)
     force.unref()
     void server.close()
       .then(async () => { await store.close() })
-      .then(() => { lifecycle.info('stopped'); process.exit(0) })
-      .catch(err => { logger.error({ err }, 'shutdown failed'); process.exit(1) })
+      .then(() => { lifecycle.info('stopped'); destination.flushSync(); process.exit(0) })
+      .catch(err => { logger.error({ err }, 'shutdown failed'); destination.flushSync(); process.exit(1) })
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))

@@ -104,7 +104,9 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       context.conversation = conversationId
       const { userId } = await deps.auth.verifyUserToken(url.searchParams.get('token'))
       context.user = userId
-      if (!(await deps.store.conversationExists(conversationId))) throw new ChatError('CONVERSATION_NOT_FOUND')
+      if (deps.rooms.peek(conversationId) === undefined && !(await deps.store.conversationExists(conversationId))) {
+        throw new ChatError('CONVERSATION_NOT_FOUND')
+      }
       if (closed) return
       const acquired = await deps.rooms.acquire(conversationId)
       if (closed) { deps.rooms.release(acquired); return }
