@@ -12,7 +12,7 @@ import * as Y from 'yjs'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { ObservableV2 } from 'lib0/observable'
 import { ChatError, type ErrorCode } from '../shared/errors.ts'
-import { ensureRoots, getGuestAccess, getParticipant, messagesOf, readsOf } from '../shared/doc.ts'
+import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, readsOf } from '../shared/doc.ts'
 import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type Message } from '../shared/schema.ts'
 import { EMPTY_PRESENCE, presenceOf, type Presence, type PresenceUser } from './presence.ts'
 import { LocalBinding, STORAGE_ORIGIN } from './local-doc.ts'
@@ -414,11 +414,20 @@ export class ConversationView extends ObservableV2<ViewEvents> {
   }
 
   private onMessagesChanged (event: Y.YArrayEvent<Message>): void {
-    this.rebuild()
+    const shownBefore = this.list
     const removed = new Map<string, Message>()
     for (const item of event.changes.deleted) {
       for (const m of item.content.getContent()) if (isMessage(m, Number.MAX_SAFE_INTEGER)) removed.set(m.id, m)
     }
+    // The server moves old messages to its archive in a transaction that also advances
+    // `meta.archived`: those are not deletions. Keep the ones on screen as older messages.
+    const meta = metaOf(this.doc) as unknown as Y.AbstractType<Y.YEvent<Y.Map<unknown>>>
+    if (event.transaction.changed.get(meta)?.has('archived') === true) {
+      const moved = shownBefore.filter(m => removed.has(m.id)).map(({ status: _status, ...m }) => m as Message)
+      this.older = [...this.older, ...moved]
+      removed.clear()
+    }
+    this.rebuild()
     for (const item of event.changes.added) {
       if (item.deleted) continue
       for (const m of item.content.getContent()) {
