@@ -5,7 +5,7 @@
  * reference @y/websocket-server 0.1.1, both as child processes on 127.0.0.1.
  *
  *   node --import tsx bench/many-rooms.ts [--rooms 1000] [--peers 5] [--rate 500] [--seconds 20]
- *                                        [--servers parley,reference]
+ *                                        [--servers parley,reference] [--profile DIR]
  */
 import * as Y from 'yjs'
 import WebSocket from 'ws'
@@ -27,6 +27,7 @@ const PEERS = Number(arg('peers', '5'))
 const RATE = Number(arg('rate', '500'))
 const SECONDS = Number(arg('seconds', '20'))
 const SERVERS = arg('servers', 'parley,reference').split(',') as ServerKind[]
+const PROFILE = arg('profile', '')
 const MARK = Buffer.from('@@t=')
 
 /** A writer: a real Y.Doc whose updates go to the server as sync update frames. */
@@ -63,7 +64,8 @@ class Writer {
 interface Result { kind: ServerKind, joinS: number, cpuJoin: number, cpuRun: number, sent: number, received: number, expected: number, p50: number, p99: number, peakRss: number, genCpu: number }
 
 const runOne = async (kind: ServerKind): Promise<Result> => {
-  const server: ServerUnderTest = await startServer(kind, { env: { PARLEY_LOG_LEVEL: 'warn' } })
+  const nodeFlags = kind === 'parley' && PROFILE !== '' ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []
+  const server: ServerUnderTest = await startServer(kind, { env: { PARLEY_LOG_LEVEL: 'warn' }, nodeFlags })
   try {
     const latencies = new Samples(1 << 16)
     let received = 0
