@@ -24,6 +24,11 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
     const userId = toUserId(param(req, 'userId'))
     const body = (req.body ?? {}) as UserPatch
     const old = await deps.store.getUser(userId)
+    // A user token creates other users (to add them as participants) but changes only its own
+    // record: otherwise anyone could redirect another user's notification emails.
+    if (old !== undefined && principal.kind === 'user' && principal.userId !== userId) {
+      throw new ChatError('FORBIDDEN', 'A user token may only change its own user')
+    }
     if (old === undefined && body.name === undefined) throw new ChatError('INVALID_REQUEST', 'A new user needs a name')
     const next: UserRecord = { ...(old ?? { id: userId, name: '', createdAt: deps.now() }) }
     if (body.name !== undefined) next.name = body.name
