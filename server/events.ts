@@ -18,14 +18,30 @@ export type ServerEvent =
 
 export type ServerEventType = ServerEvent['type']
 
+/**
+ * A write that must land in the same LevelDB batch as the change its events describe, so a
+ * crash can never keep the change and lose the write (the webhook outbox uses it).
+ */
+export interface StagedWrite {
+  /** The store section (`DocStore.section(name)`) the key belongs to. */
+  section: string
+  key: string
+  value: unknown
+  /** Called once the batch holding the write is durable. */
+  committed: () => void
+}
+
 /** Receives durable events. Must not throw and must not block: queue work elsewhere. */
 export interface EventSink {
   emit (event: ServerEvent): void
+  /** Writes to make in the same batch as the change that produces `events` (before `emit`). */
+  stage (events: readonly ServerEvent[]): StagedWrite[]
 }
 
 /** A sink that fans events out to subscribers; a subscriber that throws is reported, not fatal. */
 export class EventBus implements EventSink {
   private readonly subscribers: Array<(e: ServerEvent) => void> = []
+  private readonly stagers: Array<(events: readonly ServerEvent[]) => StagedWrite[]> = []
   private readonly onError: (err: unknown, e: ServerEvent) => void
 
   constructor (onError: (err: unknown, e: ServerEvent) => void) {
@@ -38,6 +54,28 @@ export class EventBus implements EventSink {
       const i = this.subscribers.indexOf(fn)
       if (i >= 0) this.subscribers.splice(i, 1)
     }
+  }
+
+  /** Adds a stager: it returns the writes to make atomically with the change behind `events`. */
+  addStager (fn: (events: readonly ServerEvent[]) => StagedWrite[]): () => void {
+    this.stagers.push(fn)
+    return () => {
+      const i = this.stagers.indexOf(fn)
+      if (i >= 0) this.stagers.splice(i, 1)
+    }
+  }
+
+  stage (events: readonly ServerEvent[]): StagedWrite[] {
+    if (events.length === 0 || this.stagers.length === 0) return []
+    const out: StagedWrite[] = []
+    for (const fn of this.stagers) {
+      try {
+        out.push(...fn(events))
+      } catch (err) {
+        for (const e of events) this.onError(err, e)
+      }
+    }
+    return out
   }
 
   emit (event: ServerEvent): void {

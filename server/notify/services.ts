@@ -6,7 +6,7 @@
 import type { Logger } from 'pino'
 import { isPlainObject } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
-import type { EventBus } from '../events.ts'
+import type { EventBus, ServerEvent, StagedWrite } from '../events.ts'
 import { InboxIndex } from '../inbox/inbox-index.ts'
 import type { Timers } from '../presence/presence-hub.ts'
 import type { RoomManager } from '../rooms/room-manager.ts'
@@ -16,6 +16,9 @@ import { DEFAULT_OUTBOX_TUNING, Outbox, type OutboxTuning } from '../webhooks/ou
 import { postWebhook } from '../webhooks/post.ts'
 import { composeNotificationEmail, createMailer, isEmailJob, type EmailJob, type Mailer } from './email.ts'
 import { Notifier, type Notification } from './notifier.ts'
+
+/** The store section holding the webhook and email outbox. */
+const OUTBOX_SECTION = 'outbox'
 
 export interface DeliveryTuning {
   outbox: OutboxTuning
@@ -72,7 +75,7 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
   }
 
   const outbox = new Outbox<Delivery>({
-    section: store.section('outbox'),
+    section: store.section(OUTBOX_SECTION),
     timers: deps.timers,
     now,
     tuning: deps.tuning.outbox,
@@ -137,11 +140,31 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
     }
   })
 
-  // Three subscriptions, so that one failing does not starve the others.
+  // Webhooks of changes to a conversation's document are staged: their outbox records are
+  // written in the same LevelDB batch as the change, so a crash cannot keep one without the
+  // other. Events that come from elsewhere (REST on users, deletions, notifications) are queued.
+  const staged = new WeakSet<ServerEvent>()
+  const stageWebhooks = (events: readonly ServerEvent[]): StagedWrite[] => {
+    if (settings().webhookUrl === null) return []
+    const writes: StagedWrite[] = []
+    for (const e of events) {
+      const w = webhookDataOf(e)
+      if (w === null) continue
+      const id = outbox.newId()
+      const { key, value, committed } = outbox.prepare({ kind: 'webhook', event: { id, type: w.type, createdAt: now(), data: w.data } }, id)
+      writes.push({ section: OUTBOX_SECTION, key, value, committed })
+      staged.add(e)
+    }
+    return writes
+  }
+
+  // Separate subscriptions, so that one failing does not starve the others.
   const unsubscribe = [
+    deps.events.addStager(stageWebhooks),
     deps.events.subscribe(e => inbox.handle(e)),
     deps.events.subscribe(e => notifier.handle(e)),
     deps.events.subscribe(e => {
+      if (staged.has(e)) return
       const w = webhookDataOf(e)
       if (w !== null) enqueueWebhook(w.type, w.data)
     })

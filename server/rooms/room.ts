@@ -274,8 +274,10 @@ export class Room {
       const merged = batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
       const seq = this.lastSeq + 1
       const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
+      const events = batch.flatMap(q => q.events)
+      const staged = this.deps.events.stage(events)
       await Promise.all([
-        this.deps.store.appendUpdates(this.id, seq, [merged], archive),
+        this.deps.store.appendUpdates(this.id, seq, [merged], archive, staged),
         ...bindings.map(b => this.deps.store.bindClients(this.id, b.userId, b.clientIds))
       ])
       endTimer()
@@ -283,7 +285,8 @@ export class Room {
       this.logCount++
       this.logBytes += merged.byteLength
       this.broadcast(batch, merged)
-      for (const q of batch) for (const e of q.events) this.deps.events.emit(e)
+      for (const w of staged) w.committed()
+      for (const e of events) this.deps.events.emit(e)
       if (this.queue.length === 0) this.maybeArchive()
       if (this.queue.length === 0 &&
         (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {

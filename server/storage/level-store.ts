@@ -6,7 +6,7 @@
 import { Level } from 'level'
 import * as keys from './keys.ts'
 import type { Message } from '../../shared/schema.ts'
-import type { ArchivedMessage, DocStore, KvSection, StoredDoc, UserRecord } from './port.ts'
+import type { ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
 type JsonLevel = ReturnType<LevelStore['makeJson']>
@@ -37,9 +37,24 @@ export class LevelStore implements DocStore {
     return new LevelStore(db)
   }
 
-  section (name: string): KvSection {
+  private readonly sections = new Map<string, ReturnType<LevelStore['makeSection']>>()
+
+  private makeSection (name: string) {
+    return this.db.sublevel<string, unknown>(`s-${name}`, { valueEncoding: 'json' })
+  }
+
+  private sectionLevel (name: string): ReturnType<LevelStore['makeSection']> {
     if (!/^[a-z][a-z0-9-]*$/.test(name) || name === 'bin' || name === 'json') throw new Error(`invalid section name ${name}`)
-    const sub = this.db.sublevel<string, unknown>(`s-${name}`, { valueEncoding: 'json' })
+    let sub = this.sections.get(name)
+    if (sub === undefined) {
+      sub = this.makeSection(name)
+      this.sections.set(name, sub)
+    }
+    return sub
+  }
+
+  section (name: string): KvSection {
+    const sub = this.sectionLevel(name)
     return {
       get: async key => await sub.get(key),
       put: async (key, value) => { await sub.put(key, value) },
@@ -66,9 +81,9 @@ export class LevelStore implements DocStore {
     return { snapshot, snapshotSeq, updates, lastSeq }
   }
 
-  async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive: readonly ArchivedMessage[] = []): Promise<void> {
-    if (updates.length === 0 && archive.length === 0) return
-    if (archive.length === 0) {
+  async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive: readonly ArchivedMessage[] = [], sections: readonly SectionPut[] = []): Promise<void> {
+    if (updates.length === 0 && archive.length === 0 && sections.length === 0) return
+    if (archive.length === 0 && sections.length === 0) {
       await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
       return
     }
@@ -78,6 +93,7 @@ export class LevelStore implements DocStore {
       batch.put(keys.archiveKey(conv, a.pos), a.message, { sublevel: this.json })
       batch.put(keys.archiveIdKey(conv, a.message.id), a.pos, { sublevel: this.json })
     }
+    for (const p of sections) batch.put(p.key, p.value, { sublevel: this.sectionLevel(p.section) })
     await batch.write()
   }
 

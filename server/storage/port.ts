@@ -33,6 +33,13 @@ export interface UserRecord {
   createdAt: number
 }
 
+/** A put into a named section, made in the same batch as other writes. */
+export interface SectionPut {
+  section: string
+  key: string
+  value: unknown
+}
+
 /** A JSON key-value section of the store that one module owns (webhook outbox, inbox index...). */
 export interface KvSection {
   get (key: string): Promise<unknown>
@@ -52,10 +59,11 @@ export interface DocStore {
   loadDoc (conv: string): Promise<StoredDoc>
   /**
    * Appends updates with consecutive sequence numbers starting at `firstSeq`, atomically, and in
-   * the same write the messages these updates move out of the live document (`archive`).
+   * the same write the messages these updates move out of the live document (`archive`) and
+   * puts into named sections that must not outlive or predate the updates (`sections`).
    * Resolves only once it is written; rejects (and writes nothing) on failure.
    */
-  appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive?: readonly ArchivedMessage[]): Promise<void>
+  appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive?: readonly ArchivedMessage[], sections?: readonly SectionPut[]): Promise<void>
 
   /** Up to `limit` archived messages before position `beforePos` (or the newest), oldest first. */
   readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }>

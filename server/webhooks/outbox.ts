@@ -105,6 +105,24 @@ export class Outbox<T> {
     return id
   }
 
+  /**
+   * A record for the caller to write itself, in the same batch as the change it reports (see
+   * `StagedWrite`): `committed()` is called once that batch is durable, and only then is the
+   * record scheduled. A record whose batch failed is never attempted.
+   */
+  prepare (payload: T, id = this.newId()): { key: string, value: OutboxRecord<T>, committed: () => void } {
+    const now = this.#deps.now()
+    const record: OutboxRecord<T> = { id, payload, attempts: 0, createdAt: now, nextAt: now }
+    return {
+      key: recordKey(id),
+      value: record,
+      committed: () => {
+        this.#due.set(id, { nextAt: now, record: null, ready: true })
+        this.#pump()
+      }
+    }
+  }
+
   /** A fresh id that sorts after the ones made before it by this process. */
   newId (): string {
     this.#seq = (this.#seq + 1) % 36 ** 4

@@ -1,0 +1,67 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SignJWT } from 'jose'
+import { startServer } from '../../helpers/server.ts'
+import { connectPeer, sendMessage, waitFor } from '../../helpers/clients.ts'
+import { spawnServer } from '../../helpers/process.ts'
+import { messagesOf } from '../../../shared/doc.ts'
+import type { SectionPut } from '../../../server/storage/port.ts'
+import { startReceiver } from './receiver.ts'
+
+test('a message webhook is written in the same LevelDB batch as the message itself', async () => {
+  const s = await startServer()
+  const batches: Array<{ updates: number, sections: readonly SectionPut[] }> = []
+  const original = s.store.appendUpdates.bind(s.store)
+  s.store.appendUpdates = async (conv, seq, updates, archive, sections = []) => {
+    batches.push({ updates: updates.length, sections })
+    await original(conv, seq, updates, archive, sections)
+  }
+  await s.api('PATCH', '/v1/settings', { webhookUrl: 'http://127.0.0.1:9/never' })
+  await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  const a = connectPeer(s.wsUrl, 'c1', await s.token('alice'))
+  await a.synced
+  const m = sendMessage(a.doc, 'alice', 'hello')
+  await waitFor(() => batches.some(b => b.sections.some(p => JSON.stringify(p.value).includes(m.id))), 5000, 'the staged record')
+  const batch = batches.find(b => b.sections.some(p => JSON.stringify(p.value).includes(m.id)))!
+  assert.is(batch.updates, 1, 'the record travels with the update that carries the message')
+  const put = batch.sections.find(p => JSON.stringify(p.value).includes(m.id))!
+  assert.is(put.section, 'outbox')
+  assert.match(put.key, /^v1!o!evt_/)
+  assert.is((put.value as { payload: { event: { type: string } } }).payload.event.type, 'message.sent')
+  a.destroy()
+  await s.stop()
+})
+
+test('kill -9 right after a burst: every message a reader received is posted as a webhook after restart', async () => {
+  const receiver = await startReceiver()
+  const dir = await mkdtemp(join(tmpdir(), 'parley-hook-kill-'))
+  const secret = 'hook-kill-secret-0123456789'
+  const args = ['--port', '0', '--data', join(dir, 'data'), '--secret', secret]
+  const token = async (sub: string): Promise<string> => await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(new TextEncoder().encode(secret))
+  const admin = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }
+  receiver.status = 503 // nothing is delivered before the crash: everything must come from the outbox on disk
+  const s = await spawnServer(args)
+  await fetch(s.url + '/v1/settings', { method: 'PATCH', headers: admin, body: JSON.stringify({ webhookUrl: receiver.url }) })
+  await fetch(s.url + '/v1/conversations/k', { method: 'PUT', headers: admin, body: JSON.stringify({ participants: ['w', 'r'] }) })
+  const writer = connectPeer(s.wsUrl, 'k', await token('w'))
+  const reader = connectPeer(s.wsUrl, 'k', await token('r'))
+  await Promise.all([writer.synced, reader.synced])
+  for (let i = 0; i < 50; i++) sendMessage(writer.doc, 'w', `b${i}`, `b${i}`)
+  await waitFor(() => messagesOf(reader.doc).length >= 20, 10000, 'reader received part of the burst')
+  s.child.kill('SIGKILL')
+  await s.exited
+  const received = messagesOf(reader.doc).toArray().map(m => m.id)
+  writer.destroy(); reader.destroy()
+  receiver.status = 200
+  const s2 = await spawnServer(args)
+  await waitFor(() => received.every(id => receiver.ok('message.sent').some(r => (r.body.data.message as { id: string }).id === id)), 20000, 'every received message posted')
+  s2.child.kill('SIGTERM')
+  await s2.exited
+  await receiver.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+test.run()
