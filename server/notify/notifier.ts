@@ -21,8 +21,10 @@
  * participant that wants notifications, is not viewing and has unread messages in its batch
  * gets one notification holding them.
  *
- * Pending batches live in memory: a restart drops them (delivery itself is durable, see the
- * outbox).
+ * Pending batches are kept in memory and, when a `PendingStore` is given, written to it after
+ * every change (coalesced, off the sync path), so a restart resumes them: a restored batch
+ * fires `notificationDelay` after its last activity, as it would have. Delivery itself is
+ * durable (the outbox).
  */
 import type * as Y from 'yjs'
 import { getParticipant, listParticipants, metaOf, readsOf } from '../../shared/doc.ts'
@@ -38,6 +40,19 @@ export interface NotifierRoom {
     participantViewing (): Map<string, boolean>
     typingUsers (): Set<string>
   }
+}
+
+/** A pending batch as stored: JSON. */
+export interface StoredPending {
+  subject: string | null
+  recipients: Array<[string, Message[]]>
+  busyAt: number
+}
+
+/** Where pending batches survive a restart. `save(conv, null)` forgets one. */
+export interface PendingStore {
+  save (conv: string, pending: StoredPending | null): void
+  loadAll (): Promise<Array<[string, StoredPending]>>
 }
 
 /** One notification: the messages one recipient missed in one conversation, oldest first. */
@@ -59,6 +74,8 @@ export interface NotifierDeps {
   typingPollMs: number
   /** Hands a notification to delivery; must not throw or wait. */
   deliver: (n: Notification) => void
+  /** Keeps pending batches across restarts (optional). */
+  store?: PendingStore
 }
 
 interface Pending {
@@ -90,9 +107,26 @@ export class Notifier {
     return this.#pending.size
   }
 
-  /** Clears every timer and forgets every pending batch. */
+  /** Resumes the batches a previous run left pending. */
+  async restore (): Promise<void> {
+    if (this.#deps.store === undefined) return
+    for (const [conv, stored] of await this.#deps.store.loadAll()) {
+      if (this.#pending.has(conv) || stored.recipients.length === 0) continue
+      const p: Pending = { subject: stored.subject, recipients: new Map(stored.recipients), busyAt: stored.busyAt, timer: null }
+      this.#pending.set(conv, p)
+      this.#schedule(conv, p, 0)
+    }
+  }
+
+  /** Clears every timer; pending batches stay in the store for the next start. */
   stop (): void {
-    for (const conv of [...this.#pending.keys()]) this.#drop(conv)
+    for (const p of this.#pending.values()) if (p.timer !== null) this.#deps.timers.clearTimeout(p.timer)
+    this.#pending.clear()
+  }
+
+  #save (conv: string): void {
+    const p = this.#pending.get(conv)
+    this.#deps.store?.save(conv, p === undefined ? null : { subject: p.subject, recipients: [...p.recipients], busyAt: p.busyAt })
   }
 
   #onSent (conv: string, m: Message): void {
@@ -120,6 +154,7 @@ export class Notifier {
     }
     this.#pending.set(conv, p)
     p.busyAt = this.#deps.now()
+    this.#save(conv)
     this.#schedule(conv, p, Math.min(this.#deps.typingPollMs, this.#delayMs()))
   }
 
@@ -144,6 +179,7 @@ export class Notifier {
       p.recipients.delete(e.userId)
     }
     if (p.recipients.size === 0) this.#drop(e.conversationId)
+    else this.#save(e.conversationId)
   }
 
   #delayMs (): number {
@@ -171,6 +207,7 @@ export class Notifier {
 
   #fire (conv: string, p: Pending): void {
     this.#pending.delete(conv)
+    this.#save(conv)
     const room = this.#deps.peek(conv)
     const viewing = room?.presence.participantViewing()
     for (const [userId, batch] of p.recipients) {
@@ -191,5 +228,6 @@ export class Notifier {
     if (p === undefined) return
     if (p.timer !== null) this.#deps.timers.clearTimeout(p.timer)
     this.#pending.delete(conv)
+    this.#save(conv)
   }
 }

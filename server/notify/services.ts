@@ -15,7 +15,8 @@ import { isWebhookEventType, webhookDataOf, type WebhookEvent, type WebhookEvent
 import { DEFAULT_OUTBOX_TUNING, Outbox, type OutboxTuning } from '../webhooks/outbox.ts'
 import { postWebhook } from '../webhooks/post.ts'
 import { composeNotificationEmail, createMailer, isEmailJob, type EmailJob, type Mailer } from './email.ts'
-import { Notifier, type Notification } from './notifier.ts'
+import { Notifier, type Notification, type PendingStore, type StoredPending } from './notifier.ts'
+import type { KvSection } from '../storage/port.ts'
 
 /** The store section holding the webhook and email outbox. */
 const OUTBOX_SECTION = 'outbox'
@@ -61,8 +62,43 @@ export interface EventServices {
   readonly outbox: Outbox<Delivery>
   /** Starts delivering (including what a previous run left in the outbox). */
   start (): Promise<void>
-  /** Stops timers and delivery after writing what is queued; pending notifications are dropped. */
+  /** Stops timers and delivery after writing what is queued; pending notifications stay stored for the next start. */
   stop (): Promise<void>
+}
+
+/**
+ * Pending notification batches in the store section `notify`, key `v1!p!<conv>`. Saves are
+ * coalesced per conversation and written in one batch off the sync path; `flushed()` waits.
+ */
+const createPendingStore = (section: KvSection, onError: (err: unknown) => void): PendingStore & { flushed: () => Promise<void> } => {
+  const key = (conv: string): string => `v1!p!${conv}`
+  let dirty = new Map<string, StoredPending | null>()
+  let writing: Promise<void> | null = null
+  const loop = async (): Promise<void> => {
+    await Promise.resolve()
+    while (dirty.size > 0) {
+      const batch = dirty
+      dirty = new Map()
+      await section.batch([...batch].map(([conv, v]) => v === null ? { type: 'del' as const, key: key(conv) } : { type: 'put' as const, key: key(conv), value: v }))
+        .catch(onError)
+    }
+  }
+  return {
+    save (conv, pending) {
+      dirty.set(conv, pending)
+      writing ??= loop().finally(() => { writing = null })
+    },
+    async loadAll () {
+      const out: Array<[string, StoredPending]> = []
+      for await (const [k, v] of section.entries({ gte: 'v1!p!', lt: 'v1!p!\xff' })) {
+        if (isPlainObject(v) && Array.isArray(v.recipients) && typeof v.busyAt === 'number') out.push([k.slice(5), v as unknown as StoredPending])
+      }
+      return out
+    },
+    async flushed () {
+      while (writing !== null) await writing
+    }
+  }
 }
 
 export const createEventServices = (deps: EventServicesDeps): EventServices => {
@@ -129,7 +165,9 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
     onError: (err, conv) => logger.error({ err, conversation: conv }, 'inbox index update failed')
   })
 
+  const pendingStore = createPendingStore(store.section('notify'), err => logger.error({ err }, 'pending notifications write failed'))
   const notifier = new Notifier({
+    store: pendingStore,
     timers: deps.timers,
     now,
     peek: conv => deps.rooms.peek(conv),
@@ -176,11 +214,12 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
     outbox,
     async start () {
       await outbox.start()
+      await notifier.restore()
     },
     async stop () {
       for (const u of unsubscribe) u()
       notifier.stop()
-      await Promise.all([...inFlight, inbox.settled()])
+      await Promise.all([...inFlight, inbox.settled(), pendingStore.flushed()])
       await outbox.stop()
       mailer?.close()
     }

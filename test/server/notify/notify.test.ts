@@ -151,6 +151,23 @@ Notify('system messages never notify, and a read marker past the batch cancels i
   assert.is(notified(ctx, 'alice').length, 0)
 })
 
+Notify('a notification still pending when the server stops is sent after it starts again', async ctx => {
+  await setup(ctx, 2)
+  const b = await join(ctx, 'bob')
+  const m = say(b.doc, 'bob', 'before the restart')
+  await waitFor(() => ctx.s.server.eventServices.notifier.pendingConversations === 1, 2000, 'pending')
+  b.destroy()
+  ctx.peers = []
+  const dir = ctx.s.dir
+  await ctx.s.stop(true)
+  assert.is(notified(ctx, 'alice').length, 0, 'nothing was sent before the stop')
+  ctx.s = await startServer({ dir, config: FAST })
+  await waitFor(() => notified(ctx, 'alice').length === 1, 8000, 'alice notified after the restart')
+  assert.equal(notified(ctx, 'alice')[0].messages.map(x => x.id), [m.id])
+  await sleep(300)
+  assert.is(notified(ctx, 'alice').length, 1, 'once')
+})
+
 Notify.run()
 
 const Email = suite<Ctx & { smtp: SMTPServer, mails: string[] }>('notification email')
