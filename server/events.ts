@@ -10,6 +10,7 @@ export type ServerEvent =
   | { type: 'message.updated', conversationId: string, message: Message, previous: Message | null }
   | { type: 'message.deleted', conversationId: string, message: Message }
   | { type: 'participant.added', conversationId: string, userId: string, participant: Participant }
+  | { type: 'participant.updated', conversationId: string, userId: string, participant: Participant }
   | { type: 'participant.removed', conversationId: string, userId: string }
   | { type: 'reads.updated', conversationId: string, userId: string, readUpTo: number }
   | { type: 'conversation.updated', conversationId: string, subject: string | null }

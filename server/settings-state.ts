@@ -10,6 +10,7 @@ export class SettingsState {
   private value: Settings
   private readonly store: DocStore
   private readonly onChange: (s: Settings) => void
+  private queue: Promise<unknown> = Promise.resolve()
 
   private constructor (store: DocStore, value: Settings, onChange: (s: Settings) => void) {
     this.store = store
@@ -23,12 +24,20 @@ export class SettingsState {
 
   get current (): Settings { return this.value }
 
-  /** Validates, persists and applies a patch; throws INVALID_REQUEST for a bad one. */
+  /**
+   * Validates, persists and applies a patch; throws INVALID_REQUEST for a bad one. Patches run
+   * one at a time, each on the result of the previous one, so concurrent patches never undo
+   * each other.
+   */
   async patch (patch: unknown): Promise<Settings> {
-    const next = applySettingsPatch(this.value, patch)
-    await this.store.putSettings({ ...next })
-    this.value = next
-    this.onChange(next)
-    return next
+    const run = this.queue.then(async () => {
+      const next = applySettingsPatch(this.value, patch)
+      await this.store.putSettings({ ...next })
+      this.value = next
+      this.onChange(next)
+      return next
+    })
+    this.queue = run.catch(() => {})
+    return await run
   }
 }

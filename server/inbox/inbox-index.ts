@@ -176,7 +176,9 @@ export class InboxIndex {
       case 'message.updated': return await this.#onUpdated(ctx, e.message, e.previous)
       case 'message.deleted': return await this.#onDeleted(ctx, e.message)
       case 'reads.updated': return await this.#onRead(ctx, e.userId, e.readUpTo)
-      case 'participant.added': return await this.#onAdded(ctx, e.userId)
+      // A participant with access None reads nothing of the conversation: not even its row.
+      case 'participant.added': return e.participant.access === 'None' ? undefined : await this.#onAdded(ctx, e.userId)
+      case 'participant.updated': return e.participant.access === 'None' ? this.#onRemoved(ctx, e.userId) : await this.#onAdded(ctx, e.userId)
       case 'participant.removed': return this.#onRemoved(ctx, e.userId)
       case 'conversation.deleted': throw new Error('conversation.deleted is handled before dispatch')
     }

@@ -26,7 +26,7 @@ export const captureSnapshot = (doc: Y.Doc, withMessages: boolean): ConvSnapshot
   const subject = meta.get('subject')
   const createdAt = meta.get('createdAt')
   const participants = new Map<string, number>()
-  for (const [userId, p] of listParticipants(doc)) participants.set(userId, p.joinedAt)
+  for (const [userId, p] of listParticipants(doc)) if (p.access !== 'None') participants.set(userId, p.joinedAt)
   const reads = new Map<string, number>()
   for (const [userId, v] of readsOf(doc).entries()) if (typeof v === 'number') reads.set(userId, v)
   let messages: Message[] | null = null

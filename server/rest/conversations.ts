@@ -38,10 +38,20 @@ export const conversationView = (id: string, doc: Y.Doc): Record<string, unknown
   }
 }
 
-/** Loads an existing conversation for the duration of `fn`; 404 when there is none. */
+/** True once the conversation's creation is in its document (every create sets `meta.createdAt`). */
+export const isCreated = (doc: Y.Doc): boolean => metaOf(doc).has('createdAt')
+
+/**
+ * Loads an existing conversation for the duration of `fn`, once everything it holds is durable;
+ * 404 when there is none (also when it was deleted while this request waited).
+ */
 export const withConversation = async <T>(deps: RestDeps, id: string, fn: (room: Room) => Promise<T> | T): Promise<T> => {
   if (!(await deps.store.conversationExists(id))) throw new ChatError('CONVERSATION_NOT_FOUND')
-  return await deps.rooms.withRoom(id, fn)
+  return await deps.rooms.withRoom(id, async room => {
+    if (!isCreated(room.doc)) throw new ChatError('CONVERSATION_NOT_FOUND')
+    await room.whenDurable()
+    return await fn(room)
+  })
 }
 
 const checkLimit = (doc: Y.Doc, adding: readonly string[], max: number): void => {
@@ -59,21 +69,18 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     const body = (req.body ?? {}) as ConversationPatch
     const settings = deps.settings.current
     requireBrowserSync(principal, settings)
-    const existed = await deps.store.conversationExists(id)
-    if (!existed) {
-      const first = new Set([...(body.participants ?? []), ...(principal.kind === 'user' ? [principal.userId] : [])])
-      if (first.size > settings.maxParticipants) {
-        throw new ChatError('PARTICIPANT_LIMIT', `A conversation holds at most ${settings.maxParticipants} participants`)
-      }
-      await deps.store.createConversation(id, deps.now())
-    }
+    let created = false
     const view = await deps.rooms.withRoom(id, async room => {
+      // Decided on the loaded document, with no await before the transaction: of two
+      // concurrent creates, the second sees the first's `createdAt` and is an update.
+      const existed = isCreated(room.doc)
       if (existed) requireEditor(principal, room.doc, settings)
       const now = deps.now()
       const adding = [...(body.participants ?? [])]
       if (!existed && principal.kind === 'user') adding.push(principal.userId)
       checkLimit(room.doc, adding, settings.maxParticipants)
       const added: string[] = []
+      created = !existed
       await room.transact(doc => {
         const meta = metaOf(doc)
         if (!meta.has('createdAt')) meta.set('createdAt', now)
@@ -88,10 +95,11 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
           added.push(userId)
         }
       })
+      if (created) await deps.store.createConversation(id, now)
       await Promise.all(added.map(u => deps.store.setMember(u, id, now)))
       return conversationView(id, room.doc)
     })
-    return await reply.status(existed ? 200 : 201).send(view)
+    return await reply.status(created ? 201 : 200).send(view)
   })
 
   app.get('/v1/conversations/:id', async req => {
@@ -111,8 +119,11 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
       await room.whenDurable()
       return [...listParticipants(room.doc).keys()]
     })
-    deps.rooms.evict(id, new ChatError('CONVERSATION_DELETED'))
-    await deps.store.deleteConversation(id, members)
+    // Nobody may load the conversation again until its data is gone (a load in between would
+    // bring the old document back).
+    await deps.rooms.remove(id, new ChatError('CONVERSATION_DELETED'), async () => {
+      await deps.store.deleteConversation(id, members)
+    })
     deps.events.emit({ type: 'conversation.deleted', conversationId: id })
     return await reply.status(204).send()
   })

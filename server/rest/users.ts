@@ -26,8 +26,13 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
     const old = await deps.store.getUser(userId)
     // A user token creates other users (to add them as participants) but changes only its own
     // record: otherwise anyone could redirect another user's notification emails.
-    if (old !== undefined && principal.kind === 'user' && principal.userId !== userId) {
-      throw new ChatError('FORBIDDEN', 'A user token may only change its own user')
+    if (principal.kind === 'user' && principal.userId !== userId) {
+      if (old !== undefined) throw new ChatError('FORBIDDEN', 'A user token may only change its own user')
+      // Creating someone else: a name and a photo only. Their email and phone are theirs (or an
+      // admin's) to set, since notifications go there.
+      if (body.email !== undefined || body.phone !== undefined || body.custom !== undefined) {
+        throw new ChatError('FORBIDDEN', 'A user token may set only name and photoUrl of another user')
+      }
     }
     if (old === undefined && body.name === undefined) throw new ChatError('INVALID_REQUEST', 'A new user needs a name')
     const next: UserRecord = { ...(old ?? { id: userId, name: '', createdAt: deps.now() }) }

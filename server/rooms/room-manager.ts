@@ -22,7 +22,7 @@ export interface RoomManagerDeps extends Omit<RoomDeps, 'onClosed'> {
 export class RoomManager {
   private readonly deps: RoomManagerDeps
   private readonly entries = new Map<string, Entry>()
-  /** Rooms being unloaded: a new load of the same id waits for the old one to finish writing. */
+  /** Rooms being unloaded or deleted: a new load of the same id waits for that to finish. */
   private readonly unloading = new Map<string, Promise<void>>()
 
   constructor (deps: RoomManagerDeps) {
@@ -111,6 +111,21 @@ export class RoomManager {
     entry.room?.close(error)
     this.deps.metrics.loadedConversations.set(this.loadedCount())
     return entry.room ?? undefined
+  }
+
+  /**
+   * Closes a room's connections with `error`, forgets it, and runs `wipe` (deleting its data)
+   * while no load of the same id may start: a load waits until `wipe` is done.
+   */
+  async remove (id: string, error: ChatError, wipe: () => Promise<void>): Promise<void> {
+    const room = this.evict(id, error)
+    const done = (async () => {
+      await room?.settled()
+      await wipe()
+    })()
+    const barrier = done.catch(() => {}).finally(() => { if (this.unloading.get(id) === barrier) this.unloading.delete(id) })
+    this.unloading.set(id, barrier)
+    await done
   }
 
   /** Flushes and unloads every room (shutdown). */

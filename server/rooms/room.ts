@@ -210,6 +210,16 @@ export class Room {
     if (this.closedWith !== null) throw this.closedWith
   }
 
+  /** Resolves once no write is in flight, whether or not the room was closed meanwhile. */
+  async settled (): Promise<void> {
+    while (this.flushing !== null) await this.flushing.catch(() => {})
+  }
+
+  /** True while something the document emitted is not yet on disk. */
+  get hasUnflushed (): boolean {
+    return this.flushing !== null || this.queue.length > 0
+  }
+
   /**
    * Applies the current participants, meta and settings to the live connections: closes those
    * that lost their right to be here and updates the write right of the others.
@@ -288,7 +298,7 @@ export class Room {
       for (const w of staged) w.committed()
       for (const e of events) this.deps.events.emit(e)
       if (this.queue.length === 0) this.maybeArchive()
-      if (this.queue.length === 0 &&
+      if (this.queue.length === 0 && this.closedWith === null &&
         (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {
         await this.compact()
       }
@@ -366,6 +376,9 @@ export class Room {
       if (change.action === 'add') {
         const participant = getParticipant(this.doc, userId)
         if (participant !== undefined) this.txEvents.push({ type: 'participant.added', conversationId: this.id, userId, participant })
+      } else if (change.action === 'update') {
+        const participant = getParticipant(this.doc, userId)
+        if (participant !== undefined) this.txEvents.push({ type: 'participant.updated', conversationId: this.id, userId, participant })
       } else if (change.action === 'delete') {
         this.txEvents.push({ type: 'participant.removed', conversationId: this.id, userId })
       }

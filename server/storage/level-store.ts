@@ -156,14 +156,16 @@ export class LevelStore implements DocStore {
   }
 
   async deleteConversation (conv: string, members: readonly string[]): Promise<void> {
-    await this.json.batch([
-      { type: 'del', key: keys.convKey(conv) },
-      ...members.map(user => ({ type: 'del' as const, key: keys.memberKey(user, conv) }))
-    ])
+    // The document first and the record last: a crash half-way leaves a conversation that
+    // exists with less data, never data that outlives its conversation.
+    await this.bin.clear(keys.prefixRange(keys.docPrefix(conv)))
     await this.json.clear(keys.prefixRange(keys.clientPrefix(conv)))
     await this.json.clear(keys.prefixRange(keys.archivePrefix(conv)))
     await this.json.clear(keys.prefixRange(keys.archiveIdPrefix(conv)))
-    await this.bin.clear(keys.prefixRange(keys.docPrefix(conv)))
+    await this.json.batch([
+      ...members.map(user => ({ type: 'del' as const, key: keys.memberKey(user, conv) })),
+      { type: 'del', key: keys.convKey(conv) }
+    ])
   }
 
   async getUser (user: string): Promise<UserRecord | undefined> {

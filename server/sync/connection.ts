@@ -15,7 +15,7 @@ import {
 } from '../../shared/protocol.ts'
 import type { Role } from '../../shared/schema.ts'
 import type { Room, RoomConnection } from '../rooms/room.ts'
-import type { PresencePeer } from '../presence/presence-hub.ts'
+import type { PresencePeer, Timers } from '../presence/presence-hub.ts'
 import type { Metrics } from '../metrics.ts'
 
 export interface ConnectionInfo {
@@ -28,7 +28,11 @@ export interface ConnectionInfo {
 export interface ConnectionDeps {
   logger: Logger
   metrics: Metrics
+  timers: Timers
 }
+
+/** How long a closing socket may take to finish the closing handshake before it is cut. */
+const CLOSE_GRACE_MS = 2000
 
 export class SyncConnection implements RoomConnection, PresencePeer {
   readonly connId: number
@@ -86,6 +90,9 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     if (this.ws.readyState === this.ws.OPEN) {
       if (error.closeCode >= 4000) this.ws.send(encodePermissionDenied(error.code, error.message))
       this.ws.close(error.closeCode, error.code)
+      // A peer that never answers the close would keep the socket (and what it sends) for 30 s.
+      const timer = this.deps.timers.setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS)
+      this.ws.once('close', () => this.deps.timers.clearTimeout(timer))
     } else {
       this.ws.terminate()
     }

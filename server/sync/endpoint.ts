@@ -45,6 +45,11 @@ export interface SyncEndpoint {
   stop (): void
 }
 
+/** What a connection may send before it is admitted (the room loads meanwhile). */
+const MAX_PENDING_BYTES = 4 * 1024 * 1024
+/** How long a refused socket may take to finish the closing handshake before it is cut. */
+const CLOSE_GRACE_MS = 2000
+
 const toBytes = (data: RawData): Uint8Array => {
   if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data))
   if (data instanceof ArrayBuffer) return new Uint8Array(data)
@@ -60,11 +65,20 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
     deps.logger.info({ ...context, code: error.code, closeCode: error.closeCode }, 'connection refused')
     if (ws.readyState !== ws.OPEN) return
     ws.send(encodePermissionDenied(error.code, error.message))
-    ws.close(error.closeCode, error.code)
+    closeSoon(ws, error.closeCode, error.code)
+  }
+
+  /** Starts the closing handshake, and cuts the socket if the peer does not finish it soon. */
+  const closeSoon = (ws: WebSocket, code: number, reason: string): void => {
+    ws.close(code, reason)
+    const timer = deps.timers.setTimeout(() => ws.terminate(), CLOSE_GRACE_MS)
+    ws.once('close', () => deps.timers.clearTimeout(timer))
   }
 
   const admit = async (ws: WebSocket, req: IncomingMessage): Promise<void> => {
     const pending: Array<[Uint8Array, boolean]> = []
+    let pendingBytes = 0
+    let refused = false
     let conn: SyncConnection | null = null
     let oversize = false
     mapOversizeFrames(ws, 4413, () => {
@@ -74,8 +88,20 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       if (ws.readyState === ws.OPEN) ws.send(encodePermissionDenied(e.code, e.message))
     })
     ws.on('message', (data, isBinary) => {
-      if (conn !== null) conn.receive(toBytes(data), isBinary)
-      else pending.push([toBytes(data), isBinary])
+      if (refused) return
+      if (conn !== null) {
+        conn.receive(toBytes(data), isBinary)
+        return
+      }
+      const bytes = toBytes(data)
+      pendingBytes += bytes.byteLength
+      if (pendingBytes > MAX_PENDING_BYTES) {
+        refused = true
+        pending.length = 0
+        refuse(ws, new ChatError('FRAME_TOO_LARGE', 'Too much data sent before the connection was admitted'), context)
+        return
+      }
+      pending.push([bytes, isBinary])
     })
     ws.on('pong', () => { if (conn !== null) conn.alive = true })
     ws.on('error', () => { /* the close event follows; nothing to add */ })
@@ -100,7 +126,13 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
     })
 
     try {
-      const conversationId = toConversationId(decodeURIComponent(url.pathname.slice(1)))
+      let rawId: string
+      try {
+        rawId = decodeURIComponent(url.pathname.slice(1))
+      } catch {
+        throw new ChatError('INVALID_ID', 'The conversation id is not valid percent-encoding')
+      }
+      const conversationId = toConversationId(rawId)
       context.conversation = conversationId
       const { userId } = await deps.auth.verifyUserToken(url.searchParams.get('token'))
       context.user = userId
@@ -111,6 +143,9 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       const acquired = await deps.rooms.acquire(conversationId)
       if (closed) { deps.rooms.release(acquired); return }
       room = acquired
+      // Every created conversation has `meta.createdAt`; a document without it was deleted (or
+      // is being created) while this connection waited.
+      if (!room.doc.getMap('meta').has('createdAt')) throw new ChatError('CONVERSATION_NOT_FOUND')
       const settings = deps.settings()
       const asGuest = url.searchParams.get('guest') === '1'
       const admission = decideAdmission({
@@ -132,6 +167,8 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       for (const [frame, isBinary] of pending) conn.receive(frame, isBinary)
       pending.length = 0
     } catch (e) {
+      refused = true
+      pending.length = 0
       const error = isChatError(e) ? e : new ChatError('INTERNAL')
       if (!isChatError(e)) deps.logger.error({ err: e, ...context }, 'admission failed')
       refuse(ws, error, context)

@@ -177,6 +177,7 @@ Rest('user tokens read only what their user may read, and write only with browse
   assert.is((await s.api('PUT', '/v1/users/alice', { name: 'Alice' }, alice)).status, 201)
   assert.is((await s.api('PUT', '/v1/users/alice', { email: 'a@example.com' }, alice)).status, 200)
   assert.is((await s.api('PUT', '/v1/users/newbie', { name: 'New' }, alice)).status, 201, 'a user token creates other users')
+  assert.is((await s.api('PUT', '/v1/users/bobby', { name: 'B', email: 'evil@example.com' }, eve)).status, 403, 'but not their email')
   r = await s.api('PUT', '/v1/users/alice', { email: 'eve@example.com' }, eve)
   assert.is(r.status, 403, 'but never changes them')
   assert.equal((await s.api('GET', '/v1/users/alice')).body.email, ['a@example.com'])
@@ -184,6 +185,29 @@ Rest('user tokens read only what their user may read, and write only with browse
   r = await s.api('PUT', '/v1/conversations/c1/participants/carol', {}, alice)
   assert.is(r.status, 403); assert.is(r.body.error.code, 'BROWSER_SYNC_OFF')
   assert.is((await s.api('PUT', '/v1/users/alice', { name: 'A' }, alice)).status, 403)
+})
+
+Rest('concurrent settings patches both apply', async ({ s }) => {
+  const [a, b] = await Promise.all([
+    s.api('PATCH', '/v1/settings', { browserSync: false }),
+    s.api('PATCH', '/v1/settings', { maxGuests: 5 })
+  ])
+  assert.is(a.status, 200); assert.is(b.status, 200)
+  const r = await s.api('GET', '/v1/settings')
+  assert.is(r.body.browserSync, false)
+  assert.is(r.body.maxGuests, 5)
+})
+
+Rest('two users creating the same conversation at once: one creates it, the other is refused', async ({ s }) => {
+  const alice = bearer(await s.token('alice'))
+  const mallory = bearer(await s.token('mallory'))
+  const [a, m] = await Promise.all([
+    s.api('PUT', '/v1/conversations/race', { subject: 'mine' }, alice),
+    s.api('PUT', '/v1/conversations/race', { subject: 'mine' }, mallory)
+  ])
+  assert.equal([a.status, m.status].sort(), [201, 403])
+  const conv = await s.api('GET', '/v1/conversations/race')
+  assert.is(Object.keys(conv.body.participants).length, 1)
 })
 
 Rest('settings are read and patched by admins, with validation', async ({ s }) => {

@@ -120,6 +120,18 @@ Inbox('unread counts messages from others after the read marker and follow reads
   assert.is(row.lastMessage?.text, 'two')
 })
 
+Inbox('a participant with access None sees no row for the conversation, and gets it back with access restored', async ctx => {
+  await ctx.s.api('PUT', '/v1/conversations/secret', { subject: 'secret plan', participants: ['alice'] })
+  await ctx.s.api('PUT', '/v1/conversations/secret/participants/eve', { access: 'None' })
+  await ctx.s.api('POST', '/v1/conversations/secret/messages', [{ text: 'the plan', sender: 'alice', type: 'UserMessage' }])
+  const list = async (): Promise<string[]> => (await ctx.s.api('GET', '/v1/users/eve/conversations')).body.data.map((c: { id: string }) => c.id)
+  assert.equal(await list(), [])
+  await ctx.s.api('PATCH', '/v1/conversations/secret/participants/eve', { access: 'Read' })
+  assert.equal(await list(), ['secret'])
+  await ctx.s.api('PATCH', '/v1/conversations/secret/participants/eve', { access: 'None' })
+  assert.equal(await list(), [])
+})
+
 Inbox('a removed participant loses the conversation from its list, and a deleted conversation leaves every list', async ctx => {
   await ctx.s.api('PUT', '/v1/conversations/c1', { participants: ['alice', 'bob'] })
   await ctx.s.api('PUT', '/v1/conversations/c2', { participants: ['alice', 'bob'] })
