@@ -286,10 +286,7 @@ export class Room {
       const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
       const events = batch.flatMap(q => q.events)
       const staged = this.deps.events.stage(events)
-      await Promise.all([
-        this.deps.store.appendUpdates(this.id, seq, [merged], archive, staged),
-        ...bindings.map(b => this.deps.store.bindClients(this.id, b.userId, b.clientIds))
-      ])
+      await this.deps.store.appendUpdates(this.id, seq, [merged], { archive, bindings, sections: staged })
       endTimer()
       this.lastSeq = seq
       this.logCount++

@@ -6,7 +6,7 @@
 import { Level } from 'level'
 import * as keys from './keys.ts'
 import type { Message } from '../../shared/schema.ts'
-import type { ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
+import type { AppendWith, ArchivedMessage, DocStore, KvSection, StoredDoc, UserRecord } from './port.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
 type JsonLevel = ReturnType<LevelStore['makeJson']>
@@ -81,19 +81,20 @@ export class LevelStore implements DocStore {
     return { snapshot, snapshotSeq, updates, lastSeq }
   }
 
-  async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive: readonly ArchivedMessage[] = [], sections: readonly SectionPut[] = []): Promise<void> {
-    if (updates.length === 0 && archive.length === 0 && sections.length === 0) return
-    if (archive.length === 0 && sections.length === 0) {
-      await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
-      return
-    }
+  async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
+    const { archive = [], bindings = [], sections = [] } = with_
     const batch = this.db.batch()
     updates.forEach((value, i) => batch.put(keys.logKey(conv, firstSeq + i), value, { sublevel: this.bin }))
     for (const a of archive) {
       batch.put(keys.archiveKey(conv, a.pos), a.message, { sublevel: this.json })
       batch.put(keys.archiveIdKey(conv, a.message.id), a.pos, { sublevel: this.json })
     }
+    for (const b of bindings) for (const id of b.clientIds) batch.put(keys.clientKey(conv, id), b.userId, { sublevel: this.json })
     for (const p of sections) batch.put(p.key, p.value, { sublevel: this.sectionLevel(p.section) })
+    if (batch.length === 0) {
+      await batch.close()
+      return
+    }
     await batch.write()
   }
 

@@ -33,6 +33,16 @@ export interface UserRecord {
   createdAt: number
 }
 
+/** What an append carries in the same batch as its updates. */
+export interface AppendWith {
+  /** Messages these updates move out of the live document. */
+  archive?: readonly ArchivedMessage[]
+  /** Yjs client ids first used in these updates, bound to their users. */
+  bindings?: ReadonlyArray<{ userId: string, clientIds: readonly number[] }>
+  /** Puts into named sections (the webhook outbox). */
+  sections?: readonly SectionPut[]
+}
+
 /** A put into a named section, made in the same batch as other writes. */
 export interface SectionPut {
   section: string
@@ -58,12 +68,11 @@ export interface DocStore {
   /** Reads a conversation's document. An unknown conversation reads as empty. */
   loadDoc (conv: string): Promise<StoredDoc>
   /**
-   * Appends updates with consecutive sequence numbers starting at `firstSeq`, atomically, and in
-   * the same write the messages these updates move out of the live document (`archive`) and
-   * puts into named sections that must not outlive or predate the updates (`sections`).
-   * Resolves only once it is written; rejects (and writes nothing) on failure.
+   * Appends updates with consecutive sequence numbers starting at `firstSeq`, and in the same
+   * atomic write everything that must not outlive or predate them (`with`). Resolves only once
+   * it is written; rejects (and writes nothing) on failure.
    */
-  appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], archive?: readonly ArchivedMessage[], sections?: readonly SectionPut[]): Promise<void>
+  appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_?: AppendWith): Promise<void>
 
   /** Up to `limit` archived messages before position `beforePos` (or the newest), oldest first. */
   readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }>
@@ -76,7 +85,7 @@ export interface DocStore {
 
   /** The owners of the conversation's Yjs client ids. */
   loadClientOwners (conv: string): Promise<Map<number, string>>
-  /** Binds client ids to a user, durably. */
+  /** Binds client ids to a user, durably (outside an append; appends carry their own). */
   bindClients (conv: string, userId: string, clientIds: readonly number[]): Promise<void>
 
   conversationExists (conv: string): Promise<boolean>

@@ -48,6 +48,19 @@ Store('compaction replaces the covered log with a snapshot', async ({ store }) =
   assert.is(doc.lastSeq, 4)
 })
 
+Store('an append carries its client-id bindings, archived messages and section puts in the same write', async ({ store }) => {
+  const message = { id: 'old', senderId: 'u', text: 'x', createdAt: 1, type: 'UserMessage' as const }
+  await store.appendUpdates('a', 1, [b(1)], {
+    bindings: [{ userId: 'u', clientIds: [11, 12] }],
+    archive: [{ pos: 0, message }],
+    sections: [{ section: 'outbox', key: 'k', value: { v: 1 } }]
+  })
+  assert.equal(await store.loadClientOwners('a'), new Map([[11, 'u'], [12, 'u']]))
+  assert.is(await store.archivePosOf('a', 'old'), 0)
+  assert.equal(await store.section('outbox').get('k'), { v: 1 })
+  assert.is((await store.loadDoc('a')).lastSeq, 1)
+})
+
 Store('deleting a conversation removes its document, bindings and members', async ({ store }) => {
   await store.createConversation('a', 1)
   await store.appendUpdates('a', 1, [b(1)])

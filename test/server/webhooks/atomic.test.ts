@@ -15,9 +15,9 @@ test('a message webhook is written in the same LevelDB batch as the message itse
   const s = await startServer()
   const batches: Array<{ updates: number, sections: readonly SectionPut[] }> = []
   const original = s.store.appendUpdates.bind(s.store)
-  s.store.appendUpdates = async (conv, seq, updates, archive, sections = []) => {
-    batches.push({ updates: updates.length, sections })
-    await original(conv, seq, updates, archive, sections)
+  s.store.appendUpdates = async (conv, seq, updates, with_ = {}) => {
+    batches.push({ updates: updates.length, sections: with_.sections ?? [] })
+    await original(conv, seq, updates, with_)
   }
   await s.api('PATCH', '/v1/settings', { webhookUrl: 'http://127.0.0.1:9/never' })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
