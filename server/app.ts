@@ -44,6 +44,11 @@ export interface ServerConfig {
   bodyLimit: number
   /** Demo mode: the web UI may ask for user tokens (see docs/api.md). */
   demo: boolean
+  /**
+   * Demo tokens only for requests from a loopback address naming a loopback host (the `auto`
+   * mode): a reverse proxy or a DNS-rebinding page gets none.
+   */
+  demoLoopbackOnly: boolean
   /** SMTP URL for notification emails, or null. */
   smtpUrl: string | null
   /** Webhook/email outbox retries and notification typing sampling (see server/notify/services.ts). */
@@ -62,6 +67,7 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   archiveChunk: 500,
   bodyLimit: 256 * 1024,
   demo: false,
+  demoLoopbackOnly: true,
   smtpUrl: null,
   delivery: DEFAULT_DELIVERY_TUNING
 }

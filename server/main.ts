@@ -46,7 +46,7 @@ const main = async (): Promise<void> => {
   try {
     const demo = options.demo === 'on' || (options.demo === 'auto' && isLoopback(options.host))
     server = await createServer({
-      ...DEFAULT_SERVER_CONFIG, host: options.host, port: options.port, secret, demo, smtpUrl: options.smtp ?? null
+      ...DEFAULT_SERVER_CONFIG, host: options.host, port: options.port, secret, demo, demoLoopbackOnly: options.demo === 'auto', smtpUrl: options.smtp ?? null
     }, { store, logger, processMetrics: true })
     if (demo) logger.warn(`DEMO MODE: the web UI can sign in as ANY user without a password (${options.demo === 'on' ? 'turned on with --demo on' : 'on because the server listens on loopback'}); turn it off with --demo off`)
     ;({ url } = await server.listen())

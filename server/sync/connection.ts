@@ -111,7 +111,10 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     switch (msg.type) {
       case 'sync':
         if (msg.subtype === 'step1') {
-          await this.room.whenDurable()
+          // Answer from a document that holds nothing unwritten: another connection's update may
+          // be applied between the durability wait and this continuation, so check again.
+          do await this.room.whenDurable()
+          while (this.room.hasUnflushed)
           if (this.closing) return
           this.send(encodeSyncStep2(Y.encodeStateAsUpdate(this.room.doc, msg.stateVector)))
         } else {

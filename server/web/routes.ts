@@ -17,9 +17,16 @@ import { buildWebAssets, type WebAssets } from './bundle.ts'
 
 export interface WebDeps {
   auth: Authenticator
-  config: { demo: boolean }
+  config: { demo: boolean, demoLoopbackOnly: boolean }
   logger: Logger
 }
+
+const isLoopbackAddress = (a: string | undefined): boolean =>
+  a !== undefined && (a === '::1' || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(a))
+
+/** The Host header names this machine: localhost, 127.x.y.z or [::1], with any port. */
+const isLoopbackHost = (host: string | undefined): boolean =>
+  host !== undefined && /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i.test(host)
 
 /** Lifetime of a demo token, in seconds. */
 export const DEMO_TOKEN_TTL_S = 3600
@@ -45,6 +52,9 @@ export const registerWebRoutes = (http: FastifyInstance, deps: WebDeps): void =>
 
   http.post('/demo/token', async req => {
     if (!deps.config.demo) throw new ChatError('ROUTE_NOT_FOUND', 'Demo sign-in is off on this server')
+    if (deps.config.demoLoopbackOnly && !(isLoopbackAddress(req.socket.remoteAddress) && isLoopbackHost(req.headers.host))) {
+      throw new ChatError('FORBIDDEN', 'Demo sign-in answers only local requests to a local host name (start with --demo on to allow others)')
+    }
     const body: unknown = req.body
     const userId = toUserId(typeof body === 'object' && body !== null ? (body as { userId?: unknown }).userId : undefined)
     const token = await deps.auth.signUserToken(userId, DEMO_TOKEN_TTL_S)

@@ -1,3 +1,4 @@
+import { request } from 'node:http'
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { startServer, TEST_SECRET } from '../helpers/server.ts'
@@ -46,6 +47,24 @@ Routes('in demo mode POST /demo/token issues a working user token for a valid id
     assert.is.not(token, TEST_SECRET)
     assert.is((await post({ userId: 'no spaces' })).status, 400)
     assert.is((await post({})).status, 400)
+  } finally {
+    await s.stop()
+  }
+})
+
+Routes('in loopback-only demo mode a request naming another host gets no token (reverse proxy, DNS rebinding)', async () => {
+  const s = await startServer({ config: { demo: true, demoLoopbackOnly: true } })
+  try {
+    const port = Number(new URL(s.url).port)
+    const status = async (host: string): Promise<number> => await new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/demo/token', method: 'POST', headers: { host, 'content-type': 'application/json' } }, res => { res.resume(); resolve(res.statusCode ?? 0) })
+      req.on('error', reject)
+      req.end(JSON.stringify({ userId: 'alice' }))
+    })
+    assert.is(await status('evil.example'), 403)
+    assert.is(await status('chat.example.com:443'), 403)
+    assert.is(await status(`127.0.0.1:${port}`), 200)
+    assert.is(await status(`localhost:${port}`), 200)
   } finally {
     await s.stop()
   }
