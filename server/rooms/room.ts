@@ -113,7 +113,10 @@ export class Room {
     })
     this.presence = new PresenceHub({ serverClientId: doc.clientID, timers: deps.timers, now: deps.now, keepaliveMs: deps.keepaliveMs })
     messagesOf(doc).observe(event => { this.collectMessageEvents(event) })
-    participantsOf(doc).observe(event => { this.collectParticipantEvents(event) })
+    participantsOf(doc).observe(event => {
+      this.collectParticipantEvents(event)
+      this.reevaluate()
+    })
     readsOf(doc).observe(event => {
       for (const userId of event.keysChanged) {
         const readUpTo = readsOf(doc).get(userId)
@@ -125,7 +128,6 @@ export class Room {
       this.txEvents = []
       this.scheduleFlush()
     })
-    participantsOf(doc).observe(() => this.reevaluate())
     metaOf(doc).observe(event => {
       if (event.transaction.origin !== ARCHIVE_ORIGIN && event.keysChanged.has('subject')) {
         const subject = metaOf(doc).get('subject')
