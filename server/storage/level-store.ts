@@ -83,6 +83,11 @@ export class LevelStore implements DocStore {
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
     const { archive = [], bindings = [], sections = [] } = with_
+    if (archive.length === 0 && bindings.length === 0 && sections.length === 0) {
+      // The common case: a plain batch on one sublevel is markedly cheaper than a chained one.
+      if (updates.length > 0) await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
+      return
+    }
     const batch = this.db.batch()
     updates.forEach((value, i) => batch.put(keys.logKey(conv, firstSeq + i), value, { sublevel: this.bin }))
     for (const a of archive) {
