@@ -93,6 +93,9 @@ const isListItem = (v: unknown): v is ListItem =>
 /** Whether message `m` counts as unread for `user` with read marker `readUpTo`. */
 const isUnreadFor = (m: Message, user: string, readUpTo: number): boolean => m.senderId !== user && m.createdAt > readUpTo
 
+/** Conversations whose index state is kept in memory between events. */
+const CACHED_CONVERSATIONS = 1000
+
 export class InboxIndex {
   readonly #deps: InboxDeps
   readonly #kv: KvSection
@@ -100,6 +103,12 @@ export class InboxIndex {
   readonly #queues = new Map<string, Promise<void>>()
   /** Conversations whose state is known to be stored (their events need no full snapshot). */
   readonly #known = new Set<string>()
+  /**
+   * The stored state and members of recently updated conversations, exactly as last written
+   * (all writes of a conversation go through its queue), so an event costs no reads of them.
+   * Least recently used first; an entry is dropped while its write is in flight or failed.
+   */
+  readonly #cache = new Map<string, { state: ConvState, members: Map<string, MemberState> }>()
 
   constructor (deps: InboxDeps) {
     this.#deps = deps
@@ -145,13 +154,19 @@ export class InboxIndex {
 
   async #apply (event: ConvEvent, snap: ConvSnapshot | null): Promise<void> {
     const conv = event.conversationId
-    const stored = await this.#kv.get(keys.convKey(conv))
+    const cached = this.#cache.get(conv)
+    this.#cache.delete(conv)
+    let state = cached?.state
+    if (state === undefined) {
+      const stored = await this.#kv.get(keys.convKey(conv))
+      state = isConvState(stored) ? stored : await this.#seed(conv, snap)
+    }
     const ctx: Ctx = {
       conv,
-      state: isConvState(stored) ? stored : await this.#seed(conv, snap),
+      state,
       snap,
       ops: [],
-      members: await this.#loadMembers(conv),
+      members: cached?.members ?? await this.#loadMembers(conv),
       touched: new Set()
     }
     this.#known.add(conv)
@@ -167,6 +182,8 @@ export class InboxIndex {
     }
     ctx.ops.push({ type: 'put', key: keys.convKey(conv), value: ctx.state })
     await this.#kv.batch(ctx.ops)
+    this.#cache.set(conv, { state: ctx.state, members: ctx.members })
+    if (this.#cache.size > CACHED_CONVERSATIONS) this.#cache.delete(this.#cache.keys().next().value as string)
   }
 
   /** Runs the event's handler; events without one only refresh the subject. */
@@ -310,6 +327,7 @@ export class InboxIndex {
   }
 
   async #deleteConversation (conv: string): Promise<void> {
+    this.#cache.delete(conv)
     const ops: Op[] = [{ type: 'del', key: keys.convKey(conv) }]
     for (const [user, member] of await this.#loadMembers(conv)) {
       if (member.listKey !== '') ops.push({ type: 'del', key: member.listKey })

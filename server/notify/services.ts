@@ -18,6 +18,9 @@ import { composeNotificationEmail, createMailer, isEmailJob, type EmailJob, type
 import { Notifier, type Notification, type PendingStore, type StoredPending } from './notifier.ts'
 import type { KvSection } from '../storage/port.ts'
 
+/** Longest time a change to a pending notification batch waits before it is written. */
+const PENDING_SAVE_INTERVAL_MS = 1000
+
 /** The store section holding the webhook and email outbox. */
 const OUTBOX_SECTION = 'outbox'
 
@@ -67,26 +70,31 @@ export interface EventServices {
 }
 
 /**
- * Pending notification batches in the store section `notify`, key `v1!p!<conv>`. Saves are
- * coalesced per conversation and written in one batch off the sync path; `flushed()` waits.
+ * Pending notification batches in the store section `notify`, key `v1!p!<conv>`. A batch
+ * changes with every message of a busy conversation and holds all its missed messages, so
+ * saves are coalesced per conversation and written at most once per `intervalMs`, off the sync
+ * path; `flushed()` writes what is waiting at once (on stop). A crash loses at most the last
+ * interval's changes to pending batches, never a message.
  */
-const createPendingStore = (section: KvSection, onError: (err: unknown) => void): PendingStore & { flushed: () => Promise<void> } => {
+const createPendingStore = (section: KvSection, timers: Timers, intervalMs: number, onError: (err: unknown) => void): PendingStore & { flushed: () => Promise<void> } => {
   const key = (conv: string): string => `v1!p!${conv}`
   let dirty = new Map<string, StoredPending | null>()
-  let writing: Promise<void> | null = null
-  const loop = async (): Promise<void> => {
-    await Promise.resolve()
-    while (dirty.size > 0) {
-      const batch = dirty
-      dirty = new Map()
+  let timer: unknown = null
+  let writing: Promise<void> = Promise.resolve()
+  const write = (): Promise<void> => {
+    if (timer !== null) { timers.clearTimeout(timer); timer = null }
+    const batch = dirty
+    dirty = new Map()
+    if (batch.size === 0) return writing
+    writing = writing.then(async () => {
       await section.batch([...batch].map(([conv, v]) => v === null ? { type: 'del' as const, key: key(conv) } : { type: 'put' as const, key: key(conv), value: v }))
-        .catch(onError)
-    }
+    }).catch(onError)
+    return writing
   }
   return {
     save (conv, pending) {
       dirty.set(conv, pending)
-      writing ??= loop().finally(() => { writing = null })
+      timer ??= timers.setTimeout(() => { timer = null; void write() }, intervalMs)
     },
     async loadAll () {
       const out: Array<[string, StoredPending]> = []
@@ -96,7 +104,7 @@ const createPendingStore = (section: KvSection, onError: (err: unknown) => void)
       return out
     },
     async flushed () {
-      while (writing !== null) await writing
+      await write()
     }
   }
 }
@@ -165,7 +173,7 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
     onError: (err, conv) => logger.error({ err, conversation: conv }, 'inbox index update failed')
   })
 
-  const pendingStore = createPendingStore(store.section('notify'), err => logger.error({ err }, 'pending notifications write failed'))
+  const pendingStore = createPendingStore(store.section('notify'), deps.timers, PENDING_SAVE_INTERVAL_MS, err => logger.error({ err }, 'pending notifications write failed'))
   const notifier = new Notifier({
     store: pendingStore,
     timers: deps.timers,
