@@ -121,10 +121,13 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     })
     // Nobody may load the conversation again until its data is gone (a load in between would
     // bring the old document back).
+    const event = { type: 'conversation.deleted' as const, conversationId: id }
+    const staged = deps.events.stage([event])
     await deps.rooms.remove(id, new ChatError('CONVERSATION_DELETED'), async () => {
-      await deps.store.deleteConversation(id, members)
+      await deps.store.deleteConversation(id, members, staged)
     })
-    deps.events.emit({ type: 'conversation.deleted', conversationId: id })
+    for (const w of staged) w.committed()
+    deps.events.emit(event)
     return await reply.status(204).send()
   })
 

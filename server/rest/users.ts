@@ -43,8 +43,11 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
     if (phone !== undefined) next.phone = phone
     if (body.photoUrl !== undefined) next.photoUrl = body.photoUrl
     if (body.custom !== undefined) next.custom = body.custom
-    await deps.store.putUser(next)
-    deps.events.emit({ type: 'user.updated', userId, user: { ...next } })
+    const event = { type: 'user.updated' as const, userId, user: { ...next } }
+    const staged = deps.events.stage([event])
+    await deps.store.putUser(next, staged)
+    for (const w of staged) w.committed()
+    deps.events.emit(event)
     return await reply.status(old === undefined ? 201 : 200).send(next)
   })
 

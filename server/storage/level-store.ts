@@ -6,7 +6,7 @@
 import { Level } from 'level'
 import * as keys from './keys.ts'
 import type { Message } from '../../shared/schema.ts'
-import type { AppendWith, ArchivedMessage, DocStore, KvSection, StoredDoc, UserRecord } from './port.ts'
+import type { AppendWith, ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
 type JsonLevel = ReturnType<LevelStore['makeJson']>
@@ -95,7 +95,7 @@ export class LevelStore implements DocStore {
       batch.put(keys.archiveIdKey(conv, a.message.id), a.pos, { sublevel: this.json })
     }
     for (const b of bindings) for (const id of b.clientIds) batch.put(keys.clientKey(conv, id), b.userId, { sublevel: this.json })
-    for (const p of sections) batch.put(p.key, p.value, { sublevel: this.sectionLevel(p.section) })
+    this.putSections(batch, sections)
     if (batch.length === 0) {
       await batch.close()
       return
@@ -161,25 +161,37 @@ export class LevelStore implements DocStore {
     await this.json.put(keys.convKey(conv), { createdAt })
   }
 
-  async deleteConversation (conv: string, members: readonly string[]): Promise<void> {
+  async deleteConversation (conv: string, members: readonly string[], sections: readonly SectionPut[] = []): Promise<void> {
     // The document first and the record last: a crash half-way leaves a conversation that
     // exists with less data, never data that outlives its conversation.
     await this.bin.clear(keys.prefixRange(keys.docPrefix(conv)))
     await this.json.clear(keys.prefixRange(keys.clientPrefix(conv)))
     await this.json.clear(keys.prefixRange(keys.archivePrefix(conv)))
     await this.json.clear(keys.prefixRange(keys.archiveIdPrefix(conv)))
-    await this.json.batch([
-      ...members.map(user => ({ type: 'del' as const, key: keys.memberKey(user, conv) })),
-      { type: 'del', key: keys.convKey(conv) }
-    ])
+    const batch = this.db.batch()
+    for (const user of members) batch.del(keys.memberKey(user, conv), { sublevel: this.json })
+    batch.del(keys.convKey(conv), { sublevel: this.json })
+    this.putSections(batch, sections)
+    await batch.write()
+  }
+
+  private putSections (batch: ReturnType<Level<string, string>['batch']>, sections: readonly SectionPut[]): void {
+    for (const p of sections) batch.put(p.key, p.value, { sublevel: this.sectionLevel(p.section) })
   }
 
   async getUser (user: string): Promise<UserRecord | undefined> {
     return (await this.json.get(keys.userKey(user))) as UserRecord | undefined
   }
 
-  async putUser (record: UserRecord): Promise<void> {
-    await this.json.put(keys.userKey(record.id), record)
+  async putUser (record: UserRecord, sections: readonly SectionPut[] = []): Promise<void> {
+    if (sections.length === 0) {
+      await this.json.put(keys.userKey(record.id), record)
+      return
+    }
+    const batch = this.db.batch()
+    batch.put(keys.userKey(record.id), record, { sublevel: this.json })
+    this.putSections(batch, sections)
+    await batch.write()
   }
 
   async setMember (user: string, conv: string, joinedAt: number | null): Promise<void> {

@@ -90,11 +90,15 @@ export interface DocStore {
 
   conversationExists (conv: string): Promise<boolean>
   createConversation (conv: string, createdAt: number): Promise<void>
-  /** Deletes the conversation, its document, its client bindings and the given members' index entries. */
-  deleteConversation (conv: string, members: readonly string[]): Promise<void>
+  /**
+   * Deletes the conversation, its document, its client bindings and the given members' index
+   * entries; the last batch (the one removing the conversation's record) carries `sections`.
+   */
+  deleteConversation (conv: string, members: readonly string[], sections?: readonly SectionPut[]): Promise<void>
 
   getUser (user: string): Promise<UserRecord | undefined>
-  putUser (record: UserRecord): Promise<void>
+  /** Writes the user record and, in the same batch, the section puts (its webhook). */
+  putUser (record: UserRecord, sections?: readonly SectionPut[]): Promise<void>
 
   /** Records (or removes) that `user` is a participant of `conv`, for the user's conversation list. */
   setMember (user: string, conv: string, joinedAt: number | null): Promise<void>

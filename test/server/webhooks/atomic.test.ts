@@ -35,6 +35,26 @@ test('a message webhook is written in the same LevelDB batch as the message itse
   await s.stop()
 })
 
+test('user and conversation-deletion webhooks are written in the same batch as their change', async () => {
+  const s = await startServer()
+  const seen: Array<{ what: string, sections: readonly SectionPut[] }> = []
+  const putUser = s.store.putUser.bind(s.store)
+  s.store.putUser = async (record, sections = []) => { seen.push({ what: 'user', sections }); await putUser(record, sections) }
+  const del = s.store.deleteConversation.bind(s.store)
+  s.store.deleteConversation = async (conv, members, sections = []) => { seen.push({ what: 'delete', sections }); await del(conv, members, sections) }
+  await s.api('PATCH', '/v1/settings', { webhookUrl: 'http://127.0.0.1:9/never' })
+  await s.api('PUT', '/v1/users/alice', { name: 'Alice' })
+  await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  await s.api('DELETE', '/v1/conversations/c1')
+  const typeOf = (p: SectionPut): string => (p.value as { payload: { event: { type: string } } }).payload.event.type
+  assert.equal(seen.find(x => x.what === 'user')?.sections.map(typeOf), ['user.updated'])
+  assert.equal(seen.find(x => x.what === 'delete')?.sections.map(typeOf), ['conversation.deleted'])
+  const waiting: string[] = []
+  for await (const [, v] of s.store.section('outbox').entries({ gte: 'v1!o!', lt: 'v1!o!\xff' })) waiting.push((v as { payload: { event: { type: string } } }).payload.event.type)
+  assert.is(waiting.filter(t => t === 'user.updated').length, 1, 'queued once, not again by the subscriber')
+  await s.stop()
+})
+
 test('kill -9 right after a burst: every message a reader received is posted as a webhook after restart', async () => {
   const receiver = await startReceiver()
   const dir = await mkdtemp(join(tmpdir(), 'parley-hook-kill-'))
