@@ -39,6 +39,17 @@ export interface EventSink {
   stage (events: readonly ServerEvent[]): StagedWrite[]
 }
 
+/**
+ * Writes a change together with what its events stage (`write` receives the staged puts to
+ * include in its batch), then, once durable, commits the staged writes and emits the events.
+ */
+export const writeWithEvents = async (sink: EventSink, events: readonly ServerEvent[], write: (staged: StagedWrite[]) => Promise<void>): Promise<void> => {
+  const staged = sink.stage(events)
+  await write(staged)
+  for (const w of staged) w.committed()
+  for (const e of events) sink.emit(e)
+}
+
 /** A sink that fans events out to subscribers; a subscriber that throws is reported, not fatal. */
 export class EventBus implements EventSink {
   private readonly subscribers: Array<(e: ServerEvent) => void> = []

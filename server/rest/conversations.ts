@@ -12,6 +12,7 @@ import type { Access, GuestAccess, Notify, Participant } from '../../shared/sche
 import type { Room } from '../rooms/room.ts'
 import { requireEditor, requireReader, requireBrowserSync } from './permissions.ts'
 import { conversationBody, participantBody } from './schemas.ts'
+import { writeWithEvents } from '../events.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 
 interface ConversationPatch {
@@ -121,13 +122,11 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     })
     // Nobody may load the conversation again until its data is gone (a load in between would
     // bring the old document back).
-    const event = { type: 'conversation.deleted' as const, conversationId: id }
-    const staged = deps.events.stage([event])
-    await deps.rooms.remove(id, new ChatError('CONVERSATION_DELETED'), async () => {
-      await deps.store.deleteConversation(id, members, staged)
+    await writeWithEvents(deps.events, [{ type: 'conversation.deleted', conversationId: id }], async staged => {
+      await deps.rooms.remove(id, new ChatError('CONVERSATION_DELETED'), async () => {
+        await deps.store.deleteConversation(id, members, staged)
+      })
     })
-    for (const w of staged) w.committed()
-    deps.events.emit(event)
     return await reply.status(204).send()
   })
 

@@ -5,6 +5,7 @@ import { toUserId } from '../../shared/ids.ts'
 import type { UserRecord } from '../storage/port.ts'
 import { requireAdmin, requireBrowserSync, requireSelfOrAdmin } from './permissions.ts'
 import { userBody } from './schemas.ts'
+import { writeWithEvents } from '../events.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 
 interface UserPatch {
@@ -43,11 +44,9 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
     if (phone !== undefined) next.phone = phone
     if (body.photoUrl !== undefined) next.photoUrl = body.photoUrl
     if (body.custom !== undefined) next.custom = body.custom
-    const event = { type: 'user.updated' as const, userId, user: { ...next } }
-    const staged = deps.events.stage([event])
-    await deps.store.putUser(next, staged)
-    for (const w of staged) w.committed()
-    deps.events.emit(event)
+    await writeWithEvents(deps.events, [{ type: 'user.updated', userId, user: { ...next } }], async staged => {
+      await deps.store.putUser(next, staged)
+    })
     return await reply.status(old === undefined ? 201 : 200).send(next)
   })
 
