@@ -180,6 +180,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     store, logger, timers, now, rooms, settings: () => settings.current, events
   })
   registerInboxRoutes(http, restDeps, eventServices.inbox)
+  metrics.delivery.outboxPending = () => eventServices.outbox.pending
+  metrics.delivery.notificationsPending = () => eventServices.notifier.pendingConversations
 
   http.server.on('upgrade', (req, socket, head) => {
     sync.handleUpgrade(req, socket, head)

@@ -12,10 +12,15 @@ export interface Metrics {
   readonly updatesRefused: Counter<'code'>
   readonly storageWriteSeconds: Histogram
   readonly framesSent: Counter
+  /** Reads the outbox and notifier sizes at scrape time (set once the services exist). */
+  readonly delivery: { outboxPending: () => number, notificationsPending: () => number }
 }
 
 export const createMetrics = (withDefaults: boolean): Metrics => {
   const registry = new Registry()
+  const delivery = { outboxPending: () => 0, notificationsPending: () => 0 }
+  new Gauge({ name: 'parley_outbox_pending', help: 'Webhook posts and emails waiting in the outbox (in flight included)', registers: [registry], collect () { this.set(delivery.outboxPending()) } })
+  new Gauge({ name: 'parley_notifications_pending', help: 'Conversations with a notification batch waiting for quiet', registers: [registry], collect () { this.set(delivery.notificationsPending()) } })
   if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'parley_process_' })
   return {
     registry,
@@ -29,6 +34,7 @@ export const createMetrics = (withDefaults: boolean): Metrics => {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry]
     }),
-    framesSent: new Counter({ name: 'parley_frames_sent_total', help: 'Sync and awareness frames sent to peers', registers: [registry] })
+    framesSent: new Counter({ name: 'parley_frames_sent_total', help: 'Sync and awareness frames sent to peers', registers: [registry] }),
+    delivery
   }
 }

@@ -17,6 +17,8 @@ Rest('healthz answers ok and metrics are in the Prometheus format', async ({ s }
   const text = await m.text()
   assert.ok(text.includes('parley_connections'))
   assert.ok(text.includes('parley_storage_write_seconds'))
+  assert.match(text, /^parley_outbox_pending 0$/m)
+  assert.match(text, /^parley_notifications_pending 0$/m)
   const page = await fetch(s.url + '/')
   assert.ok((await page.text()).includes('Parley'))
 })
