@@ -3,14 +3,14 @@
  * Every change goes through the conversation's live document (`room.transact`), so connected
  * peers see it at once and it is durable before the request is answered.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type * as Y from 'yjs'
 import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toUserId } from '../../shared/ids.ts'
 import { getGuestAccess, getParticipant, listParticipants, metaOf, participantsOf } from '../../shared/doc.ts'
 import type { Access, GuestAccess, Notify, Participant } from '../../shared/schema.ts'
 import type { Room } from '../rooms/room.ts'
-import { requireEditor, requireReader, requireBrowserSync } from './permissions.ts'
+import { requireAdmin, requireEditor, requireReader, requireBrowserSync } from './permissions.ts'
 import { conversationBody, participantBody } from './schemas.ts'
 import { writeWithEvents } from '../events.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
@@ -115,11 +115,8 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
   app.delete('/v1/conversations/:id', async (req, reply) => {
     const principal = await principalOf(deps, req)
     const id = toConversationId(param(req, 'id'))
-    if (principal.kind !== 'admin') throw new ChatError('ADMIN_REQUIRED')
-    const members = await withConversation(deps, id, async room => {
-      await room.whenDurable()
-      return [...listParticipants(room.doc).keys()]
-    })
+    requireAdmin(principal)
+    const members = await withConversation(deps, id, room => [...listParticipants(room.doc).keys()])
     // Nobody may load the conversation again until its data is gone (a load in between would
     // bring the old document back).
     await writeWithEvents(deps.events, [{ type: 'conversation.deleted', conversationId: id }], async staged => {
@@ -130,51 +127,51 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     return await reply.status(204).send()
   })
 
+  /**
+   * Changes one participant as `principal` (an editor of the conversation), checked and written
+   * while the room is held once. `make` returns the new entry, or null to remove it.
+   */
   const writeParticipant = async (
-    id: string, userId: string, make: (old: Participant | undefined, now: number) => Participant | null
-  ): Promise<Record<string, unknown>> => withConversation(deps, id, async room => {
-    const now = deps.now()
-    const next = make(getParticipant(room.doc, userId), now)
-    if (next === null) {
-      await room.transact(doc => { participantsOf(doc).delete(userId) })
-      await deps.store.setMember(userId, id, null)
-      return {}
-    }
-    checkLimit(room.doc, [userId], deps.settings.current.maxParticipants)
-    await room.transact(doc => { participantsOf(doc).set(userId, next) })
-    await deps.store.setMember(userId, id, next.joinedAt)
-    return { access: next.access, notify: next.notify }
-  })
-
-  app.put('/v1/conversations/:id/participants/:userId', { schema: { body: participantBody } }, async req => {
+    req: FastifyRequest, make: (old: Participant | undefined, now: number) => Participant | null
+  ): Promise<Record<string, unknown>> => {
     const principal = await principalOf(deps, req)
     const id = toConversationId(param(req, 'id'))
     const userId = toUserId(param(req, 'userId'))
-    const body = (req.body ?? {}) as { access?: Access, notify?: Notify }
-    await withConversation(deps, id, room => requireEditor(principal, room.doc, deps.settings.current))
-    return await writeParticipant(id, userId, (old, now) => ({
+    return await withConversation(deps, id, async room => {
+      requireEditor(principal, room.doc, deps.settings.current)
+      const now = deps.now()
+      const next = make(getParticipant(room.doc, userId), now)
+      if (next === null) {
+        await room.transact(doc => { participantsOf(doc).delete(userId) })
+        await deps.store.setMember(userId, id, null)
+        return {}
+      }
+      checkLimit(room.doc, [userId], deps.settings.current.maxParticipants)
+      await room.transact(doc => { participantsOf(doc).set(userId, next) })
+      await deps.store.setMember(userId, id, next.joinedAt)
+      return { access: next.access, notify: next.notify }
+    })
+  }
+
+  const participantPatch = (req: FastifyRequest): { access?: Access, notify?: Notify } => (req.body ?? {}) as { access?: Access, notify?: Notify }
+
+  app.put('/v1/conversations/:id/participants/:userId', { schema: { body: participantBody } }, async req => {
+    const body = participantPatch(req)
+    return await writeParticipant(req, (old, now) => ({
       access: body.access ?? 'ReadWrite', notify: body.notify ?? true, joinedAt: old?.joinedAt ?? now
     }))
   })
 
   app.patch('/v1/conversations/:id/participants/:userId', { schema: { body: participantBody } }, async req => {
-    const principal = await principalOf(deps, req)
-    const id = toConversationId(param(req, 'id'))
-    const userId = toUserId(param(req, 'userId'))
-    const body = (req.body ?? {}) as { access?: Access, notify?: Notify }
-    await withConversation(deps, id, room => requireEditor(principal, room.doc, deps.settings.current))
-    return await writeParticipant(id, userId, old => {
+    const body = participantPatch(req)
+    return await writeParticipant(req, old => {
       if (old === undefined) throw new ChatError('PARTICIPANT_NOT_FOUND')
       return { access: body.access ?? old.access, notify: body.notify ?? old.notify, joinedAt: old.joinedAt }
     })
   })
 
   app.delete('/v1/conversations/:id/participants/:userId', async (req, reply) => {
-    const principal = await principalOf(deps, req)
-    const id = toConversationId(param(req, 'id'))
-    const userId = toUserId(param(req, 'userId'))
-    await withConversation(deps, id, room => requireEditor(principal, room.doc, deps.settings.current))
-    await writeParticipant(id, userId, old => {
+    await writeParticipant(req, old => {
       if (old === undefined) throw new ChatError('PARTICIPANT_NOT_FOUND')
       return null
     })
