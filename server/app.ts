@@ -23,6 +23,7 @@ import { registerWebRoutes } from './web/routes.ts'
 import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
+import { createStorageGuard, type StorageGuard } from './storage/storage-guard.ts'
 
 export interface ServerConfig {
   host: string
@@ -53,6 +54,10 @@ export interface ServerConfig {
   smtpUrl: string | null
   /** Webhook/email outbox retries and notification typing sampling (see server/notify/services.ts). */
   delivery: DeliveryTuning
+  /** While storage is failing, how often to check for space and try to reopen it. */
+  storageRetryMs: number
+  /** Free bytes the data folder needs (beyond LevelDB's log replay) before storage is reopened. */
+  storageMinFreeBytes: number
 }
 
 export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
@@ -69,7 +74,9 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   demo: false,
   demoLoopbackOnly: true,
   smtpUrl: null,
-  delivery: DEFAULT_DELIVERY_TUNING
+  delivery: DEFAULT_DELIVERY_TUNING,
+  storageRetryMs: 1000,
+  storageMinFreeBytes: 1024 * 1024
 }
 
 export interface ServerDeps {
@@ -91,6 +98,8 @@ export interface ParleyServer {
   readonly events: EventBus
   /** Inbox index, notifications and the webhook/email outbox, fed by `events`. */
   readonly eventServices: EventServices
+  /** Storage health (fail-stop and recovery); `/healthz` answers from it. */
+  readonly storage: StorageGuard
   /** Starts listening; resolves with the bound address. */
   listen (): Promise<{ host: string, port: number, url: string }>
   /** Stops accepting, closes sockets with 1001, flushes every room. Does not close the store. */
@@ -104,9 +113,14 @@ const nodeTimers: Timers = {
   clearInterval: h => clearInterval(h as NodeJS.Timeout)
 }
 
+/** Seconds a client is asked to wait (`Retry-After`) while storage is failing. */
+const STORAGE_RETRY_AFTER_S = 5
+
 /** Maps any error thrown in a route to a ChatError. */
-const toChatError = (err: FastifyError): ChatError => {
+const toChatError = (err: FastifyError, store: DocStore): ChatError => {
   if (isChatError(err)) return err
+  // A read while the store is being reopened after a failure.
+  if (store.writeFailure !== null) return new ChatError('STORAGE_UNAVAILABLE')
   if (err.validation !== undefined) return new ChatError('INVALID_REQUEST', err.message)
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return new ChatError('BODY_TOO_LARGE')
@@ -156,16 +170,33 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   // JSON in and out: any other body type is refused with 415.
   http.removeContentTypeParser('text/plain')
   http.setErrorHandler((err: FastifyError, req, reply) => {
-    const e = toChatError(err)
+    const e = toChatError(err, store)
     if (e.code === 'INTERNAL') logger.error({ err, method: req.method, url: req.url }, 'request failed')
     else logger.info({ method: req.method, url: req.url.split('?')[0], status: e.status, code: e.code }, 'request refused')
+    if (e.code === 'STORAGE_UNAVAILABLE') void reply.header('retry-after', String(STORAGE_RETRY_AFTER_S))
     void reply.status(e.status).send({ error: e.toJSON() })
   })
   http.setNotFoundHandler((req, reply) => {
     const e = new ChatError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)
     void reply.status(e.status).send({ error: e.toJSON() })
   })
-  http.get('/healthz', async () => ({ ok: true }))
+  const storage = createStorageGuard({
+    store,
+    logger,
+    metrics,
+    timers,
+    findLostWrites: async () => await rooms.findLostWrites(),
+    onResumed: () => rooms.resumeWrites(),
+    retryMs: config.storageRetryMs,
+    minFreeBytes: config.storageMinFreeBytes
+  })
+  http.get('/healthz', async (_req, reply) => {
+    const health = storage.health()
+    if (health.ok) return { ok: true }
+    const e = new ChatError('STORAGE_UNAVAILABLE', health.reason)
+    void reply.status(e.status).header('retry-after', String(STORAGE_RETRY_AFTER_S))
+    return { ok: false, error: e.toJSON() }
+  })
   http.get('/metrics', async (_req, reply) => {
     void reply.header('content-type', metrics.registry.contentType)
     return await metrics.registry.metrics()
@@ -196,6 +227,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     settings,
     events,
     eventServices,
+    storage,
     async listen () {
       await http.listen({ host: config.host, port: config.port })
       await eventServices.start()
@@ -206,6 +238,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     async close () {
       closing ??= (async () => {
         sync.stop()
+        storage.stop()
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])
         await eventServices.stop()

@@ -13,6 +13,8 @@ export interface ProcessOptions {
   demo: 'auto' | 'on' | 'off'
   /** SMTP server URL for notification emails (smtp://user:pass@host:port), if any. */
   smtp: string | undefined
+  /** fsync every storage batch before acknowledging it (default true). */
+  fsync: boolean
   help: boolean
 }
 
@@ -29,6 +31,8 @@ Options (each also read from the environment variable in brackets):
   --demo MODE      auto|on|off: let the web UI sign in as any user [PARLEY_DEMO]
                    (default auto: on only while listening on a loopback address)
   --smtp URL       SMTP server for notification emails, smtp://user:pass@host:port [PARLEY_SMTP]
+  --fsync on|off   fsync each storage batch before acknowledging it [PARLEY_FSYNC]
+                   (default on; off survives a crash of the process but not a power cut)
   --help           print this help and exit
 `
 
@@ -44,6 +48,7 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
         secret: { type: 'string' },
         demo: { type: 'string' },
         smtp: { type: 'string' },
+        fsync: { type: 'string' },
         help: { type: 'boolean' }
       },
       strict: true,
@@ -66,5 +71,7 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
   if (demo !== 'auto' && demo !== 'on' && demo !== 'off') throw new ConfigError(`--demo must be auto, on or off, got ${JSON.stringify(demo)}`)
   const smtp = values.smtp ?? env.PARLEY_SMTP
   if (smtp !== undefined && !/^smtps?:\/\/[^\s]+$/.test(smtp)) throw new ConfigError('--smtp must be an smtp:// or smtps:// URL')
-  return { host, port: Number(portText), data, secret, demo, smtp, help: values.help ?? false }
+  const fsync = values.fsync ?? env.PARLEY_FSYNC ?? 'on'
+  if (fsync !== 'on' && fsync !== 'off') throw new ConfigError(`--fsync must be on or off, got ${JSON.stringify(fsync)}`)
+  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', help: values.help ?? false }
 }

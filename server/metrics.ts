@@ -12,6 +12,9 @@ export interface Metrics {
   readonly updatesRefused: Counter<'code'>
   readonly storageWriteSeconds: Histogram
   readonly framesSent: Counter
+  /** Times storage stopped accepting writes (fail-stop), and whether it accepts them now. */
+  readonly storageFailures: Counter
+  readonly storageAvailable: Gauge
   /** Reads the outbox and notifier sizes at scrape time (set once the services exist). */
   readonly delivery: { outboxPending: () => number, notificationsPending: () => number }
 }
@@ -35,6 +38,8 @@ export const createMetrics = (withDefaults: boolean): Metrics => {
       registers: [registry]
     }),
     framesSent: new Counter({ name: 'parley_frames_sent_total', help: 'Sync and awareness frames sent to peers', registers: [registry] }),
+    storageFailures: new Counter({ name: 'parley_storage_failures_total', help: 'Times storage failed a write and stopped accepting writes until reopened', registers: [registry] }),
+    storageAvailable: new Gauge({ name: 'parley_storage_available', help: '1 while storage accepts writes, 0 while it is failing', registers: [registry] }),
     delivery
   }
 }

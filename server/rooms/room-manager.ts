@@ -128,6 +128,24 @@ export class RoomManager {
     await done
   }
 
+  /**
+   * After storage was reopened: checks that it holds every log entry each loaded room wrote
+   * (what its peers may have seen). Returns one line per conversation that lost any.
+   */
+  async findLostWrites (): Promise<string[]> {
+    const lost: string[] = []
+    for (const room of this.loaded()) {
+      const { lastSeq } = await this.deps.store.loadDoc(room.id)
+      if (lastSeq < room.durableSeq) lost.push(`${room.id}: stored up to entry ${lastSeq}, acknowledged up to ${room.durableSeq}`)
+    }
+    return lost
+  }
+
+  /** Storage accepts writes again: every stalled room writes what it kept. */
+  resumeWrites (): void {
+    for (const room of this.loaded()) room.resumeWrites()
+  }
+
   /** Flushes and unloads every room (shutdown). */
   async unloadAll (): Promise<void> {
     const pending = [...this.entries.values()].map(async e => {

@@ -6,19 +6,26 @@
  * room's queue; a single flush loop per room merges what is queued (group commit), appends it
  * to the store as one log entry, and only when the write resolved sends it to the peers (never
  * back to the connection it came from). So no peer ever sees a change that is not on disk.
- * A failed write closes the room: its connections are closed with 1011 and the in-memory
- * document is dropped; the store is the truth and the next join reloads it.
+ *
+ * When storage fails (the store refuses with STORAGE_UNAVAILABLE, see write-queue.ts), the batch
+ * that failed goes back to the head of the queue and the room stalls: nobody saw it, nobody was
+ * told it is stored. Until `resumeWrites()` the room refuses every change (peers: close 1013, a
+ * retryable code; server writes: 503), keeps its readers connected, and answers sync step 1 from
+ * what the store holds. On resume the stalled batch is written (same sequence number, so a copy
+ * that did reach the disk is simply overwritten) and only then forwarded. Any other failure
+ * (a consistency error) closes the room with 1011; the store is the truth and a join reloads it.
  */
 import * as Y from 'yjs'
+import * as decoding from 'lib0/decoding'
 import type { Logger } from 'pino'
-import { ChatError } from '../../shared/errors.ts'
+import { ChatError, isChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
 import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge } from '../../shared/update-judge.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
-import type { ArchivedMessage, DocStore } from '../storage/port.ts'
+import type { ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EventSink, ServerEvent } from '../events.ts'
 
@@ -74,6 +81,23 @@ export interface RoomDeps {
 
 interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[] }
 
+/** True when a V1 update carries at least one struct (its first number counts client groups). */
+const hasStructs = (update: Uint8Array): boolean => {
+  try {
+    return decoding.readVarUint(decoding.createDecoder(update)) > 0
+  } catch {
+    return true
+  }
+}
+
+/** Applies a stored document (snapshot, then the log in order) to `doc` in one transaction. */
+const applyStored = (doc: Y.Doc, stored: StoredDoc): void => {
+  Y.transact(doc, () => {
+    if (stored.snapshot !== null) Y.applyUpdate(doc, stored.snapshot)
+    for (const u of stored.updates) Y.applyUpdate(doc, u)
+  })
+}
+
 const isArchiveMarker = (v: unknown): v is ArchiveMarker =>
   typeof v === 'object' && v !== null && typeof (v as ArchiveMarker).count === 'number'
 
@@ -89,6 +113,8 @@ export class Room {
   private pendingBindings: Array<{ userId: string, clientIds: number[] }> = []
   private pendingArchive: ArchivedMessage[] = []
   private flushing: Promise<void> | null = null
+  /** True while a batch that storage refused waits at the head of the queue. */
+  private stalled = false
   private lastSeq: number
   private logCount: number
   private logBytes = 0
@@ -149,13 +175,13 @@ export class Room {
     const [stored, owners] = await Promise.all([deps.store.loadDoc(id), deps.store.loadClientOwners(id)])
     const doc = new Y.Doc({ gc: true })
     while (owners.has(doc.clientID)) doc.clientID = Math.floor(Math.random() * 0xffffffff) >>> 0
-    Y.transact(doc, () => {
-      if (stored.snapshot !== null) Y.applyUpdate(doc, stored.snapshot)
-      for (const u of stored.updates) Y.applyUpdate(doc, u)
-    })
+    applyStored(doc, stored)
     ensureRoots(doc)
     return new Room(id, doc, owners, stored.lastSeq, stored.updates.length, deps)
   }
+
+  /** The sequence number of the last log entry this room wrote (what its peers may have seen). */
+  get durableSeq (): number { return this.lastSeq }
 
   get closed (): boolean { return this.closedWith !== null }
   get connectionCount (): number { return this.conns.size }
@@ -176,12 +202,17 @@ export class Room {
    */
   receiveUpdate (conn: RoomConnection, update: Uint8Array): void {
     if (this.closedWith !== null) throw this.closedWith
+    // While storage fails, peers were told the stored state vector: any struct they send is
+    // something the store lacks. Refusing it (retryably) keeps every later answer to their sync
+    // step 1 probes honest: it acknowledges only what is stored.
+    if (this.stalled && hasStructs(update)) throw this.storageRefusal()
     const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
     if (!verdict.ok) {
       this.deps.metrics.updatesRefused.inc({ code: verdict.error.code })
       throw verdict.error
     }
     if (!verdict.changes) return
+    this.assertWritable()
     if (verdict.newClientIds.length > 0) {
       for (const id of verdict.newClientIds) this.clientOwners.set(id, conn.userId)
       this.pendingBindings.push({ userId: conn.userId, clientIds: verdict.newClientIds })
@@ -202,6 +233,7 @@ export class Room {
   /** Runs a server-side change (REST, participants, meta) and resolves once it is durable. */
   async transact (fn: (doc: Y.Doc) => void): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
+    this.assertWritable()
     Y.transact(this.doc, () => fn(this.doc), SERVER_OWNER)
     await this.whenDurable()
   }
@@ -210,6 +242,64 @@ export class Room {
   async whenDurable (): Promise<void> {
     while (this.flushing !== null) await this.flushing
     if (this.closedWith !== null) throw this.closedWith
+    if (this.stalled) throw this.storageRefusal()
+  }
+
+  /**
+   * The answer to a peer's sync step 1: what it lacks of the durable document. Waits until
+   * nothing unwritten is in the document; while storage is failing, answers from the store.
+   */
+  async syncStep2For (stateVector: Uint8Array): Promise<Uint8Array> {
+    for (;;) {
+      if (this.stalled) return await this.encodeStored(stateVector)
+      // Another connection's update may be applied between the wait and this continuation.
+      await this.whenDurable().catch(e => { if (!this.stalled) throw e })
+      if (!this.hasUnflushed && !this.stalled) return Y.encodeStateAsUpdate(this.doc, stateVector)
+    }
+  }
+
+  /** Storage works again (reopened and checked): writes the stalled batch, accepts changes. */
+  resumeWrites (): void {
+    if (!this.stalled) return
+    this.stalled = false
+    if (this.queue.length > 0) this.scheduleFlush()
+  }
+
+  /** True while storage refuses this room's writes. */
+  get isStalled (): boolean { return this.stalled }
+
+  /** The state vector of the stored document (what peers are told the server has while stalled). */
+  async storedStateVector (): Promise<Uint8Array> {
+    return await this.withStored(doc => Y.encodeStateVector(doc))
+  }
+
+  private assertWritable (): void {
+    if (this.stalled || this.deps.store.writeFailure !== null) throw this.storageRefusal()
+  }
+
+  private storageRefusal (): ChatError {
+    const reason = this.deps.store.writeFailure?.reason
+    return new ChatError('STORAGE_UNAVAILABLE', `Storage is failing${reason === undefined ? '' : ` (${reason})`}; nothing can be written now, retry later`)
+  }
+
+  private async encodeStored (stateVector: Uint8Array): Promise<Uint8Array> {
+    return await this.withStored(doc => Y.encodeStateAsUpdate(doc, stateVector))
+  }
+
+  private async withStored<T> (fn: (doc: Y.Doc) => T): Promise<T> {
+    let stored: StoredDoc
+    try {
+      stored = await this.deps.store.loadDoc(this.id)
+    } catch {
+      throw this.storageRefusal() // the store is closed while it is being reopened
+    }
+    const scratch = new Y.Doc({ gc: true })
+    try {
+      applyStored(scratch, stored)
+      return fn(scratch)
+    } finally {
+      scratch.destroy()
+    }
   }
 
   /** Resolves once no write is in flight, whether or not the room was closed meanwhile. */
@@ -254,16 +344,24 @@ export class Room {
     this.deps.onClosed(this)
   }
 
-  /** Flushes, compacts what the log holds, and frees the document. For unloading and shutdown. */
+  /**
+   * Flushes, compacts what the log holds, and frees the document. For unloading and shutdown.
+   * Needs no free space when storage is failing: what storage refused was never acknowledged
+   * nor forwarded, so it is dropped, and the compaction (an optimisation) is skipped.
+   */
   async unload (): Promise<void> {
     await this.whenDurable().catch(() => {})
-    if (this.closedWith === null && this.logCount > 0) await this.compact()
+    if (this.stalled) {
+      this.deps.logger.warn({ conversation: this.id, updates: this.queue.length }, 'unloading with changes storage refused; they were never acknowledged')
+    } else if (this.closedWith === null && this.logCount > 0 && this.deps.store.writeFailure === null) {
+      await this.compact().catch(err => this.deps.logger.warn({ err, conversation: this.id }, 'compaction skipped'))
+    }
     this.close(new ChatError('SHUTTING_DOWN'))
     this.doc.destroy()
   }
 
   private scheduleFlush (): void {
-    if (this.flushing !== null) return
+    if (this.flushing !== null || this.stalled) return
     this.flushing = this.flushLoop()
       .catch(e => this.fail(e, 'storage write failed'))
       .finally(() => { this.flushing = null })
@@ -288,7 +386,19 @@ export class Room {
       const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
       const events = batch.flatMap(q => q.events)
       const staged = this.deps.events.stage(events)
-      await this.deps.store.appendUpdates(this.id, seq, [merged], { archive, bindings, sections: staged })
+      try {
+        await this.deps.store.appendUpdates(this.id, seq, [merged], { archive, bindings, sections: staged })
+      } catch (e) {
+        if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
+        // Nothing of it was forwarded or acknowledged: keep it, in order, for when storage is back.
+        this.queue = [...batch, ...this.queue]
+        this.pendingBindings = [...bindings, ...this.pendingBindings]
+        this.pendingArchive = [...archive, ...this.pendingArchive]
+        this.stalled = true
+        const refusal = this.storageRefusal()
+        for (const q of batch) if (this.conns.has(q.origin as RoomConnection)) (q.origin as RoomConnection).close(refusal)
+        return
+      }
       endTimer()
       this.lastSeq = seq
       this.logCount++
@@ -299,7 +409,10 @@ export class Room {
       if (this.queue.length === 0) this.maybeArchive()
       if (this.queue.length === 0 && this.closedWith === null &&
         (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {
-        await this.compact()
+        // An optimisation: when storage refuses it, the log simply stays as it is.
+        await this.compact().catch(err => {
+          if (!isChatError(err) || err.code !== 'STORAGE_UNAVAILABLE') throw err
+        })
       }
     }
   }
@@ -334,7 +447,8 @@ export class Room {
    */
   private maybeArchive (): void {
     const arr = messagesOf(this.doc)
-    if (this.closedWith !== null || arr.length <= this.deps.historyWindow + this.deps.archiveChunk) return
+    if (this.closedWith !== null || this.stalled || this.deps.store.writeFailure !== null) return
+    if (arr.length <= this.deps.historyWindow + this.deps.archiveChunk) return
     const k = arr.length - this.deps.historyWindow
     const base = this.archivedCount
     const moved = arr.slice(0, k)

@@ -1,25 +1,58 @@
 /**
- * The DocStore on LevelDB (`level` 10). Layout in `keys.ts`. Every write either completes or
- * rejects: no error is swallowed, so the server never forwards an update that is not on disk.
- * Writes of different conversations go straight to LevelDB; there is no global queue.
+ * The DocStore on LevelDB (`level` 10). Layout in `keys.ts`.
+ *
+ * Every write goes through one WriteQueue: a serial group commit (writes that queue up while one
+ * batch is in flight become the next batch) with `sync: true` by default, so a resolved write is
+ * on disk, not only in the page cache. The first failed write stops all writing (fail-stop) until
+ * `reopen()` has closed and reopened the database and `resumeWrites()` was called; reads go on.
  */
 import { Level } from 'level'
 import * as keys from './keys.ts'
 import type { Message } from '../../shared/schema.ts'
 import type { AppendWith, ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
+import { describeStorageError, WriteQueue, type WriteFailure } from './write-queue.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
 type JsonLevel = ReturnType<LevelStore['makeJson']>
+
+/** One put or delete of a write batch, on any sublevel. */
+type Op =
+  | { type: 'put', sublevel: BinLevel | JsonLevel, key: string, value: unknown }
+  | { type: 'del', sublevel: BinLevel | JsonLevel, key: string }
+
+export interface LevelStoreOptions {
+  /**
+   * fsync every batch before it resolves (default true): an acknowledged write survives a power
+   * cut. False leaves flushing to the OS (survives a crash of the process, not of the machine).
+   */
+  sync?: boolean
+}
+
+/** Deletes of a large range are written in batches of this many keys. */
+const CLEAR_CHUNK = 5000
+/** A key no other key can be: written and deleted to prove a reopened store writable. */
+const PROBE_KEY = '~probe'
 
 export class LevelStore implements DocStore {
   private readonly db: Level<string, string>
   private readonly bin: BinLevel
   private readonly json: JsonLevel
+  private readonly path: string
+  private readonly sync: boolean
+  private readonly writes: WriteQueue<Op>
 
-  private constructor (db: Level<string, string>) {
+  private constructor (db: Level<string, string>, path: string, options: LevelStoreOptions) {
     this.db = db
+    this.path = path
+    this.sync = options.sync ?? true
     this.bin = this.makeBin()
     this.json = this.makeJson()
+    // An array batch whose operations name their sublevel writes to several sublevels atomically.
+    const batch = db.batch.bind(db) as unknown as (ops: Op[], options: { sync: boolean }) => Promise<void>
+    this.writes = new WriteQueue<Op>(
+      async ops => { await batch(ops, { sync: this.sync }) },
+      error => describeStorageError(error, path)
+    )
   }
 
   private makeBin () {
@@ -31,10 +64,53 @@ export class LevelStore implements DocStore {
   }
 
   /** Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable. */
-  static async open (path: string): Promise<LevelStore> {
+  static async open (path: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
     const db = new Level<string, string>(path)
     await db.open()
-    return new LevelStore(db)
+    return new LevelStore(db, path, options)
+  }
+
+  /** The folder this store lives in. */
+  get location (): string { return this.path }
+
+  get writeFailure (): WriteFailure | null { return this.writes.failure }
+
+  onWriteFailure (fn: (failure: WriteFailure) => void): void { this.writes.onFailure(fn) }
+
+  /**
+   * After a write failure: closes the database (dropping the handle whose log may be misaligned),
+   * opens it again (LevelDB replays its log; a torn last record is discarded) and proves it
+   * writable with a synced probe write. Writes stay refused until `resumeWrites()`. Rejects when
+   * the folder still cannot be opened or written; reads fail while it is closed.
+   */
+  async reopen (): Promise<void> {
+    if (this.db.status === 'open') await this.db.close()
+    await this.db.open()
+    await this.db.batch([
+      { type: 'put', key: PROBE_KEY, value: String(Date.now()) },
+      { type: 'del', key: PROBE_KEY }
+    ], { sync: this.sync })
+  }
+
+  resumeWrites (): void { this.writes.resume() }
+
+  /** Writes `ops` atomically, after every write queued before them. */
+  private async commit (ops: Op[]): Promise<void> {
+    await this.writes.enqueue(ops)
+  }
+
+  /** Every key of `sublevel` in `range`, deleted in chunks (each chunk atomic). */
+  private async clearRange (sublevel: BinLevel | JsonLevel, range: { gte: string, lt: string }): Promise<void> {
+    let chunk: Op[] = []
+    const keysOf = sublevel.keys.bind(sublevel) as (r: { gte: string, lt: string }) => AsyncIterable<string>
+    for await (const key of keysOf(range)) {
+      chunk.push({ type: 'del', sublevel, key })
+      if (chunk.length >= CLEAR_CHUNK) {
+        await this.commit(chunk)
+        chunk = []
+      }
+    }
+    await this.commit(chunk)
   }
 
   private readonly sections = new Map<string, ReturnType<LevelStore['makeSection']>>()
@@ -57,9 +133,9 @@ export class LevelStore implements DocStore {
     const sub = this.sectionLevel(name)
     return {
       get: async key => await sub.get(key),
-      put: async (key, value) => { await sub.put(key, value) },
-      del: async key => { await sub.del(key) },
-      batch: async ops => { await sub.batch(ops.map(o => ({ ...o }))) },
+      put: async (key, value) => { await this.commit([{ type: 'put', sublevel: sub, key, value }]) },
+      del: async key => { await this.commit([{ type: 'del', sublevel: sub, key }]) },
+      batch: async ops => { await this.commit(ops.map(o => ({ ...o, sublevel: sub }))) },
       entries: range => sub.iterator(range)
     }
   }
@@ -83,24 +159,14 @@ export class LevelStore implements DocStore {
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
     const { archive = [], bindings = [], sections = [] } = with_
-    if (archive.length === 0 && bindings.length === 0 && sections.length === 0) {
-      // The common case: a plain batch on one sublevel is markedly cheaper than a chained one.
-      if (updates.length > 0) await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
-      return
-    }
-    const batch = this.db.batch()
-    updates.forEach((value, i) => batch.put(keys.logKey(conv, firstSeq + i), value, { sublevel: this.bin }))
+    const ops: Op[] = updates.map((value, i) => ({ type: 'put', sublevel: this.bin, key: keys.logKey(conv, firstSeq + i), value }))
     for (const a of archive) {
-      batch.put(keys.archiveKey(conv, a.pos), a.message, { sublevel: this.json })
-      batch.put(keys.archiveIdKey(conv, a.message.id), a.pos, { sublevel: this.json })
+      ops.push({ type: 'put', sublevel: this.json, key: keys.archiveKey(conv, a.pos), value: a.message })
+      ops.push({ type: 'put', sublevel: this.json, key: keys.archiveIdKey(conv, a.message.id), value: a.pos })
     }
-    for (const b of bindings) for (const id of b.clientIds) batch.put(keys.clientKey(conv, id), b.userId, { sublevel: this.json })
-    this.putSections(batch, sections)
-    if (batch.length === 0) {
-      await batch.close()
-      return
-    }
-    await batch.write()
+    for (const b of bindings) for (const id of b.clientIds) ops.push({ type: 'put', sublevel: this.json, key: keys.clientKey(conv, id), value: b.userId })
+    ops.push(...this.sectionOps(sections))
+    await this.commit(ops)
   }
 
   async readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }> {
@@ -123,9 +189,9 @@ export class LevelStore implements DocStore {
     const old = (await this.json.get(keys.archiveKey(conv, pos))) as Message | undefined
     if (old === undefined) return
     if (message === null) {
-      await this.json.batch([{ type: 'del', key: keys.archiveKey(conv, pos) }, { type: 'del', key: keys.archiveIdKey(conv, old.id) }])
+      await this.commit([{ type: 'del', sublevel: this.json, key: keys.archiveKey(conv, pos) }, { type: 'del', sublevel: this.json, key: keys.archiveIdKey(conv, old.id) }])
     } else {
-      await this.json.put(keys.archiveKey(conv, pos), message)
+      await this.commit([{ type: 'put', sublevel: this.json, key: keys.archiveKey(conv, pos), value: message }])
     }
   }
 
@@ -133,9 +199,9 @@ export class LevelStore implements DocStore {
     const stale: string[] = []
     for await (const key of this.bin.keys(keys.prefixRange(keys.snapPrefix(conv)))) stale.push(key)
     for await (const key of this.bin.keys({ gte: keys.logPrefix(conv), lte: keys.logKey(conv, seq) })) stale.push(key)
-    await this.bin.batch([
-      ...stale.filter(k => k !== keys.snapKey(conv, seq)).map(key => ({ type: 'del' as const, key })),
-      { type: 'put' as const, key: keys.snapKey(conv, seq), value: snapshot }
+    await this.commit([
+      ...stale.filter(k => k !== keys.snapKey(conv, seq)).map(key => ({ type: 'del' as const, sublevel: this.bin, key })),
+      { type: 'put', sublevel: this.bin, key: keys.snapKey(conv, seq), value: snapshot }
     ])
   }
 
@@ -149,8 +215,7 @@ export class LevelStore implements DocStore {
   }
 
   async bindClients (conv: string, userId: string, clientIds: readonly number[]): Promise<void> {
-    if (clientIds.length === 0) return
-    await this.json.batch(clientIds.map(id => ({ type: 'put' as const, key: keys.clientKey(conv, id), value: userId })))
+    await this.commit(clientIds.map(id => ({ type: 'put', sublevel: this.json, key: keys.clientKey(conv, id), value: userId })))
   }
 
   async conversationExists (conv: string): Promise<boolean> {
@@ -158,25 +223,25 @@ export class LevelStore implements DocStore {
   }
 
   async createConversation (conv: string, createdAt: number): Promise<void> {
-    await this.json.put(keys.convKey(conv), { createdAt })
+    await this.commit([{ type: 'put', sublevel: this.json, key: keys.convKey(conv), value: { createdAt } }])
   }
 
   async deleteConversation (conv: string, members: readonly string[], sections: readonly SectionPut[] = []): Promise<void> {
     // The document first and the record last: a crash half-way leaves a conversation that
     // exists with less data, never data that outlives its conversation.
-    await this.bin.clear(keys.prefixRange(keys.docPrefix(conv)))
-    await this.json.clear(keys.prefixRange(keys.clientPrefix(conv)))
-    await this.json.clear(keys.prefixRange(keys.archivePrefix(conv)))
-    await this.json.clear(keys.prefixRange(keys.archiveIdPrefix(conv)))
-    const batch = this.db.batch()
-    for (const user of members) batch.del(keys.memberKey(user, conv), { sublevel: this.json })
-    batch.del(keys.convKey(conv), { sublevel: this.json })
-    this.putSections(batch, sections)
-    await batch.write()
+    await this.clearRange(this.bin, keys.prefixRange(keys.docPrefix(conv)))
+    await this.clearRange(this.json, keys.prefixRange(keys.clientPrefix(conv)))
+    await this.clearRange(this.json, keys.prefixRange(keys.archivePrefix(conv)))
+    await this.clearRange(this.json, keys.prefixRange(keys.archiveIdPrefix(conv)))
+    await this.commit([
+      ...members.map(user => ({ type: 'del' as const, sublevel: this.json, key: keys.memberKey(user, conv) })),
+      { type: 'del', sublevel: this.json, key: keys.convKey(conv) },
+      ...this.sectionOps(sections)
+    ])
   }
 
-  private putSections (batch: ReturnType<Level<string, string>['batch']>, sections: readonly SectionPut[]): void {
-    for (const p of sections) batch.put(p.key, p.value, { sublevel: this.sectionLevel(p.section) })
+  private sectionOps (sections: readonly SectionPut[]): Op[] {
+    return sections.map(p => ({ type: 'put', sublevel: this.sectionLevel(p.section), key: p.key, value: p.value }))
   }
 
   async getUser (user: string): Promise<UserRecord | undefined> {
@@ -184,19 +249,12 @@ export class LevelStore implements DocStore {
   }
 
   async putUser (record: UserRecord, sections: readonly SectionPut[] = []): Promise<void> {
-    if (sections.length === 0) {
-      await this.json.put(keys.userKey(record.id), record)
-      return
-    }
-    const batch = this.db.batch()
-    batch.put(keys.userKey(record.id), record, { sublevel: this.json })
-    this.putSections(batch, sections)
-    await batch.write()
+    await this.commit([{ type: 'put', sublevel: this.json, key: keys.userKey(record.id), value: record }, ...this.sectionOps(sections)])
   }
 
   async setMember (user: string, conv: string, joinedAt: number | null): Promise<void> {
-    if (joinedAt === null) await this.json.del(keys.memberKey(user, conv))
-    else await this.json.put(keys.memberKey(user, conv), { joinedAt })
+    const key = keys.memberKey(user, conv)
+    await this.commit([joinedAt === null ? { type: 'del', sublevel: this.json, key } : { type: 'put', sublevel: this.json, key, value: { joinedAt } }])
   }
 
   async listMemberships (user: string): Promise<Array<{ conv: string, joinedAt: number }>> {
@@ -214,7 +272,7 @@ export class LevelStore implements DocStore {
   }
 
   async putSettings (settings: Record<string, unknown>): Promise<void> {
-    await this.json.put(keys.settingsKey(), settings)
+    await this.commit([{ type: 'put', sublevel: this.json, key: keys.settingsKey(), value: settings }])
   }
 
   async close (): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Message } from '../../shared/schema.ts'
+import type { WriteFailure } from './write-queue.ts'
 
 /**
  * The storage port: what the server needs from a store, and nothing about how it is kept.
@@ -107,6 +108,20 @@ export interface DocStore {
 
   getSettings (): Promise<Record<string, unknown> | undefined>
   putSettings (settings: Record<string, unknown>): Promise<void>
+
+  /** Where the data lives, for messages to people ("disk full at ./data"). */
+  readonly location: string
+  /**
+   * Null while writes are accepted. After the first failed write, the failure: every write is
+   * refused with STORAGE_UNAVAILABLE (fail-stop) until `reopen()` and `resumeWrites()`.
+   */
+  readonly writeFailure: WriteFailure | null
+  /** Called once per failure, when writes stop. */
+  onWriteFailure (fn: (failure: WriteFailure) => void): void
+  /** Closes and reopens the storage and proves it writable; writes stay refused. Rejects if it cannot. */
+  reopen (): Promise<void>
+  /** Accepts writes again, once the reopened store was proven consistent. */
+  resumeWrites (): void
 
   /** Flushes and closes the store. */
   close (): Promise<void>

@@ -61,7 +61,15 @@ export class SyncConnection implements RoomConnection, PresencePeer {
 
   /** Starts the protocol: the server's sync step 1, then the presence the peer may see. */
   start (): void {
-    this.send(encodeSyncStep1(Y.encodeStateVector(this.room.doc)))
+    if (this.room.isStalled) {
+      // Storage is failing: tell the peer what is stored, so it sends back what the store lacks.
+      this.chain = this.chain.then(async () => {
+        const sv = await this.room.storedStateVector()
+        if (!this.closing) this.send(encodeSyncStep1(sv))
+      }).catch(e => { this.close(this.toChatError(e)) })
+    } else {
+      this.send(encodeSyncStep1(Y.encodeStateVector(this.room.doc)))
+    }
     this.room.presence.join(this)
   }
 
@@ -111,12 +119,9 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     switch (msg.type) {
       case 'sync':
         if (msg.subtype === 'step1') {
-          // Answer from a document that holds nothing unwritten: another connection's update may
-          // be applied between the durability wait and this continuation, so check again.
-          do await this.room.whenDurable()
-          while (this.room.hasUnflushed)
+          const answer = await this.room.syncStep2For(msg.stateVector)
           if (this.closing) return
-          this.send(encodeSyncStep2(Y.encodeStateAsUpdate(this.room.doc, msg.stateVector)))
+          this.send(encodeSyncStep2(answer))
         } else {
           this.room.receiveUpdate(this, msg.update)
         }

@@ -64,7 +64,8 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
   const refuse = (ws: WebSocket, error: ChatError, context: Record<string, unknown>): void => {
     deps.logger.info({ ...context, code: error.code, closeCode: error.closeCode }, 'connection refused')
     if (ws.readyState !== ws.OPEN) return
-    ws.send(encodePermissionDenied(error.code, error.message))
+    // 44xx refusals are final and explained; others (1011, 1013) ask the peer to come back.
+    if (error.closeCode >= 4000) ws.send(encodePermissionDenied(error.code, error.message))
     closeSoon(ws, error.closeCode, error.code)
   }
 
@@ -169,8 +170,9 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
     } catch (e) {
       refused = true
       pending.length = 0
-      const error = isChatError(e) ? e : new ChatError('INTERNAL')
-      if (!isChatError(e)) deps.logger.error({ err: e, ...context }, 'admission failed')
+      // A read failing while storage is being reopened after a failure is not a bug: come back later.
+      const error = isChatError(e) ? e : new ChatError(deps.store.writeFailure !== null ? 'STORAGE_UNAVAILABLE' : 'INTERNAL')
+      if (error.code === 'INTERNAL') deps.logger.error({ err: e, ...context }, 'admission failed')
       refuse(ws, error, context)
     }
   }

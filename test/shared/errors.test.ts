@@ -13,8 +13,8 @@ test('every error code is documented in docs/errors.md with its status and close
   assert.is(rows.size, Object.keys(ERRORS).length, 'no documented code is missing from the registry')
 })
 
-test('close codes follow the contract: 44xx for refusals, 1001 and 1011 otherwise', () => {
-  const allowed = new Set([4400, 4401, 4403, 4404, 4409, 4413, 1001, 1011])
+test('close codes follow the contract: 44xx for refusals, 1001, 1011 and 1013 (try again later) otherwise', () => {
+  const allowed = new Set([4400, 4401, 4403, 4404, 4409, 4413, 1001, 1011, 1013])
   for (const [code, spec] of Object.entries(ERRORS)) assert.ok(allowed.has(spec.closeCode), code)
 })
 

@@ -1,0 +1,116 @@
+/**
+ * One store handle's write path: a serial group commit with fail-stop.
+ *
+ * Every write of the store joins this queue. One batch is in flight at a time; what queues up
+ * meanwhile is merged into the next batch (one write, one fsync when syncing). The order of
+ * writes is therefore the order in which they completed, so a failure has a clean edge: every
+ * write that resolved before it is in the store, and nothing after it is accepted.
+ *
+ * Fail-stop: the first failed batch trips the queue. That batch and every later write reject
+ * with STORAGE_UNAVAILABLE, without touching the store, until `resume()` (called once the store
+ * was reopened and proven consistent). This matters for LevelDB, whose log writer moves on after
+ * a failed append as if the record were there: later records written through the same handle are
+ * misaligned and silently dropped by the next open's recovery (see facts.md).
+ */
+import { ChatError } from '../../shared/errors.ts'
+
+/** Why writes stopped, told once in the log, on `/healthz` and to every refused writer. */
+export interface WriteFailure {
+  /** One line for people: "disk full at ./data (ENOSPC)". */
+  readonly reason: string
+  /** The first error, as the store reported it. */
+  readonly error: unknown
+  /** When it happened (ms since the epoch). */
+  readonly at: number
+}
+
+interface Waiter<Op> { ops: readonly Op[], resolve: () => void, reject: (e: unknown) => void }
+
+/** Turns a storage error into one readable line naming the folder (`dir`). */
+export const describeStorageError = (error: unknown, dir: string): string => {
+  const text = error instanceof Error ? `${error.message} ${String((error as { cause?: unknown }).cause ?? '')}` : String(error)
+  const code = (error as { code?: unknown } | null)?.code
+  const has = (errno: string, words: RegExp): boolean => code === errno || words.test(text)
+  if (has('ENOSPC', /no space left on device/i)) return `disk full at ${dir} (ENOSPC)`
+  if (has('EDQUOT', /quota exceeded/i)) return `disk quota exceeded at ${dir} (EDQUOT)`
+  if (has('EROFS', /read-only file system/i)) return `${dir} is on a read-only file system (EROFS)`
+  if (has('EIO', /input\/output error/i)) return `I/O error at ${dir} (EIO)`
+  if (has('EACCES', /permission denied/i)) return `permission denied writing to ${dir} (EACCES)`
+  if (/corrupt/i.test(text)) return `storage at ${dir} reports corruption: ${text.split('\n')[0].trim()}`
+  return `write to ${dir} failed: ${text.split('\n')[0].trim()}`
+}
+
+export class WriteQueue<Op> {
+  private readonly write: (ops: Op[]) => Promise<void>
+  private readonly describe: (error: unknown) => string
+  private readonly now: () => number
+  private readonly listeners: Array<(f: WriteFailure) => void> = []
+  private waiting: Array<Waiter<Op>> = []
+  private running = false
+  private failed: WriteFailure | null = null
+
+  /**
+   * @param write performs one batch on the store; must reject when anything of it may not be stored
+   * @param describe turns the first error into the failure's one-line reason
+   */
+  constructor (write: (ops: Op[]) => Promise<void>, describe: (error: unknown) => string, now: () => number = Date.now) {
+    this.write = write
+    this.describe = describe
+    this.now = now
+  }
+
+  /** Null while writes are accepted. */
+  get failure (): WriteFailure | null { return this.failed }
+
+  /** Calls `fn` each time the queue trips (not again until it has been resumed). */
+  onFailure (fn: (f: WriteFailure) => void): void { this.listeners.push(fn) }
+
+  /** Resolves once `ops` are written; rejects with STORAGE_UNAVAILABLE once the queue has tripped. */
+  async enqueue (ops: readonly Op[]): Promise<void> {
+    if (this.failed !== null) throw this.refusal()
+    if (ops.length === 0) return
+    const done = new Promise<void>((resolve, reject) => { this.waiting.push({ ops, resolve, reject }) })
+    if (!this.running) void this.drain()
+    await done
+  }
+
+  /** Accepts writes again (after the store was reopened and checked). */
+  resume (): void {
+    this.failed = null
+  }
+
+  /** Trips the queue from outside (e.g. a read found the handle broken). No-op once tripped. */
+  trip (error: unknown): void {
+    if (this.failed !== null) return
+    this.failed = { reason: this.describe(error), error, at: this.now() }
+    const refusal = this.refusal()
+    for (const w of this.waiting) w.reject(refusal)
+    this.waiting = []
+    for (const fn of this.listeners) fn(this.failed)
+  }
+
+  private refusal (): ChatError {
+    return new ChatError('STORAGE_UNAVAILABLE', `Storage is failing (${this.failed?.reason ?? 'unknown'}); nothing can be written now, retry later`)
+  }
+
+  private async drain (): Promise<void> {
+    this.running = true
+    try {
+      while (this.waiting.length > 0 && this.failed === null) {
+        const batch = this.waiting
+        this.waiting = []
+        try {
+          await this.write(batch.flatMap(w => w.ops))
+        } catch (error) {
+          this.trip(error)
+          const refusal = this.refusal()
+          for (const w of batch) w.reject(refusal)
+          return
+        }
+        for (const w of batch) w.resolve()
+      }
+    } finally {
+      this.running = false
+    }
+  }
+}
