@@ -86,6 +86,8 @@ export class LevelStore implements DocStore {
   async reopen (): Promise<void> {
     if (this.db.status === 'open') await this.db.close()
     await this.db.open()
+    // Sublevels closed with their parent and do not reopen with it.
+    await Promise.all([this.bin, this.json, ...this.sections.values()].map(async sub => { await sub.open() }))
     await this.db.batch([
       { type: 'put', key: PROBE_KEY, value: String(Date.now()) },
       { type: 'del', key: PROBE_KEY }
