@@ -12,9 +12,13 @@ export interface RunningServer {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
-/** Spawns the server; resolves once it printed its `listening on` line. */
-export const spawnServer = async (args: string[], env: Record<string, string> = {}): Promise<RunningServer> => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
+/**
+ * Spawns the server; resolves once it printed its `listening on` line. `wrap` runs it under
+ * another command (e.g. `['strace', '-f', …]`).
+ */
+export const spawnServer = async (args: string[], env: Record<string, string> = {}, wrap: string[] = []): Promise<RunningServer> => {
+  const command = [...wrap, process.execPath, '--import', 'tsx', 'server/main.ts', ...args]
+  const child = spawn(command[0], command.slice(1), {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''
