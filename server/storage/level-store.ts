@@ -5,6 +5,8 @@
  */
 import { Level } from 'level'
 import * as keys from './keys.ts'
+import { ChatError } from '../../shared/errors.ts'
+import { verifyLevelLogs } from './log-integrity.ts'
 import type { Message } from '../../shared/schema.ts'
 import type { AppendWith, ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
 
@@ -30,8 +32,12 @@ export class LevelStore implements DocStore {
     return this.db.sublevel<string, unknown>('json', { valueEncoding: 'json' })
   }
 
-  /** Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable. */
+  /**
+   * Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable, and
+   * with STORAGE_CORRUPT (before LevelDB could drop anything) when a log file is damaged.
+   */
   static async open (path: string): Promise<LevelStore> {
+    await refuseCorruptLogs(path)
     const db = new Level<string, string>(path)
     await db.open()
     return new LevelStore(db)
@@ -220,4 +226,25 @@ export class LevelStore implements DocStore {
   async close (): Promise<void> {
     await this.db.close()
   }
+
+  /**
+   * Every raw entry of the database (all sublevels, keys with their sublevel prefix), as bytes,
+   * in key order, from one iterator: LevelDB gives it an implicit snapshot when it is created,
+   * so the entries are one consistent point in time while writes go on. For backups.
+   */
+  async * rawEntries (): AsyncGenerator<[Uint8Array, Uint8Array]> {
+    const it = this.db.iterator<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' })
+    try {
+      for await (const entry of it) yield entry
+    } finally {
+      await it.close()
+    }
+  }
+}
+
+const refuseCorruptLogs = async (path: string): Promise<void> => {
+  const verdict = await verifyLevelLogs(path)
+  if (verdict.ok) return
+  const more = verdict.problems.length > 1 ? ` (and ${verdict.problems.length - 1} more)` : ''
+  throw new ChatError('STORAGE_CORRUPT', `corrupted LevelDB log in ${path}: ${verdict.problems[0]}${more}; nothing was opened. Run: npm run repair -- --data ${path} (see docs/operations.md)`)
 }
