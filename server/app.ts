@@ -23,6 +23,7 @@ import { registerWebRoutes } from './web/routes.ts'
 import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
+import { registerBackupRoutes } from './ops/routes.ts'
 
 export interface ServerConfig {
   host: string
@@ -175,6 +176,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
+  registerBackupRoutes(http, restDeps)
   const eventServices = createEventServices({
     secret: config.secret, smtpUrl: config.smtpUrl, tuning: config.delivery,
     store, logger, timers, now, rooms, settings: () => settings.current, events

@@ -230,15 +230,12 @@ export class LevelStore implements DocStore {
   /**
    * Every raw entry of the database (all sublevels, keys with their sublevel prefix), as bytes,
    * in key order, from one iterator: LevelDB gives it an implicit snapshot when it is created,
-   * so the entries are one consistent point in time while writes go on. For backups.
+   * so the entries are one consistent point in time while writes go on. For backups. The
+   * iterator closes when a `for await` over it ends or breaks.
    */
-  async * rawEntries (): AsyncGenerator<[Uint8Array, Uint8Array]> {
-    const it = this.db.iterator<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' })
-    try {
-      for await (const entry of it) yield entry
-    } finally {
-      await it.close()
-    }
+  rawEntries (): AsyncIterable<[Uint8Array, Uint8Array]> {
+    // Created here, not on first read: the snapshot is the moment of this call.
+    return this.db.iterator<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' })
   }
 }
 
