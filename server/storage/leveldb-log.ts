@@ -157,7 +157,7 @@ export const scanLog = (buf: Uint8Array): LogScan => {
     if (!aligned) resync(pos)
   }
   // A record begun but not finished at the end of the file: a crash mid-write.
-  if (fragments !== null && truncatedAt === null) truncatedAt = fragmentStart
+  if (fragments !== null) truncatedAt = fragmentStart
   return { records, problems, truncatedAt, unreadableBytes }
 }
 
