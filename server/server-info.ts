@@ -46,6 +46,7 @@ export const readServerInfo = async (dataDir: string): Promise<ServerInfo | null
     const v = JSON.parse(text) as Partial<ServerInfo>
     return typeof v.url === 'string' && typeof v.pid === 'number' ? { url: v.url, pid: v.pid, startedAt: Number(v.startedAt ?? 0) } : null
   } catch {
+    // Half-written by a crash: as good as no file.
     return null
   }
 }

@@ -56,6 +56,7 @@ const streamFromServer = async (url: string, secret: string): Promise<AsyncItera
   try {
     res = await fetch(new URL(BACKUP_PATH, url), { headers: { authorization: `Bearer ${secret}` } })
   } catch {
+    // Connection refused or reset: no server answers there (a stale server.json after a crash).
     return null
   }
   if (!res.ok || res.body === null) {

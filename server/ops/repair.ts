@@ -32,8 +32,8 @@ export interface LogSalvage {
 }
 
 export interface RepairReport {
-  /** Where the untouched copy of the folder is. */
-  aside: string
+  /** Where the untouched copy of the folder is; null when the logs were intact (nothing done). */
+  aside: string | null
   logs: LogSalvage[]
   /** Logs LevelDB had already retired; left alone (they are in the copy). */
   ignoredLogs: string[]
@@ -52,6 +52,7 @@ export const repairDataFolder = async (dir: string, now: () => number = Date.now
   } catch {
     throw new ToolError(`${dir} holds no LevelDB data (no CURRENT file)`)
   }
+  if ((await verifyLevelLogs(dir)).ok) return { aside: null, logs: [], ignoredLogs: [], keptBatches: 0, keptOperations: 0, clean: true, notes: ['the logs are intact: nothing to repair'] }
   const aside = `${dir.replace(/\/+$/, '')}.before-repair-${stamp(now())}`
   await cp(dir, aside, { recursive: true, errorOnExist: true, force: false })
   const notes: string[] = []
@@ -111,6 +112,7 @@ export const repairDataFolder = async (dir: string, now: () => number = Date.now
 
 /** The report as the lines `npm run repair` prints. */
 export const formatRepairReport = (dir: string, r: RepairReport): string => {
+  if (r.aside === null) return `${dir}: ${r.notes.join('; ')}\n`
   const lines = [`repaired ${dir} (the folder as it was is kept at ${r.aside})`]
   for (const l of r.logs) {
     lines.push(`  ${l.name}: kept ${l.batches} batch(es), ${l.operations} operation(s)`)

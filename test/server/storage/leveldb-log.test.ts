@@ -104,9 +104,8 @@ Log('records misaligned by lost bytes (a failed append) are reported and salvage
   assert.ok(scan.problems.length >= 1)
   assert.is(scan.problems[0].offset, 5 * (HEADER_SIZE + 200))
   // Records 5 to 9 lost their bytes; every later one is found, also past block boundaries.
-  const found = new Set(scan.records.map(r => r.data[0]))
-  for (let i = 11; i < 400; i++) assert.ok(scan.records.some(r => same(r.data, small[i])), `record ${i} salvaged`)
-  assert.ok(found.size > 0)
+  for (let i = 0; i < 5; i++) assert.ok(same(scan.records[i].data, small[i]), `record ${i} read`)
+  for (let i = 10; i < 400; i++) assert.ok(scan.records.some(r => same(r.data, small[i])), `record ${i} salvaged`)
 })
 
 Log('a fragment without its first part, and data after zero padding, are problems', () => {

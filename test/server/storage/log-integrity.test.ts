@@ -53,9 +53,13 @@ const openError = async (db: string): Promise<Error> => {
   throw new Error('LevelStore.open accepted a corrupted log')
 }
 
-Integrity('a clean log verifies and opens', async ({ db }) => {
+Integrity('a clean log verifies and opens, and repair leaves it alone', async ({ dir, db }) => {
   assert.equal(await verifyLevelLogs(db), { ok: true })
   assert.is((await readableUsers(db)).length, USERS)
+  const res = await runOps('repair', ['--data', db])
+  assert.is(res.code, 0, res.stderr)
+  assert.match(res.stdout, 'nothing to repair')
+  assert.equal((await readdir(dir)).filter(n => n.includes('before-repair')), [])
 })
 
 Integrity('a flipped byte in a record makes open refuse with STORAGE_CORRUPT; repair keeps every other record', async ({ dir, db }) => {
