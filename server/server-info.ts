@@ -7,6 +7,7 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
+/** The file's name inside the data folder. */
 export const SERVER_INFO_FILE = 'server.json'
 
 export interface ServerInfo {

@@ -92,6 +92,7 @@ export const syncDirectory = async (dir: string): Promise<void> => {
   }
 }
 
+/** Writes a verified backup of `opts.data` to `opts.to` (see the module header); ToolError on refusal. */
 export const backupDataFolder = async (opts: BackupOptions): Promise<BackupResult> => {
   const now = opts.now ?? Date.now
   try {

@@ -11,7 +11,9 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 
+/** The first 8 bytes of every backup file. */
 export const BACKUP_MAGIC = 'PARLEYBK'
+/** The format version written; only this version is read. */
 export const BACKUP_VERSION = 1
 const TAG_RECORD = 0x01
 const TAG_TRAILER = 0xff

@@ -46,6 +46,7 @@ export interface RepairReport {
 
 const stamp = (ms: number): string => new Date(ms).toISOString().replace(/[:.]/g, '-')
 
+/** Salvages `dir` (see the module header); the server must be stopped. */
 export const repairDataFolder = async (dir: string, now: () => number = Date.now): Promise<RepairReport> => {
   try {
     await stat(join(dir, 'CURRENT'))

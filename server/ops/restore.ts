@@ -35,6 +35,7 @@ const requireEmptyTarget = async (data: string): Promise<void> => {
   if (names.length > 0) throw new ToolError(`refusing to restore into ${data}: it is not empty`)
 }
 
+/** Restores `opts.from` into the new or empty folder `opts.data`; ToolError or BackupFormatError on refusal. */
 export const restoreBackup = async (opts: { from: string, data: string }): Promise<RestoreResult> => {
   await requireEmptyTarget(opts.data)
   try {

@@ -17,11 +17,14 @@ export interface BackupSource {
   rawEntries (): AsyncIterable<[Uint8Array, Uint8Array]>
 }
 
+/** Whether a store (or a wrapper forwarding it) offers `rawEntries`. */
 export const isBackupSource = (store: unknown): store is BackupSource =>
   typeof (store as { rawEntries?: unknown } | null)?.rawEntries === 'function'
 
+/** Where the running server serves its backup stream. */
 export const BACKUP_PATH = '/v1/admin/backup'
 
+/** Adds `GET /v1/admin/backup` when the store is a BackupSource. */
 export const registerBackupRoutes = (app: FastifyInstance, deps: RestDeps): void => {
   const store = deps.store
   if (!isBackupSource(store)) return

@@ -17,9 +17,12 @@
  */
 import { crc32c, unmaskCrc } from './crc32c.ts'
 
+/** LevelDB log block size in bytes; physical records never cross a block boundary. */
 export const BLOCK_SIZE = 32768
+/** Bytes of a physical record header: checksum (4), length (2), type (1). */
 export const HEADER_SIZE = 7
 
+/** Physical record types (db/log_format.h). */
 export const RECORD_TYPE = { ZERO: 0, FULL: 1, FIRST: 2, MIDDLE: 3, LAST: 4 } as const
 
 /** A logical record (a whole write batch), with the file offset of its first fragment. */
