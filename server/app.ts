@@ -24,6 +24,7 @@ import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
 import { createStorageGuard, type StorageGuard } from './storage/storage-guard.ts'
+import { registerBackupRoutes } from './ops/routes.ts'
 
 export interface ServerConfig {
   host: string
@@ -206,6 +207,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
+  registerBackupRoutes(http, restDeps)
   const eventServices = createEventServices({
     secret: config.secret, smtpUrl: config.smtpUrl, tuning: config.delivery,
     store, logger, timers, now, rooms, settings: () => settings.current, events

@@ -8,6 +8,7 @@ import { ConfigError, HELP, parseProcessOptions } from './config.ts'
 import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts'
 import { loadOrCreateSecret } from './secret.ts'
 import { LevelStore } from './storage/level-store.ts'
+import { removeServerInfo, writeServerInfo } from './server-info.ts'
 
 const isLoopback = (host: string): boolean =>
   host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
@@ -61,6 +62,8 @@ const main = async (): Promise<void> => {
   // The start and stop lines are printed whatever PARLEY_LOG_LEVEL says (contract §1).
   const lifecycle = logger.child({}, { level: 'info' })
   lifecycle.info({ data: options.data }, `listening on ${url}`)
+  // Lets `npm run backup` find this server (it holds the folder's lock).
+  await writeServerInfo(options.data, url).catch(err => logger.warn({ err }, 'cannot write server.json; backups need --url'))
 
   let stopping = false
   const stop = (signal: string): void => {
@@ -70,6 +73,7 @@ const main = async (): Promise<void> => {
     const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); destination.flushSync(); process.exit(1) }, 4500)
     force.unref()
     void server.close()
+      .then(async () => { await removeServerInfo(options.data).catch(() => {}) })
       .then(async () => { await store.close() })
       .then(() => { lifecycle.info('stopped'); destination.flushSync(); process.exit(0) })
       .catch(err => { logger.error({ err }, 'shutdown failed'); destination.flushSync(); process.exit(1) })

@@ -52,6 +52,7 @@ export const ERRORS = {
   FRAME_TOO_LARGE: { status: 413, closeCode: 4413, message: 'The frame is over the 1 MiB limit' },
   BODY_TOO_LARGE: { status: 413, closeCode: 4413, message: 'The request body is over the limit' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, closeCode: 4400, message: 'Send application/json' },
+  STORAGE_CORRUPT: { status: 500, closeCode: 1011, message: 'The storage folder is damaged; see docs/operations.md (npm run repair)' },
   SHUTTING_DOWN: { status: 503, closeCode: 1001, message: 'The server is shutting down' },
   STORAGE_UNAVAILABLE: { status: 503, closeCode: 1013, message: 'Storage is failing: nothing can be written now; retry later' },
   INTERNAL: { status: 500, closeCode: 1011, message: 'Internal error' }

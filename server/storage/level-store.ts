@@ -8,6 +8,8 @@
  */
 import { Level } from 'level'
 import * as keys from './keys.ts'
+import { ChatError } from '../../shared/errors.ts'
+import { verifyLevelLogs } from './log-integrity.ts'
 import type { Message } from '../../shared/schema.ts'
 import type { AppendWith, ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
 import { describeStorageError, WriteQueue, type WriteFailure } from './write-queue.ts'
@@ -63,8 +65,12 @@ export class LevelStore implements DocStore {
     return this.db.sublevel<string, unknown>('json', { valueEncoding: 'json' })
   }
 
-  /** Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable. */
+  /**
+   * Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable, and
+   * with STORAGE_CORRUPT (before LevelDB could drop anything) when a log file is damaged.
+   */
   static async open (path: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
+    await refuseCorruptLogs(path)
     const db = new Level<string, string>(path)
     await db.open()
     return new LevelStore(db, path, options)
@@ -85,6 +91,7 @@ export class LevelStore implements DocStore {
    */
   async reopen (): Promise<void> {
     if (this.db.status === 'open') await this.db.close()
+    await refuseCorruptLogs(this.path)
     await this.db.open()
     // Sublevels closed with their parent and do not reopen with it.
     await Promise.all([this.bin, this.json, ...this.sections.values()].map(async sub => { await sub.open() }))
@@ -280,4 +287,22 @@ export class LevelStore implements DocStore {
   async close (): Promise<void> {
     await this.db.close()
   }
+
+  /**
+   * Every raw entry of the database (all sublevels, keys with their sublevel prefix), as bytes,
+   * in key order, from one iterator: LevelDB gives it an implicit snapshot when it is created,
+   * so the entries are one consistent point in time while writes go on. For backups. The
+   * iterator closes when a `for await` over it ends or breaks.
+   */
+  rawEntries (): AsyncIterable<[Uint8Array, Uint8Array]> {
+    // Created here, not on first read: the snapshot is the moment of this call.
+    return this.db.iterator<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' })
+  }
+}
+
+const refuseCorruptLogs = async (path: string): Promise<void> => {
+  const verdict = await verifyLevelLogs(path)
+  if (verdict.ok) return
+  const more = verdict.problems.length > 1 ? ` (and ${verdict.problems.length - 1} more)` : ''
+  throw new ChatError('STORAGE_CORRUPT', `corrupted LevelDB log in ${path}: ${verdict.problems[0]}${more}; nothing was opened. Run: npm run repair -- --data ${path} (see docs/operations.md)`)
 }

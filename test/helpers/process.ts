@@ -48,3 +48,16 @@ export const runServer = async (args: string[], env: Record<string, string> = {}
   const code = await new Promise<number | null>(resolve => child.once('exit', c => resolve(c)))
   return { code, stdout, stderr }
 }
+
+/** Runs an operations tool through its npm script (`npm run backup -- ...`, see docs/operations.md). */
+export const runOps = async (command: 'backup' | 'restore' | 'check' | 'repair', args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
+  const child = spawn('npm', ['run', '-s', command, '--', ...args], {
+    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const code = await new Promise<number | null>(resolve => child.once('exit', c => resolve(c)))
+  return { code, stdout, stderr }
+}
