@@ -107,6 +107,14 @@ export class UpdateJudge {
     }
   }
 
+  /**
+   * Whether a message with this id is live in `messages`. Inside a transaction it still answers
+   * for the state before it (the index follows transactions once they end).
+   */
+  isLive (id: string): boolean {
+    return this.index.liveCount(id) > 0
+  }
+
   /** Stops indexing the document. */
   destroy (): void {
     this.index.destroy()

@@ -175,6 +175,12 @@ export class InboxIndex {
       ctx.touched = 'all'
     }
     await this.#dispatch(ctx, event)
+    // The last message is the last one in document order (contract §4.1), which is not always
+    // the one whose event came last: Yjs may order a concurrent append before one that arrived
+    // earlier, and an edit or delete changes it too. The handlers' own guess stays when the
+    // document was not loaded or its live part is empty. Message handlers rewrite every row.
+    const last = snap?.last ?? null
+    if (last !== null && event.type.startsWith('message.')) ctx.state.lastMessage = last
     const users = ctx.touched === 'all' ? [...ctx.members.keys()] : [...ctx.touched]
     for (const user of users) {
       const member = ctx.members.get(user)

@@ -83,6 +83,7 @@ const serverTexts = (ctx: Ctx, conv: string): string[] => texts(ctx.s.server.roo
 Order('a stock provider that pushes before the first sync ends up with its message at the end, once, still connected', async ctx => {
   const conv = await withHistory(ctx, ['alice', 'bob'])
   const watcher = await join(ctx, conv, 'alice')
+  const serverClientId = ctx.s.server.rooms.peek(conv)?.doc.clientID
   const bob = await peerWithClientId(ctx, conv, 'bob', 1)
   const early = message('bob', 'early', 'early-1')
   messagesOf(bob.doc).push([early]) // right after new WebsocketProvider(...): not synced yet
@@ -108,6 +109,16 @@ Order('a stock provider that pushes before the first sync ends up with its messa
   await ctx.s.server.rooms.peek(conv)?.whenDurable()
   assert.equal(await restTexts(ctx, conv), [...want, 'later'])
   assert.equal(texts(bob.doc), [...want, 'later'])
+  assert.is(ctx.s.server.rooms.peek(conv)?.doc.clientID, serverClientId, 'the server keeps its Yjs client id')
+
+  // What was stored is the moved result.
+  for (const p of ctx.peers) p.destroy()
+  ctx.peers = []
+  await ctx.s.stop(true)
+  ctx.s = await startServer({ dir: ctx.s.dir })
+  assert.equal(await restTexts(ctx, conv), [...want, 'later'])
+  const again = await join(ctx, conv, 'bob')
+  assert.equal(texts(again.doc), [...want, 'later'])
 })
 
 Order('several messages pushed before sync, in the handshake and as updates before it, keep their order at the end', async ctx => {
