@@ -7,7 +7,8 @@
  * Membership follows `participant.added` / `participant.removed` (guests never appear). Unread =
  * messages from others created after the user's read marker (`reads[userId]`, moved by
  * `reads.updated`): each message event adjusts every member's count by one, and a moved marker
- * recounts from the conversation's timeline, which costs the messages after the marker.
+ * recounts from the conversation's timeline, which costs the messages after the marker. The
+ * last message is the last in document order (contract §4.1), read from the live document.
  *
  * Order and consistency. `handle` runs inside the emitting room's flush (the room is loaded),
  * captures what it needs from the document synchronously, and queues the work; the work runs
