@@ -19,7 +19,31 @@
  */
 import * as Y from 'yjs'
 import { messagesOf } from './doc.ts'
-import { messageIdOf } from './update-judge/message-index.ts'
+import { isMessage, type Message } from './schema.ts'
+import { findStructIndex } from './update-judge/simulate.ts'
+
+/**
+ * Whether `tr` added a live element to `arr` with no live element to its left. Looks only at
+ * what the transaction added, and from each such item only across the deleted items to its
+ * left, so an ordinary append costs a step or two however long the history is.
+ */
+const addedAtStart = (doc: Y.Doc, tr: Y.Transaction, arr: Y.Array<Message>): boolean => {
+  // tr.afterState is only known once the transaction ends; Yjs itself walks every client to
+  // take tr.beforeState, so this costs no more than the transaction does anyway.
+  for (const [client, structs] of doc.store.clients) {
+    const before = tr.beforeState.get(client) ?? 0
+    const last = structs[structs.length - 1]
+    if (last === undefined || last.id.clock + last.length <= before) continue
+    for (let i = Math.max(0, findStructIndex(structs, before)); i < structs.length; i++) {
+      const s = structs[i]
+      if (s.id.clock < before || !(s instanceof Y.Item) || s.parent !== arr || s.deleted || !s.countable) continue
+      let left = s.left
+      while (left !== null && (left.deleted || !left.countable)) left = left.left
+      if (left === null) return true
+    }
+  }
+  return false
+}
 
 /**
  * Moves the messages that `tr` inserted in front of the older history to the end of
@@ -31,16 +55,15 @@ import { messageIdOf } from './update-judge/message-index.ts'
 export const moveEarlyMessages = (doc: Y.Doc, tr: Y.Transaction, wasLive: (id: string) => boolean): string[] => {
   const arr = messagesOf(doc)
   const isNew = (item: Y.Item): boolean => item.id.clock >= (tr.beforeState.get(item.id.client) ?? 0)
-  const early: Array<{ index: number, value: unknown }> = []
+  if (!addedAtStart(doc, tr, arr)) return []
+  const early: Array<{ index: number, message: Message }> = []
   let index = 0
   let olderFound = false
   for (let item = arr._start; item !== null; item = item.right) {
     if (item.deleted || !item.countable) continue
     if (!isNew(item)) { olderFound = true; break }
-    const values = item.content.getContent()
-    for (const value of values) {
-      const id = messageIdOf(value)
-      if (id !== undefined && !wasLive(id)) early.push({ index, value })
+    for (const value of item.content.getContent()) {
+      if (isMessage(value, Number.MAX_SAFE_INTEGER) && !wasLive(value.id)) early.push({ index, message: value })
       index++
     }
   }
@@ -52,6 +75,6 @@ export const moveEarlyMessages = (doc: Y.Doc, tr: Y.Transaction, wasLive: (id: s
   // would make Yjs believe another peer uses that id and change it.
   tr.local = true
   for (let i = early.length - 1; i >= 0; i--) arr.delete(early[i].index, 1)
-  arr.push(early.map(e => structuredClone(e.value)) as never[])
-  return early.map(e => messageIdOf(e.value) as string)
+  arr.push(early.map(e => structuredClone(e.message)))
+  return early.map(e => e.message.id)
 }

@@ -110,15 +110,26 @@ Order('a stock provider that pushes before the first sync ends up with its messa
   assert.equal(await restTexts(ctx, conv), [...want, 'later'])
   assert.equal(texts(bob.doc), [...want, 'later'])
   assert.is(ctx.s.server.rooms.peek(conv)?.doc.clientID, serverClientId, 'the server keeps its Yjs client id')
+  // The moved message is still the sender's own: it may edit it in place.
+  bob.doc.transact(() => {
+    const i = findMessageIndex(bob.doc, early.id)
+    messagesOf(bob.doc).delete(i, 1)
+    messagesOf(bob.doc).insert(i, [{ ...early, text: 'early, edited', editedAt: Date.now() }])
+  })
+  await waitFor(() => texts(watcher.doc)[3] === 'early, edited')
+  await ctx.s.server.rooms.peek(conv)?.whenDurable()
+  assert.equal(await restTexts(ctx, conv), ['old 1', 'old 2', 'old 3', 'early, edited', 'later'])
+  assert.equal(bob.closes, [])
 
   // What was stored is the moved result.
   for (const p of ctx.peers) p.destroy()
   ctx.peers = []
   await ctx.s.stop(true)
   ctx.s = await startServer({ dir: ctx.s.dir })
-  assert.equal(await restTexts(ctx, conv), [...want, 'later'])
+  const stored = ['old 1', 'old 2', 'old 3', 'early, edited', 'later']
+  assert.equal(await restTexts(ctx, conv), stored)
   const again = await join(ctx, conv, 'bob')
-  assert.equal(texts(again.doc), [...want, 'later'])
+  assert.equal(texts(again.doc), stored)
 })
 
 Order('several messages pushed before sync, in the handshake and as updates before it, keep their order at the end', async ctx => {
