@@ -24,16 +24,13 @@ import { findStructIndex } from './update-judge/simulate.ts'
 
 /**
  * Whether `tr` added a live element to `arr` with no live element to its left. Looks only at
- * what the transaction added, and from each such item only across the deleted items to its
- * left, so an ordinary append costs a step or two however long the history is.
+ * what the transaction added under `clients`, and from each such item only across the deleted
+ * items to its left, so an ordinary append costs a step or two however long the history is.
  */
-const addedAtStart = (doc: Y.Doc, tr: Y.Transaction, arr: Y.Array<Message>): boolean => {
-  // tr.afterState is only known once the transaction ends; Yjs itself walks every client to
-  // take tr.beforeState, so this costs no more than the transaction does anyway.
-  for (const [client, structs] of doc.store.clients) {
+const addedAtStart = (doc: Y.Doc, tr: Y.Transaction, clients: Iterable<number>, arr: Y.Array<Message>): boolean => {
+  for (const client of clients) {
+    const structs = doc.store.clients.get(client) ?? []
     const before = tr.beforeState.get(client) ?? 0
-    const last = structs[structs.length - 1]
-    if (last === undefined || last.id.clock + last.length <= before) continue
     for (let i = Math.max(0, findStructIndex(structs, before)); i < structs.length; i++) {
       const s = structs[i]
       if (s.id.clock < before || !(s instanceof Y.Item) || s.parent !== arr || s.deleted || !s.countable) continue
@@ -45,17 +42,24 @@ const addedAtStart = (doc: Y.Doc, tr: Y.Transaction, arr: Y.Array<Message>): boo
   return false
 }
 
+/** What `moveEarlyMessages` needs to know about the transaction's update. */
+export interface AddedBy {
+  /** The client ids the update added structs under (`tr.afterState` is only known at its end). */
+  clients: Iterable<number>
+  /** Whether a message id was live before the transaction: a new object under it is an edit. */
+  wasLive: (id: string) => boolean
+}
+
 /**
  * Moves the messages that `tr` inserted in front of the older history to the end of
  * `messages`, keeping their relative order and their objects (same id, sender, text, createdAt).
  * Must run inside `tr` (a remote one, after the peer's update was applied), before it ends; when
- * it moves something, it marks `tr` local. `wasLive(id)` tells whether a message id was live before
- * `tr` (those are edits and stay). Returns the moved messages' ids.
+ * it moves something, it marks `tr` local. Edits stay. Returns the moved messages' ids.
  */
-export const moveEarlyMessages = (doc: Y.Doc, tr: Y.Transaction, wasLive: (id: string) => boolean): string[] => {
+export const moveEarlyMessages = (doc: Y.Doc, tr: Y.Transaction, { clients, wasLive }: AddedBy): string[] => {
   const arr = messagesOf(doc)
   const isNew = (item: Y.Item): boolean => item.id.clock >= (tr.beforeState.get(item.id.client) ?? 0)
-  if (!addedAtStart(doc, tr, arr)) return []
+  if (!addedAtStart(doc, tr, clients, arr)) return []
   const early: Array<{ index: number, message: Message }> = []
   let index = 0
   let olderFound = false

@@ -200,7 +200,7 @@ export class Room {
       // history (contract §4.1), so the change is stored, forwarded and reported as one.
       Y.transact(this.doc, tr => {
         Y.applyUpdate(this.doc, update, conn)
-        const moved = moveEarlyMessages(this.doc, tr, id => this.judge.isLive(id))
+        const moved = moveEarlyMessages(this.doc, tr, { clients: verdict.writtenClientIds, wasLive: id => this.judge.isLive(id) })
         if (moved.length > 0) {
           this.txByServer = true
           this.deps.logger.debug({ conversation: this.id, user: conn.userId, moved }, 'moved messages written before sync to the end')

@@ -21,10 +21,11 @@ const serverWith = (history: string[]): Y.Doc => {
 /** Applies `update` as the server does: one transaction with the move; returns the moved ids. */
 const receive = (doc: Y.Doc, update: Uint8Array): string[] => {
   const live = new Set(ids(doc))
+  const clients = Y.decodeStateVector(Y.encodeStateVectorFromUpdate(update)).keys()
   let moved: string[] = []
   Y.transact(doc, tr => {
     Y.applyUpdate(doc, update)
-    moved = moveEarlyMessages(doc, tr, id => live.has(id))
+    moved = moveEarlyMessages(doc, tr, { clients, wasLive: id => live.has(id) })
   }, 'peer')
   return moved
 }
