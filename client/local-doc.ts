@@ -4,6 +4,7 @@
  * keeps the server-acknowledged state vector. All writes go through one promise chain, in order.
  */
 import * as Y from 'yjs'
+import type { Message } from '../shared/schema.ts'
 import { COMPACT_AFTER, type ClientStore, type LocalDoc, type LocalMeta } from './storage.ts'
 
 /** The origin of updates replayed from the local log (they are not saved again). */
@@ -65,8 +66,17 @@ export class LocalBinding {
   }
 
   saveAcked (acked: Map<number, number>): void {
+    this.saveMeta({ acked: [...acked] })
+  }
+
+  /** Keeps the messages sent before the first sync (written after the updates queued so far). */
+  saveQueued (queued: readonly Message[]): void {
+    this.saveMeta({ queued: [...queued] })
+  }
+
+  private saveMeta (change: Partial<LocalMeta>): void {
     if (this.closed) return
-    this.meta = { clientId: this.doc.clientID, acked: [...acked] }
+    this.meta = { ...this.meta, ...change, clientId: this.doc.clientID }
     const meta = this.meta
     this.enqueue(async () => { await this.local.saveMeta(meta) })
   }

@@ -5,9 +5,10 @@
  * A conversation's local state is the Y.Doc's own update log plus a little metadata:
  *   updates  every update the local document emitted (local edits and what the server sent),
  *            replayed in order on open, compacted into one snapshot now and then;
- *   meta     the Yjs client id this user used for the conversation, and `acked`, the state
+ *   meta     the Yjs client id this user used for the conversation, `acked`, the state
  *            vector the server has confirmed durable (a message whose struct lies below it is
- *            `sent`, above it `pending`).
+ *            `sent`, above it `pending`), and `queued`, messages sent before the document ever
+ *            synced (they are not in the document yet, see `view.ts`).
  * Reusing the client id after a restart makes the replayed messages the very same Yjs structs,
  * so the server (which dedupes structs by client id and clock) applies each exactly once.
  *
@@ -17,10 +18,14 @@
  * without persistence.
  */
 
+import type { Message } from '../shared/schema.ts'
+
 export interface LocalMeta {
   clientId: number
   /** Server-confirmed state vector, as [clientId, clock] pairs. */
   acked: Array<[number, number]>
+  /** Messages sent before the first sync, in send order, waiting to be written. */
+  queued?: Message[]
 }
 
 export interface LocalState {

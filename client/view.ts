@@ -7,6 +7,12 @@
  * `pageSize` messages at first, growing with every new message and with `loadOlder()`.
  * A message is `sent` once the server acknowledged it durable (see `transport.ts`), `pending`
  * before, and `failed` when the server refused this view's writes for good.
+ *
+ * Order (contract §4.1). A message is appended after the last one the document holds. Before
+ * the document holds the conversation (no sync yet, and no local copy of an earlier sync) such an
+ * append would have nothing to its left and could land before the whole history, so until then
+ * sends wait in a queue: shown at once as `pending` at the end, editable and deletable, kept in
+ * the local store's metadata, and written in send order as soon as the view first synced.
  */
 import * as Y from 'yjs'
 import * as awarenessProtocol from 'y-protocols/awareness'
@@ -118,6 +124,12 @@ export class ConversationView extends ObservableV2<ViewEvents> {
   private errorValue: ChatError | null = null
   private closedFlag = false
   private writeFailed = false
+  /** Whether the document holds the conversation (synced now or before): appends go after it. */
+  private historyKnown = false
+  /** Messages sent before `historyKnown`, in send order; not in the document yet. */
+  private queued: Message[] = []
+  /** Ids of queued messages being written now (their `added` was emitted at send time). */
+  private writingQueued = new Set<string>()
   private typingTimer: unknown = null
   private wasSynced = false
 
@@ -141,17 +153,27 @@ export class ConversationView extends ObservableV2<ViewEvents> {
 
   private async init (): Promise<void> {
     const { deps } = this
+    let restored: Message[] = []
     if (deps.store !== null) {
       const early = this.early ?? []
       this.local = await LocalBinding.open(deps.store, localKey(deps.userId, this.conversationId), this.doc, early, meta => {
         if (meta === null) return
         this.ownClients.add(meta.clientId)
         this.acked = new Map(meta.acked)
+        restored = meta.queued ?? []
       })
       if (this.local !== null) this.ownClients.add(this.doc.clientID)
     }
     this.early = null
     if (this.closedFlag) { await this.local?.close(); return }
+    // A local copy holding anything of the server's came from a sync: appends go after it.
+    this.historyKnown ||= [...this.doc.store.clients.keys()].some(client => !this.ownClients.has(client))
+    // A crash between writing the queue into the log and clearing it leaves both: keep one.
+    this.located = locateMessages(messagesOf(this.doc))
+    const known = new Set([...this.located.map(l => l.message.id), ...this.queued.map(m => m.id)])
+    this.queued = [...restored.filter(m => !known.has(m.id)), ...this.queued]
+    if (this.historyKnown) this.writeQueued()
+    else if (this.queued.length > 0) this.local?.saveQueued(this.queued)
     this.rebuild()
     this.recordStatuses(false)
     const awareness = new awarenessProtocol.Awareness(this.doc)
@@ -177,7 +199,9 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     transport.on('status', s => {
       if (s === 'synced' && !this.wasSynced) {
         this.wasSynced = true
+        this.historyKnown = true
         this.pinWindow()
+        this.writeQueued()
       }
       this.refreshPresence()
       this.emit('status', [s])
@@ -259,8 +283,15 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     const m: Message = { id: this.deps.newId(), senderId: this.deps.userId, text, createdAt: this.deps.now(), type: 'UserMessage' }
     if (opts.custom !== undefined) m.custom = opts.custom
     if (opts.referencedMessageId !== undefined) m.referencedMessageId = opts.referencedMessageId
-    this.ownClients.add(this.doc.clientID)
-    this.doc.transact(() => { messagesOf(this.doc).push([m]) })
+    if (this.historyKnown) {
+      this.ownClients.add(this.doc.clientID)
+      this.doc.transact(() => { messagesOf(this.doc).push([m]) })
+    } else {
+      this.queued.push(m)
+      this.queueChanged()
+      this.emit('added', [this.find(m.id) ?? { ...m, status: 'pending' }])
+      this.emit('change', [])
+    }
     this.setTyping(false)
     return this.find(m.id) ?? { ...m, status: 'pending' }
   }
@@ -269,6 +300,18 @@ export class ConversationView extends ObservableV2<ViewEvents> {
   edit (id: string, text: string, opts: { custom?: Record<string, string> } = {}): ViewMessage {
     this.checkWritable()
     this.checkText(text)
+    const q = this.queued.findIndex(m => m.id === id)
+    if (q >= 0) {
+      const previous = this.queued[q]
+      const next: Message = { ...previous, text, editedAt: this.deps.now() }
+      if (opts.custom !== undefined) next.custom = opts.custom
+      this.queued[q] = next
+      this.queueChanged()
+      const shown = this.find(id) ?? { ...next, status: 'pending' as const }
+      this.emit('edited', [shown, previous])
+      this.emit('change', [])
+      return shown
+    }
     const { index, message } = this.own(id)
     const next: Message = { ...message, text, editedAt: this.deps.now() }
     if (opts.custom !== undefined) next.custom = opts.custom
@@ -284,6 +327,14 @@ export class ConversationView extends ObservableV2<ViewEvents> {
   /** Deletes one of the user's own messages. */
   delete (id: string): void {
     this.checkWritable()
+    const q = this.queued.findIndex(m => m.id === id)
+    if (q >= 0) {
+      const [removed] = this.queued.splice(q, 1)
+      this.queueChanged()
+      this.emit('deleted', [removed])
+      this.emit('change', [])
+      return
+    }
     const { index } = this.own(id)
     this.ownClients.add(this.doc.clientID)
     this.doc.transact(() => { messagesOf(this.doc).delete(index, 1) })
@@ -293,7 +344,9 @@ export class ConversationView extends ObservableV2<ViewEvents> {
   typing (on: boolean): void { this.setTyping(on) }
 
   /**
-   * Marks everything up to the newest message read: `reads[userId] = its createdAt`.
+   * Marks every message of the document read: `reads[userId]` = the newest `createdAt` among
+   * them. That is not always the last message's: a message written offline long ago can arrive
+   * last. The server counts as unread the messages of others created after the marker.
    * Participants with write access only (a guest would be refused with WRITE_FORBIDDEN, a
    * read-only participant with READ_ONLY). Returns whether anything changed.
    */
@@ -301,9 +354,9 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     if (this.closedFlag) throw this.closedError()
     if (this.role !== 'participant') throw new ChatError('WRITE_FORBIDDEN', 'Only participants keep read markers')
     if (this.canWrite !== true) throw new ChatError('READ_ONLY')
-    const arr = messagesOf(this.doc)
-    if (arr.length === 0) return false
-    const newest = arr.get(arr.length - 1).createdAt
+    if (this.located.length === 0) return false
+    let newest = 0
+    for (const l of this.located) newest = Math.max(newest, l.message.createdAt)
     const reads = readsOf(this.doc)
     const current = reads.get(this.deps.userId)
     if (typeof current === 'number' && current >= newest) return false
@@ -380,7 +433,31 @@ export class ConversationView extends ObservableV2<ViewEvents> {
 
   private statusOf (id: string): MessageStatus | undefined {
     const l = this.located.find(x => x.message.id === id)
-    return l === undefined ? undefined : this.statusFor(l)
+    if (l !== undefined) return this.statusFor(l)
+    if (this.queued.some(m => m.id === id)) return this.writeFailed ? 'failed' : 'pending'
+    return undefined
+  }
+
+  /** After a change of the queue: keeps it in the local store and refreshes the list. */
+  private queueChanged (): void {
+    this.local?.saveQueued(this.queued)
+    this.rebuild()
+    this.recordStatuses(false)
+  }
+
+  /** Writes the queued messages, in send order, once the document holds the conversation. */
+  private writeQueued (): void {
+    if (this.queued.length === 0 || this.closedFlag) return
+    const queued = this.queued
+    this.queued = []
+    this.ownClients.add(this.doc.clientID)
+    this.writingQueued = new Set(queued.map(m => m.id))
+    try {
+      this.doc.transact(() => { messagesOf(this.doc).push(queued) })
+    } finally {
+      this.writingQueued.clear()
+    }
+    this.local?.saveQueued([])
   }
 
   private statusFor (l: Located): MessageStatus {
@@ -410,7 +487,9 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     const inDoc = new Set(this.located.map(l => l.message.id))
     const older: ViewMessage[] = this.older.filter(m => !inDoc.has(m.id)).map(m => ({ ...m, status: 'sent' }))
     const visible = this.located.slice(start).map(l => ({ ...l.message, status: this.statusFor(l) }))
-    this.list = [...older, ...visible]
+    const queuedStatus: MessageStatus = this.writeFailed ? 'failed' : 'pending'
+    const queued = this.queued.map(m => ({ ...m, status: queuedStatus }))
+    this.list = [...older, ...visible, ...queued]
   }
 
   private onMessagesChanged (event: Y.YArrayEvent<Message>): void {
@@ -436,14 +515,17 @@ export class ConversationView extends ObservableV2<ViewEvents> {
         const previous = removed.get(m.id)
         if (previous !== undefined) {
           removed.delete(m.id)
-          this.emit('edited', [shown, previous])
-        } else {
+          // The same object in a new place is a move (the server moved a message that was
+          // written before a sync behind the history, see shared/order.ts), not an edit.
+          if (JSON.stringify(previous) !== JSON.stringify(m)) this.emit('edited', [shown, previous])
+        } else if (!this.writingQueued.has(m.id)) {
           this.emit('added', [shown])
         }
       }
     }
     for (const m of removed.values()) this.emit('deleted', [m])
-    this.recordStatuses(false)
+    // A move by the server makes an own pending message sent (the server wrote it durably).
+    this.recordStatuses(true)
     this.emit('change', [])
     if (event.transaction.origin !== STORAGE_ORIGIN) this.deps.onActivity()
   }

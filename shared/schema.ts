@@ -6,7 +6,7 @@
  *   messages      Y.Array of plain JSON message objects (peers append, edit and delete their own)
  *   participants  Y.Map userId -> { access, notify, joinedAt }          (server only)
  *   meta          Y.Map subject?, photoUrl?, custom?, createdAt, guestAccess (server only)
- *   reads         Y.Map userId -> createdAt of the last message read   (each participant, own key)
+ *   reads         Y.Map userId -> newest createdAt read (each participant, own key)
  */
 
 export const ROOT_MESSAGES = 'messages'

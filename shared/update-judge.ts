@@ -48,9 +48,10 @@ export interface JudgeOptions {
 export type Verdict =
   /**
    * `changes` is false when applying would change nothing (then the caller need not apply it);
-   * `newClientIds` are the unbound client ids this update writes with, to bind to the writer.
+   * `newClientIds` are the unbound client ids this update writes with, to bind to the writer;
+   * `writtenClientIds` every client id it adds structs under (bound or not).
    */
-  | { ok: true; changes: boolean; newClientIds: number[] }
+  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[] }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
@@ -107,6 +108,14 @@ export class UpdateJudge {
     }
   }
 
+  /**
+   * Whether a message with this id is live in `messages`. Inside a transaction it still answers
+   * for the state before it (the index follows transactions once they end).
+   */
+  isLive (id: string): boolean {
+    return this.index.liveCount(id) > 0
+  }
+
   /** Stops indexing the document. */
   destroy (): void {
     this.index.destroy()
@@ -120,7 +129,7 @@ export class UpdateJudge {
     const messages = this.collectNewMessages(sim, writer)
     const { deletedIds, effective } = this.judgeDeletes(parsed, sim, writer, messages)
     this.checkUniqueIds(messages, deletedIds)
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds }
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()] }
   }
 
   /** Client binding and placement of every new part; returns the client ids to bind. */

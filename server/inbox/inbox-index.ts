@@ -7,7 +7,8 @@
  * Membership follows `participant.added` / `participant.removed` (guests never appear). Unread =
  * messages from others created after the user's read marker (`reads[userId]`, moved by
  * `reads.updated`): each message event adjusts every member's count by one, and a moved marker
- * recounts from the conversation's timeline, which costs the messages after the marker.
+ * recounts from the conversation's timeline, which costs the messages after the marker. The
+ * last message is the last in document order (contract §4.1), read from the live document.
  *
  * Order and consistency. `handle` runs inside the emitting room's flush (the room is loaded),
  * captures what it needs from the document synchronously, and queues the work; the work runs
@@ -175,6 +176,12 @@ export class InboxIndex {
       ctx.touched = 'all'
     }
     await this.#dispatch(ctx, event)
+    // The last message is the last one in document order (contract §4.1), which is not always
+    // the one whose event came last: Yjs may order a concurrent append before one that arrived
+    // earlier, and an edit or delete changes it too. The handlers' own guess stays when the
+    // document was not loaded or its live part is empty. Message handlers rewrite every row.
+    const last = snap?.last ?? null
+    if (last !== null && event.type.startsWith('message.')) ctx.state.lastMessage = last
     const users = ctx.touched === 'all' ? [...ctx.members.keys()] : [...ctx.touched]
     for (const user of users) {
       const member = ctx.members.get(user)

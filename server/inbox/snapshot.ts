@@ -1,8 +1,8 @@
 /**
  * What the inbox index reads from a loaded conversation document, captured synchronously while
  * an event is emitted (the room is loaded then): subject, creation time, participants and read
- * markers (small: at most `maxParticipants` each), and the live messages only when asked (the
- * index seeds a conversation it does not know yet from them).
+ * markers (small: at most `maxParticipants` each), the last message in document order, and the
+ * live messages only when asked (the index seeds a conversation it does not know yet from them).
  */
 import type * as Y from 'yjs'
 import { listParticipants, messagesOf, metaOf, readsOf } from '../../shared/doc.ts'
@@ -18,6 +18,18 @@ export interface ConvSnapshot {
   reads: Map<string, number>
   /** The live document's messages in document order (older ones may be archived), or null when not captured. */
   messages: Message[] | null
+  /** The last live message in document order (contract §4.1: the conversation's order), if any. */
+  last: Message | null
+}
+
+/** The last well-formed message of the live array, scanning back from its end. */
+const lastMessageOf = (doc: Y.Doc): Message | null => {
+  const arr = messagesOf(doc)
+  for (let i = arr.length - 1; i >= 0; i--) {
+    const m: unknown = arr.get(i)
+    if (isMessage(m, Number.MAX_SAFE_INTEGER)) return m
+  }
+  return null
 }
 
 /** Reads a snapshot of `doc`; copies the messages only when `withMessages`. */
@@ -39,6 +51,7 @@ export const captureSnapshot = (doc: Y.Doc, withMessages: boolean): ConvSnapshot
     createdAt: typeof createdAt === 'number' ? createdAt : null,
     participants,
     reads,
-    messages
+    messages,
+    last: lastMessageOf(doc)
   }
 }

@@ -24,6 +24,7 @@ import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, partic
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge } from '../../shared/update-judge.ts'
+import { moveEarlyMessages } from '../../shared/order.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
@@ -79,7 +80,12 @@ export interface RoomDeps {
   events: EventSink
 }
 
-interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[] }
+/**
+ * One emitted update. `byServer`: the server wrote in it too (a peer's transaction in which it
+ * moved messages, see `order.ts`), so it goes to its origin connection as well, and the
+ * server's client id gets bound.
+ */
+interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[], byServer: boolean }
 
 /** True when a V1 update carries at least one struct (its first number counts client groups). */
 const hasStructs = (update: Uint8Array): boolean => {
@@ -122,6 +128,8 @@ export class Room {
   private closedWith: ChatError | null = null
   /** Events of the transaction being committed; attached to its update when it is emitted. */
   private txEvents: ServerEvent[] = []
+  /** Whether the server wrote in the peer transaction being committed (see `Queued.byServer`). */
+  private txByServer = false
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -150,8 +158,9 @@ export class Room {
       }
     })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
-      this.queue.push({ update, origin, events: this.txEvents })
+      this.queue.push({ update, origin, events: this.txEvents, byServer: this.txByServer })
       this.txEvents = []
+      this.txByServer = false
       this.scheduleFlush()
     })
     metaOf(doc).observe(event => {
@@ -218,7 +227,16 @@ export class Room {
       this.pendingBindings.push({ userId: conn.userId, clientIds: verdict.newClientIds })
     }
     try {
-      Y.applyUpdate(this.doc, update, conn)
+      // One transaction: the peer's update, then the move of any message it put in front of the
+      // history (contract §4.1), so the change is stored, forwarded and reported as one.
+      Y.transact(this.doc, tr => {
+        Y.applyUpdate(this.doc, update, conn)
+        const moved = moveEarlyMessages(this.doc, tr, { clients: verdict.writtenClientIds, wasLive: id => this.judge.isLive(id) })
+        if (moved.length > 0) {
+          this.txByServer = true
+          this.deps.logger.debug({ conversation: this.id, user: conn.userId, moved }, 'moved messages written before sync to the end')
+        }
+      }, conn)
     } catch (e) {
       this.fail(e, 'applying a judged update threw')
       throw new ChatError('MALFORMED_MESSAGE')
@@ -372,7 +390,7 @@ export class Room {
     while (this.queue.length > 0 && this.closedWith === null) {
       const batch = this.queue
       this.queue = []
-      if (!this.serverIdBound && batch.some(q => q.origin === SERVER_OWNER || q.origin === ARCHIVE_ORIGIN)) {
+      if (!this.serverIdBound && batch.some(q => q.byServer || q.origin === SERVER_OWNER || q.origin === ARCHIVE_ORIGIN)) {
         this.serverIdBound = true
         this.clientOwners.set(this.doc.clientID, SERVER_OWNER)
         this.pendingBindings.push({ userId: SERVER_OWNER, clientIds: [this.doc.clientID] })
@@ -417,11 +435,14 @@ export class Room {
     }
   }
 
-  /** Sends a durable batch to every peer, without echoing a peer's own updates back to it. */
+  /**
+   * Sends a durable batch to every peer, without echoing a peer's own updates back to it (but
+   * an update the server wrote in too goes to its origin as well: it must see the move).
+   */
   private broadcast (batch: Queued[], merged: Uint8Array): void {
     if (this.conns.size === 0) return
     const all = encodeSyncUpdate(merged)
-    const origins = new Set(batch.map(q => q.origin))
+    const origins = new Set(batch.filter(q => !q.byServer).map(q => q.origin))
     let sent = 0
     for (const conn of this.conns) {
       if (!origins.has(conn)) {
@@ -429,7 +450,7 @@ export class Room {
         sent++
         continue
       }
-      const others = batch.filter(q => q.origin !== conn)
+      const others = batch.filter(q => q.origin !== conn || q.byServer)
       if (others.length > 0) {
         conn.send(encodeSyncUpdate(Y.mergeUpdates(others.map(q => q.update))))
         sent++

@@ -17,9 +17,11 @@ export interface Peer {
   destroy (): void
 }
 
-/** A stock WebsocketProvider peer. */
-export const connectPeer = (wsUrl: string, room: string, token: string, params: Record<string, string> = {}): Peer => {
-  const doc = new Y.Doc()
+/**
+ * A stock WebsocketProvider peer. Pass `doc` to choose its client id or content before it
+ * connects (what the app writes before the first sync goes out with the handshake).
+ */
+export const connectPeer = (wsUrl: string, room: string, token: string, params: Record<string, string> = {}, doc = new Y.Doc()): Peer => {
   const provider = new WebsocketProvider(wsUrl, room, doc, {
     WebSocketPolyfill: WebSocket as unknown as typeof globalThis.WebSocket,
     params: { token, ...params },
