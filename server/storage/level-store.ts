@@ -30,10 +30,20 @@ export class LevelStore implements DocStore {
     return this.db.sublevel<string, unknown>('json', { valueEncoding: 'json' })
   }
 
-  /** Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable. */
+  /**
+   * Opens (creating if needed) the LevelDB folder at `path`. Rejects when it is unusable; with a
+   * message saying so when another process holds the folder's lock.
+   */
   static async open (path: string): Promise<LevelStore> {
     const db = new Level<string, string>(path)
-    await db.open()
+    try {
+      await db.open()
+    } catch (e) {
+      if ((e as { cause?: { code?: unknown } }).cause?.code === 'LEVEL_LOCKED') {
+        throw new Error('another Parley process is using it (its LevelDB lock is held); stop that process or choose another folder with --data', { cause: e })
+      }
+      throw e
+    }
     return new LevelStore(db)
   }
 

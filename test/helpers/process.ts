@@ -12,9 +12,12 @@ export interface RunningServer {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
-/** Spawns the server; resolves once it printed its `listening on` line. */
-export const spawnServer = async (args: string[], env: Record<string, string> = {}): Promise<RunningServer> => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
+/** How the process is started: node with tsx on server/main.ts (as `npm start` does). */
+const MAIN = ['--import', 'tsx', 'server/main.ts']
+
+/** Spawns the server (`entry`: node's arguments before `args`); resolves once it printed its `listening on` line. */
+export const spawnServer = async (args: string[], env: Record<string, string> = {}, entry: string[] = MAIN): Promise<RunningServer> => {
+  const child = spawn(process.execPath, [...entry, ...args], {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''
@@ -34,7 +37,7 @@ export const spawnServer = async (args: string[], env: Record<string, string> = 
 
 /** Runs the server to completion (for flags that make it exit). */
 export const runServer = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
+  const child = spawn(process.execPath, [...MAIN, ...args], {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
