@@ -3,9 +3,9 @@
  * store, starts the server and handles SIGTERM/SIGINT (close sockets with 1001, flush, exit 0).
  */
 import { mkdir } from 'node:fs/promises'
-import { pino } from 'pino'
 import { ConfigError, HELP, parseProcessOptions } from './config.ts'
 import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts'
+import { createProcessLogger, logFormatFor } from './log.ts'
 import { loadOrCreateSecret } from './secret.ts'
 import { LevelStore } from './storage/level-store.ts'
 
@@ -29,9 +29,9 @@ const main = async (): Promise<void> => {
     process.stdout.write(HELP)
     return
   }
-  // Asynchronous writes: a log line per connection must not stall the event loop.
-  const destination = pino.destination({ sync: false })
-  const logger = pino({ base: undefined, level: process.env.PARLEY_LOG_LEVEL ?? 'info' }, destination)
+  const format = logFormatFor(process.env.PARLEY_LOG_FORMAT, process.stdout.isTTY === true)
+  if (format === null) return fail(`PARLEY_LOG_FORMAT must be json or pretty, got ${JSON.stringify(process.env.PARLEY_LOG_FORMAT)}`)
+  const { logger, flush } = createProcessLogger(format, process.env.PARLEY_LOG_LEVEL ?? 'info')
   let store: LevelStore
   let secret: string
   try {
@@ -67,12 +67,12 @@ const main = async (): Promise<void> => {
     if (stopping) return
     stopping = true
     lifecycle.info({ signal }, 'shutting down')
-    const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); destination.flushSync(); process.exit(1) }, 4500)
+    const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); flush(); process.exit(1) }, 4500)
     force.unref()
     void server.close()
       .then(async () => { await store.close() })
-      .then(() => { lifecycle.info('stopped'); destination.flushSync(); process.exit(0) })
-      .catch(err => { logger.error({ err }, 'shutdown failed'); destination.flushSync(); process.exit(1) })
+      .then(() => { lifecycle.info('stopped'); flush(); process.exit(0) })
+      .catch(err => { logger.error({ err }, 'shutdown failed'); flush(); process.exit(1) })
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
