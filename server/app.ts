@@ -23,6 +23,7 @@ import { registerWebRoutes } from './web/routes.ts'
 import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
+import { registerOpenApi } from './openapi.ts'
 
 export interface ServerConfig {
   host: string
@@ -165,6 +166,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     const e = new ChatError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)
     void reply.status(e.status).send({ error: e.toJSON() })
   })
+  await registerOpenApi(http)
   http.get('/healthz', async () => ({ ok: true }))
   http.get('/metrics', async (_req, reply) => {
     void reply.header('content-type', metrics.registry.contentType)
