@@ -1,0 +1,30 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+/** What ships and runs: the server, the client library, shared code, the web UI and the command. */
+const RUNTIME = ['server', 'client', 'shared', 'web', 'bin']
+
+const sources = (dir: string): string[] => readdirSync(dir).flatMap(name => {
+  const path = join(dir, name)
+  if (statSync(path).isDirectory()) return sources(path)
+  return /\.(ts|js)$/.test(name) ? [path] : []
+})
+
+/** Package names imported (statically or dynamically) by a source file. */
+const importsOf = (file: string): string[] => [...readFileSync(file, 'utf8').matchAll(/(?:\bfrom|\bimport)\s*\(?\s*'(@?[a-z0-9][a-z0-9._/:-]*)'/g)]
+  .map(m => m[1])
+  .filter(s => !s.startsWith('node:'))
+  .map(s => s.startsWith('@') ? s.split('/').slice(0, 2).join('/') : s.split('/')[0])
+
+test('runtime code imports only dependencies, and every dependency is used at runtime (tests use devDependencies)', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
+  const used = new Set(RUNTIME.flatMap(d => sources(join(ROOT, d))).flatMap(importsOf))
+  for (const name of used) assert.ok(name in pkg.dependencies, `${name} is imported by runtime code but is not a dependency`)
+  for (const name of Object.keys(pkg.dependencies)) assert.ok(used.has(name), `${name} is a dependency that no runtime code imports`)
+})
+
+test.run()
