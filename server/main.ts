@@ -60,7 +60,6 @@ const main = async (): Promise<void> => {
   }
   // The start and stop lines are printed whatever PARLEY_LOG_LEVEL says (contract §1).
   const lifecycle = logger.child({}, { level: 'info' })
-  lifecycle.info({ data: options.data }, `listening on ${url}`)
 
   let stopping = false
   const stop = (signal: string): void => {
@@ -76,6 +75,8 @@ const main = async (): Promise<void> => {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // Only now: whoever sees this line may send SIGTERM at once, and must get a clean stop.
+  lifecycle.info({ data: options.data }, `listening on ${url}`)
 }
 
 await main()
