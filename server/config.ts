@@ -30,6 +30,10 @@ Options (each also read from the environment variable in brackets):
                    (default auto: on only while listening on a loopback address)
   --smtp URL       SMTP server for notification emails, smtp://user:pass@host:port [PARLEY_SMTP]
   --help           print this help and exit
+
+Environment only:
+  PARLEY_LOG_LEVEL   trace|debug|info|warn|error|fatal (default info)
+  PARLEY_LOG_FORMAT  json|pretty (default: pretty when stdout is a terminal, else json)
 `
 
 export const parseProcessOptions = (argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ProcessOptions => {

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { spawnServer } from '../helpers/process.ts'
+import { runServer, spawnServer } from '../helpers/process.ts'
 import { logFormatFor } from '../../server/log.ts'
 
 const Logs = suite<{ dir: string }>('process logs')
@@ -24,6 +24,12 @@ Logs('pretty on a terminal, JSON otherwise, unless PARLEY_LOG_FORMAT says which'
   assert.is(logFormatFor('json', true), 'json')
   assert.is(logFormatFor('pretty', false), 'pretty')
   assert.is(logFormatFor('xml', false), null)
+})
+
+Logs('--help names the logging variables', async () => {
+  const r = await runServer(['--help'])
+  assert.match(r.stdout, /PARLEY_LOG_FORMAT/)
+  assert.match(r.stdout, /PARLEY_LOG_LEVEL/)
 })
 
 Logs('as JSON, demo mode is announced by one warn line (level 40) and every line is JSON', async ({ dir }) => {
