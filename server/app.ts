@@ -25,6 +25,7 @@ import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type
 import { registerInboxRoutes } from './inbox/routes.ts'
 import { createStorageGuard, type StorageGuard } from './storage/storage-guard.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
+import { registerOpenApi } from './openapi.ts'
 
 export interface ServerConfig {
   host: string
@@ -181,6 +182,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     const e = new ChatError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)
     void reply.status(e.status).send({ error: e.toJSON() })
   })
+  await registerOpenApi(http)
   const storage = createStorageGuard({
     store,
     logger,
@@ -244,6 +246,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])
         await eventServices.stop()
+        metrics.stop()
       })()
       await closing
     }

@@ -34,6 +34,10 @@ Options (each also read from the environment variable in brackets):
   --fsync on|off   fsync each storage batch before acknowledging it [PARLEY_FSYNC]
                    (default on; off survives a crash of the process but not a power cut)
   --help           print this help and exit
+
+Environment only:
+  PARLEY_LOG_LEVEL   trace|debug|info|warn|error|fatal (default info)
+  PARLEY_LOG_FORMAT  json|pretty (default: pretty when stdout is a terminal, else json)
 `
 
 export const parseProcessOptions = (argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ProcessOptions => {

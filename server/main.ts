@@ -3,9 +3,9 @@
  * store, starts the server and handles SIGTERM/SIGINT (close sockets with 1001, flush, exit 0).
  */
 import { mkdir } from 'node:fs/promises'
-import { pino } from 'pino'
 import { ConfigError, HELP, parseProcessOptions } from './config.ts'
 import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts'
+import { createProcessLogger, logFormatFor } from './log.ts'
 import { loadOrCreateSecret } from './secret.ts'
 import { LevelStore } from './storage/level-store.ts'
 import { removeServerInfo, writeServerInfo } from './server-info.ts'
@@ -30,9 +30,9 @@ const main = async (): Promise<void> => {
     process.stdout.write(HELP)
     return
   }
-  // Asynchronous writes: a log line per connection must not stall the event loop.
-  const destination = pino.destination({ sync: false })
-  const logger = pino({ base: undefined, level: process.env.PARLEY_LOG_LEVEL ?? 'info' }, destination)
+  const format = logFormatFor(process.env.PARLEY_LOG_FORMAT, process.stdout.isTTY === true)
+  if (format === null) return fail(`PARLEY_LOG_FORMAT must be json or pretty, got ${JSON.stringify(process.env.PARLEY_LOG_FORMAT)}`)
+  const { logger, flush } = createProcessLogger(format, process.env.PARLEY_LOG_LEVEL ?? 'info')
   let store: LevelStore
   let secret: string
   try {
@@ -61,25 +61,26 @@ const main = async (): Promise<void> => {
   }
   // The start and stop lines are printed whatever PARLEY_LOG_LEVEL says (contract §1).
   const lifecycle = logger.child({}, { level: 'info' })
-  lifecycle.info({ data: options.data }, `listening on ${url}`)
-  // Lets `npm run backup` find this server (it holds the folder's lock).
-  await writeServerInfo(options.data, url).catch(err => logger.warn({ err }, 'cannot write server.json; backups need --url'))
 
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
     lifecycle.info({ signal }, 'shutting down')
-    const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); destination.flushSync(); process.exit(1) }, 4500)
+    const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); flush(); process.exit(1) }, 4500)
     force.unref()
     void server.close()
       .then(async () => { await removeServerInfo(options.data).catch(() => {}) })
       .then(async () => { await store.close() })
-      .then(() => { lifecycle.info('stopped'); destination.flushSync(); process.exit(0) })
-      .catch(err => { logger.error({ err }, 'shutdown failed'); destination.flushSync(); process.exit(1) })
+      .then(() => { lifecycle.info('stopped'); flush(); process.exit(0) })
+      .catch(err => { logger.error({ err }, 'shutdown failed'); flush(); process.exit(1) })
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // Lets `npm run backup` find this server (it holds the folder's lock).
+  await writeServerInfo(options.data, url).catch(err => logger.warn({ err }, 'cannot write server.json; backups need --url'))
+  // Only now: whoever sees this line may send SIGTERM at once, and must get a clean stop.
+  lifecycle.info({ data: options.data }, `listening on ${url}`)
 }
 
 await main()

@@ -36,7 +36,6 @@ export const ERRORS = {
   SENDER_MISMATCH: { status: 403, closeCode: 4403, message: 'A message may only be written as its own sender' },
   CLIENT_ID_TAKEN: { status: 403, closeCode: 4403, message: 'This Yjs client id belongs to another user' },
   MISSING_DEPENDENCIES: { status: 400, closeCode: 4403, message: 'The update depends on changes the server does not have' },
-  AWARENESS_FORBIDDEN: { status: 403, closeCode: 4403, message: 'The awareness update touches client ids of another connection' },
   INVALID_ID: { status: 400, closeCode: 4400, message: 'Ids are 1 to 128 characters of A-Z a-z 0-9 _ - . ~' },
   INVALID_REQUEST: { status: 400, closeCode: 4400, message: 'The request is malformed' },
   MALFORMED_MESSAGE: { status: 400, closeCode: 4400, message: 'The protocol message is malformed' },

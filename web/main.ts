@@ -47,11 +47,17 @@ const signInScreen = (error?: string): void => {
 const start = async (s: SignIn): Promise<void> => {
   let session: Session
   try {
-    if (demo) await fetchDemoToken(s.userId)
+    // In demo mode the first token, fetched here to check the sign-in, is the session's first.
+    let first = demo ? await fetchDemoToken(s.userId) : null
+    const getToken = async (): Promise<string> => {
+      const token = first ?? await fetchDemoToken(s.userId)
+      first = null
+      return token
+    }
     session = createSession({
       serverUrl: location.origin,
       userId: s.userId,
-      ...(s.token !== undefined ? { token: s.token } : { getToken: async () => await fetchDemoToken(s.userId) }),
+      ...(s.token !== undefined ? { token: s.token } : { getToken }),
       profile: { name: s.name },
       storage: typeof indexedDB === 'undefined' ? null : indexedDbStore()
     })

@@ -443,20 +443,14 @@ export class Room {
     if (this.conns.size === 0) return
     const all = encodeSyncUpdate(merged)
     const origins = new Set(batch.filter(q => !q.byServer).map(q => q.origin))
-    let sent = 0
     for (const conn of this.conns) {
       if (!origins.has(conn)) {
         conn.send(all)
-        sent++
         continue
       }
       const others = batch.filter(q => q.origin !== conn || q.byServer)
-      if (others.length > 0) {
-        conn.send(encodeSyncUpdate(Y.mergeUpdates(others.map(q => q.update))))
-        sent++
-      }
+      if (others.length > 0) conn.send(encodeSyncUpdate(Y.mergeUpdates(others.map(q => q.update))))
     }
-    this.deps.metrics.framesSent.inc(sent)
   }
 
   /**

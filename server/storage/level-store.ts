@@ -72,7 +72,14 @@ export class LevelStore implements DocStore {
   static async open (path: string, options: LevelStoreOptions = {}): Promise<LevelStore> {
     await refuseCorruptLogs(path)
     const db = new Level<string, string>(path)
-    await db.open()
+    try {
+      await db.open()
+    } catch (e) {
+      if ((e as { cause?: { code?: unknown } }).cause?.code === 'LEVEL_LOCKED') {
+        throw new Error('another Parley process is using it (its LevelDB lock is held); stop that process or choose another folder with --data', { cause: e })
+      }
+      throw e
+    }
     return new LevelStore(db, path, options)
   }
 

@@ -3,8 +3,7 @@ import type { WriteFailure } from './write-queue.ts'
 
 /**
  * The storage port: what the server needs from a store, and nothing about how it is kept.
- * `level-store.ts` implements it on LevelDB; the conformance suite in
- * `test/server/storage/store-conformance.ts` runs against every implementation.
+ * `level-store.ts` implements it on LevelDB, tested in `test/server/storage/level-store.test.ts`.
  */
 
 /** A conversation's document as stored: load = snapshot, then the log in order. */

@@ -76,6 +76,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   send (frame: Uint8Array): void {
     if (this.closing || this.ws.readyState !== this.ws.OPEN) return
     this.ws.send(frame)
+    this.deps.metrics.framesSent.inc()
   }
 
   /** Queues a frame for in-order processing. */
@@ -96,7 +97,10 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     if (this.closing) return
     this.closing = true
     if (this.ws.readyState === this.ws.OPEN) {
-      if (error.closeCode >= 4000) this.ws.send(encodePermissionDenied(error.code, error.message))
+      if (error.closeCode >= 4000) {
+        this.ws.send(encodePermissionDenied(error.code, error.message))
+        this.deps.metrics.framesSent.inc()
+      }
       this.ws.close(error.closeCode, error.code)
       // A peer that never answers the close would keep the socket (and what it sends) for 30 s.
       const timer = this.deps.timers.setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS)

@@ -61,11 +61,17 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
   const live = new Map<WebSocket, SyncConnection | null>()
   let nextConnId = 1
 
+  /** The auth frame (type 2, permission denied) that explains a close. */
+  const sendRefusal = (ws: WebSocket, error: ChatError): void => {
+    ws.send(encodePermissionDenied(error.code, error.message))
+    deps.metrics.framesSent.inc()
+  }
+
   const refuse = (ws: WebSocket, error: ChatError, context: Record<string, unknown>): void => {
     deps.logger.info({ ...context, code: error.code, closeCode: error.closeCode }, 'connection refused')
     if (ws.readyState !== ws.OPEN) return
     // 44xx refusals are final and explained; others (1011, 1013) ask the peer to come back.
-    if (error.closeCode >= 4000) ws.send(encodePermissionDenied(error.code, error.message))
+    if (error.closeCode >= 4000) sendRefusal(ws, error)
     closeSoon(ws, error.closeCode, error.code)
   }
 
@@ -86,7 +92,7 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       oversize = true
       const e = new ChatError('FRAME_TOO_LARGE')
       if (conn !== null) conn.markClosed()
-      if (ws.readyState === ws.OPEN) ws.send(encodePermissionDenied(e.code, e.message))
+      if (ws.readyState === ws.OPEN) sendRefusal(ws, e)
     })
     ws.on('message', (data, isBinary) => {
       if (refused) return

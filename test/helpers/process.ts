@@ -12,12 +12,15 @@ export interface RunningServer {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
+/** How the process is started: node with tsx on server/main.ts (as `npm start` does). */
+const MAIN = ['--import', 'tsx', 'server/main.ts']
+
 /**
- * Spawns the server; resolves once it printed its `listening on` line. `wrap` runs it under
- * another command (e.g. `['strace', '-f', …]`).
+ * Spawns the server (`entry`: node's arguments before `args`); resolves once it printed its
+ * `listening on` line. `wrap` runs it under another command (e.g. `['strace', '-f', …]`).
  */
-export const spawnServer = async (args: string[], env: Record<string, string> = {}, wrap: string[] = []): Promise<RunningServer> => {
-  const command = [...wrap, process.execPath, '--import', 'tsx', 'server/main.ts', ...args]
+export const spawnServer = async (args: string[], env: Record<string, string> = {}, entry: string[] = MAIN, wrap: string[] = []): Promise<RunningServer> => {
+  const command = [...wrap, process.execPath, ...entry, ...args]
   const child = spawn(command[0], command.slice(1), {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -38,7 +41,7 @@ export const spawnServer = async (args: string[], env: Record<string, string> = 
 
 /** Runs the server to completion (for flags that make it exit). */
 export const runServer = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
+  const child = spawn(process.execPath, [...MAIN, ...args], {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''

@@ -1,6 +1,8 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { ERRORS, ChatError, isErrorCode } from '../../shared/errors.ts'
 
 test('every error code is documented in docs/errors.md with its status and close code', () => {
@@ -11,6 +13,18 @@ test('every error code is documented in docs/errors.md with its status and close
     assert.equal(rows.get(code), [spec.status, spec.closeCode], code)
   }
   assert.is(rows.size, Object.keys(ERRORS).length, 'no documented code is missing from the registry')
+})
+
+test('every registered code is raised somewhere (named in the code of the server, client, web UI or shared code)', () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url))
+  const sources = (dir: string): string[] => readdirSync(dir).flatMap(name => {
+    const path = join(dir, name)
+    return statSync(path).isDirectory() ? sources(path) : name.endsWith('.ts') ? [path] : []
+  })
+  const code = ['server', 'client', 'web', 'shared'].flatMap(d => sources(join(root, d)))
+    .filter(f => f !== join(root, 'shared', 'errors.ts'))
+    .map(f => readFileSync(f, 'utf8')).join('\n')
+  for (const name of Object.keys(ERRORS)) assert.ok(code.includes(`'${name}'`), `${name} is registered but never raised`)
 })
 
 test('close codes follow the contract: 44xx for refusals, 1001, 1011 and 1013 (try again later) otherwise', () => {

@@ -22,7 +22,7 @@ const syncsPerWrites = async (flags: string[]): Promise<number> => {
   const dir = await mkdtemp(join(tmpdir(), 'parley-fsync-'))
   const trace = join(dir, 'trace')
   const server = await spawnServer(['--port', '0', '--data', join(dir, 'data'), '--secret', SECRET, '--demo', 'off', ...flags], {},
-    ['strace', '-f', '-qq', '-e', 'trace=fsync,fdatasync', '-o', trace])
+    undefined, ['strace', '-f', '-qq', '-e', 'trace=fsync,fdatasync', '-o', trace])
   try {
     const call = async (method: string, path: string, body: unknown): Promise<number> => (await fetch(server.url + path, {
       method, headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' }, body: JSON.stringify(body)
