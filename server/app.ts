@@ -104,6 +104,9 @@ const nodeTimers: Timers = {
   clearInterval: h => clearInterval(h as NodeJS.Timeout)
 }
 
+/** The router's limit on one path parameter, in characters as sent (see `frameworkErrors`). */
+const MAX_PARAM_LENGTH = 1024
+
 /** Maps any error thrown in a route to a ChatError. */
 const toChatError = (err: FastifyError): ChatError => {
   if (isChatError(err)) return err
@@ -151,6 +154,15 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
 
   const http = Fastify({
     bodyLimit: config.bodyLimit,
+    // Path parameters are ids (at most 128 characters, contract §2); the router's own limit sits
+    // well above that so every longer one reaches its route and is refused there as INVALID_ID.
+    // Past this limit, and for a parameter that is not valid percent-encoding, the router answers
+    // through `frameworkErrors`, in the project's error shape.
+    maxParamLength: MAX_PARAM_LENGTH,
+    frameworkErrors: (err, _req, reply) => {
+      const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH' || err.code === 'FST_ERR_BAD_URL' ? new ChatError('INVALID_ID') : toChatError(err)
+      void reply.status(e.status).send({ error: e.toJSON() })
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } }
   })
   // JSON in and out: any other body type is refused with 415.
