@@ -3,7 +3,7 @@
  * sync endpoint (ws, on the same port), the rooms and the metrics. `listen` and `close` are
  * separate from building, so tests run many servers in one process on port 0.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -158,8 +158,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     // well above that so every longer one reaches its route and is refused there as INVALID_ID.
     // Past this limit, and for a parameter that is not valid percent-encoding, the router answers
     // through `frameworkErrors`, in the project's error shape.
-    maxParamLength: MAX_PARAM_LENGTH,
-    frameworkErrors: (err, _req, reply) => {
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
       const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH' || err.code === 'FST_ERR_BAD_URL' ? new ChatError('INVALID_ID') : toChatError(err)
       void reply.status(e.status).send({ error: e.toJSON() })
     },

@@ -278,6 +278,11 @@ export class PresenceHub {
     return out
   }
 
+  /** Whether `userId` has a guest connection joined now (a new tab of it takes no new place). */
+  hasGuest (userId: string): boolean {
+    return this.#guestUsers.has(userId)
+  }
+
   /** Distinct guest users online, for the `maxGuests` cap (checked by the caller before `join`). */
   distinctGuestUsers (): number {
     return this.#guestUsers.size
