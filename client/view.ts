@@ -294,13 +294,12 @@ export class ConversationView extends ObservableV2<ViewEvents> {
 
   /**
    * Marks everything up to the newest message read: `reads[userId] = its createdAt`.
-   * Participants with write access only (a guest would be refused with WRITE_FORBIDDEN, a
-   * read-only participant with READ_ONLY). Returns whether anything changed.
+   * Participants only, with access `ReadWrite` or `Read` (a read marker is not content); a guest
+   * would be refused with WRITE_FORBIDDEN. Returns whether anything changed.
    */
   markRead (): boolean {
     if (this.closedFlag) throw this.closedError()
     if (this.role !== 'participant') throw new ChatError('WRITE_FORBIDDEN', 'Only participants keep read markers')
-    if (this.canWrite !== true) throw new ChatError('READ_ONLY')
     const arr = messagesOf(this.doc)
     if (arr.length === 0) return false
     const newest = arr.get(arr.length - 1).createdAt

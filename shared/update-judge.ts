@@ -12,7 +12,7 @@
  *   messages  array elements, each one plain message object of the pinned shape, written by the
  *             writer as itself; deletes only of its own messages; an edit deletes the old object
  *             and inserts one with the same id and an `editedAt`;
- *   reads     the writer's own key only (participants only), a finite number;
+ *   reads     the writer's own key only (participants only, also with access Read), a finite number;
  *   anything else (participants, meta, other roots, nested types, map keys on the array): refused.
  *
  * Updates that would leave structs or deletions pending, or make Yjs throw mid-transaction, are
@@ -125,7 +125,8 @@ export class UpdateJudge {
 
   /** Client binding and placement of every new part; returns the client ids to bind. */
   private judgeNewParts (sim: Simulation, writer: Writer): number[] {
-    if (sim.parts.length > 0 && !writer.canWrite) refuse('READ_ONLY', 'a read-only connection sent changes')
+    // Read markers are not content: a participant with access Read still moves its own (v1.1 §3).
+    if (!writer.canWrite && sim.parts.some(p => !isReadMarkerPlace(p.place))) refuse('READ_ONLY', 'a read-only connection sent changes')
     const newClientIds: number[] = []
     for (const client of sim.partsByClient.keys()) {
       if (this.options.reservedClientIds.has(client)) refuse('CLIENT_ID_TAKEN', `client id ${client} is reserved`)
@@ -194,7 +195,6 @@ export class UpdateJudge {
           if (s.id.clock >= to) break
           if (s.deleted || !(s instanceof Y.Item)) continue // fact 3: only what is not yet deleted
           effective = true
-          if (!writer.canWrite) refuse('READ_ONLY', 'a read-only connection sent deletions')
           const a = Math.max(from, s.id.clock) - s.id.clock
           const b = Math.min(to, s.id.clock + s.length) - s.id.clock
           this.judgeStoredDelete(s, a, b, writer, deletedIds)
@@ -221,12 +221,13 @@ export class UpdateJudge {
   /** Deleting elements [a, b) of a stored, not yet deleted item. */
   private judgeStoredDelete (item: Y.Item, a: number, b: number, writer: Writer, deletedIds: Map<string, number>): void {
     const place = placeOfStored(this.doc, item)
-    if (place.kind !== 'item') return
-    if (place.root === ROOT_READS && place.parentSub !== null) {
+    if (place.kind === 'item' && place.root === ROOT_READS && place.parentSub !== null) {
       if (writer.role !== 'participant') refuse('WRITE_FORBIDDEN', 'guests do not write reads')
       if (place.parentSub !== writer.userId) refuse('WRITE_FORBIDDEN', 'a read marker of another user')
       return
     }
+    if (!writer.canWrite) refuse('READ_ONLY', 'a read-only connection sent deletions')
+    if (place.kind !== 'item') return
     if (place.root !== ROOT_MESSAGES || place.parentSub !== null || !(item.content instanceof Y.ContentAny)) {
       refuse('WRITE_FORBIDDEN', `a deletion in ${place.root ?? 'a nested type'}`)
     }
@@ -267,6 +268,9 @@ const checkNamedRoots = (parsed: ParsedUpdate): void => {
     }
   }
 }
+
+/** A part in `reads` (whose key and value `judgePlacement` checks). */
+const isReadMarkerPlace = (place: Place): boolean => place.kind === 'item' && place.root === ROOT_READS
 
 /** Where a new part may go, and with what content kind. */
 const judgePlacement = (place: Place, part: NewPart, writer: Writer): void => {
