@@ -119,14 +119,18 @@ export class LevelStore implements DocStore {
     return typeof pos === 'number' ? pos : undefined
   }
 
-  async updateArchived (conv: string, pos: number, message: Message | null): Promise<void> {
+  async updateArchived (conv: string, pos: number, message: Message | null, sections: readonly SectionPut[] = []): Promise<void> {
     const old = (await this.json.get(keys.archiveKey(conv, pos))) as Message | undefined
     if (old === undefined) return
+    const batch = this.db.batch()
     if (message === null) {
-      await this.json.batch([{ type: 'del', key: keys.archiveKey(conv, pos) }, { type: 'del', key: keys.archiveIdKey(conv, old.id) }])
+      batch.del(keys.archiveKey(conv, pos), { sublevel: this.json })
+      batch.del(keys.archiveIdKey(conv, old.id), { sublevel: this.json })
     } else {
-      await this.json.put(keys.archiveKey(conv, pos), message)
+      batch.put(keys.archiveKey(conv, pos), message, { sublevel: this.json })
     }
+    this.putSections(batch, sections)
+    await batch.write()
   }
 
   async compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void> {

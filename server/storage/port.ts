@@ -78,8 +78,8 @@ export interface DocStore {
   readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }>
   /** Where an archived message is, if it is archived. */
   archivePosOf (conv: string, messageId: string): Promise<number | undefined>
-  /** Replaces (edit) or removes (null: delete) an archived message. */
-  updateArchived (conv: string, pos: number, message: Message | null): Promise<void>
+  /** Replaces (edit) or removes (null: delete) an archived message, with the section puts (its webhook) in the same batch. */
+  updateArchived (conv: string, pos: number, message: Message | null, sections?: readonly SectionPut[]): Promise<void>
   /** Replaces the snapshot and every log entry up to `seq` with `snapshot`, atomically. */
   compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void>
 
