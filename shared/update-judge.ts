@@ -48,9 +48,11 @@ export interface JudgeOptions {
 export type Verdict =
   /**
    * `changes` is false when applying would change nothing (then the caller need not apply it);
-   * `newClientIds` are the unbound client ids this update writes with, to bind to the writer.
+   * `newClientIds` are the unbound client ids this update writes with, to bind to the writer;
+   * `freshIds` the ids of the messages it adds that are not live now (not edits): the judge
+   * knows only the live document, so the caller checks them against the archive.
    */
-  | { ok: true; changes: boolean; newClientIds: number[] }
+  | { ok: true; changes: boolean; newClientIds: number[]; freshIds: string[] }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
@@ -119,8 +121,8 @@ export class UpdateJudge {
     const newClientIds = this.judgeNewParts(sim, writer)
     const messages = this.collectNewMessages(sim, writer)
     const { deletedIds, effective } = this.judgeDeletes(parsed, sim, writer, messages)
-    this.checkUniqueIds(messages, deletedIds)
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds }
+    const freshIds = this.checkUniqueIds(messages, deletedIds)
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, freshIds }
   }
 
   /** Client binding and placement of every new part; returns the client ids to bind. */
@@ -242,9 +244,10 @@ export class UpdateJudge {
     }
   }
 
-  /** After the update, each id is live at most once; reusing a live id is an edit. */
-  private checkUniqueIds (messages: NewMessage[], deletedIds: Map<string, number>): void {
+  /** After the update, each id is live at most once; reusing a live id is an edit. Returns the ids not live before. */
+  private checkUniqueIds (messages: NewMessage[], deletedIds: Map<string, number>): string[] {
     const added = new Map<string, number>()
+    const fresh: string[] = []
     for (const m of messages) {
       if (m.index < 0) continue // deleted by the same update
       const before = this.index.liveCount(m.id)
@@ -253,7 +256,9 @@ export class UpdateJudge {
       added.set(m.id, n)
       if (kept + n > 1) refuse('DUPLICATE_MESSAGE_ID', `message id ${m.id} is taken`)
       if (before > 0 && !m.edited) refuse('DUPLICATE_MESSAGE_ID', `message id ${m.id} is reused without editedAt`)
+      if (before === 0) fresh.push(m.id)
     }
+    return fresh
   }
 }
 

@@ -16,7 +16,7 @@ import { encodeSyncUpdate } from '../../shared/protocol.ts'
 import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
-import { UpdateJudge } from '../../shared/update-judge.ts'
+import { UpdateJudge, type Verdict } from '../../shared/update-judge.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { ArchivedMessage, DocStore } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
@@ -96,6 +96,10 @@ export class Room {
   private closedWith: ChatError | null = null
   /** Events of the transaction being committed; attached to its update when it is emitted. */
   private txEvents: ServerEvent[] = []
+  /** Ids this room moved to the archive since it loaded (the store may not hold them yet). */
+  private readonly archivedHere = new Set<string>()
+  /** Counts the updates the document emitted, so a judgment knows whether it went stale. */
+  private docVersion = 0
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -124,6 +128,7 @@ export class Room {
       }
     })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
+      this.docVersion++
       this.queue.push({ update, origin, events: this.txEvents })
       this.txEvents = []
       this.scheduleFlush()
@@ -174,12 +179,21 @@ export class Room {
    * Judges a peer's update and applies it when allowed. Throws the refusal; the caller closes
    * the connection. Nothing of a refused update is applied, stored or forwarded.
    */
-  receiveUpdate (conn: RoomConnection, update: Uint8Array): void {
+  async receiveUpdate (conn: RoomConnection, update: Uint8Array): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
-    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
-    if (!verdict.ok) {
-      this.deps.metrics.updatesRefused.inc({ code: verdict.error.code })
-      throw verdict.error
+    let verdict = this.judgeUpdate(conn, update)
+    if (verdict.freshIds.length > 0 && this.archivedCount > 0) {
+      // The judge knows the live document only: an archived message's id is taken too.
+      const version = this.docVersion
+      for (const id of verdict.freshIds) {
+        if (await this.deps.store.archivePosOf(this.id, id) !== undefined) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
+      }
+      if (this.closedWith !== null) throw this.closedWith
+      // Ids live while the store was asked and archived since are in `archivedHere`.
+      if (this.docVersion !== version) verdict = this.judgeUpdate(conn, update)
+    }
+    for (const id of verdict.freshIds) {
+      if (this.archivedHere.has(id)) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
     }
     if (!verdict.changes) return
     if (verdict.newClientIds.length > 0) {
@@ -197,6 +211,16 @@ export class Room {
       throw new ChatError('MISSING_DEPENDENCIES')
     }
     this.deps.metrics.updatesApplied.inc()
+  }
+
+  private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {
+    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
+    return verdict.ok ? verdict : this.refuseUpdate(verdict.error)
+  }
+
+  private refuseUpdate (error: ChatError): never {
+    this.deps.metrics.updatesRefused.inc({ code: error.code })
+    throw error
   }
 
   /** Runs a server-side change (REST, participants, meta) and resolves once it is durable. */
@@ -340,6 +364,7 @@ export class Room {
     const moved = arr.slice(0, k)
     const last = moved[moved.length - 1]
     this.pendingArchive.push(...moved.map((message, i) => ({ pos: base + i, message })))
+    for (const m of moved) this.archivedHere.add(m.id)
     Y.transact(this.doc, () => {
       arr.delete(0, k)
       metaOf(this.doc).set('archived', { count: base + k, lastId: last.id, lastCreatedAt: last.createdAt } satisfies ArchiveMarker)

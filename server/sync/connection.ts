@@ -118,7 +118,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
           if (this.closing) return
           this.send(encodeSyncStep2(Y.encodeStateAsUpdate(this.room.doc, msg.stateVector)))
         } else {
-          this.room.receiveUpdate(this, msg.update)
+          await this.room.receiveUpdate(this, msg.update)
         }
         return
       case 'awareness':
