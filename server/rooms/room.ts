@@ -18,7 +18,7 @@ import { isMessage, type Message, type Participant, type Role } from '../../shar
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge, type Verdict } from '../../shared/update-judge.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
-import type { ArchivedMessage, DocStore } from '../storage/port.ts'
+import type { AppendWith, ArchivedMessage, DocStore } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EventSink, ServerEvent } from '../events.ts'
 
@@ -74,6 +74,16 @@ export interface RoomDeps {
 
 interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[] }
 
+/** Store records a server change writes in the same LevelDB batch as its update (`transact`). */
+export type TransactRecords = Pick<AppendWith, 'conversation' | 'members'>
+
+/** The records of several transactions as one batch's: the last conversation record, every membership change in order. */
+const mergeRecords = (records: readonly TransactRecords[]): TransactRecords => {
+  let conversation: TransactRecords['conversation']
+  for (const r of records) conversation = r.conversation ?? conversation
+  return { conversation, members: records.flatMap(r => r.members ?? []) }
+}
+
 const isArchiveMarker = (v: unknown): v is ArchiveMarker =>
   typeof v === 'object' && v !== null && typeof (v as ArchiveMarker).count === 'number'
 
@@ -88,6 +98,7 @@ export class Room {
   private queue: Queued[] = []
   private pendingBindings: Array<{ userId: string, clientIds: number[] }> = []
   private pendingArchive: ArchivedMessage[] = []
+  private pendingRecords: TransactRecords[] = []
   private flushing: Promise<void> | null = null
   private lastSeq: number
   private logCount: number
@@ -223,10 +234,19 @@ export class Room {
     throw error
   }
 
-  /** Runs a server-side change (REST, participants, meta) and resolves once it is durable. */
-  async transact (fn: (doc: Y.Doc) => void): Promise<void> {
+  /**
+   * Runs a server-side change (REST, participants, meta) and resolves once it is durable. The
+   * store records `fn` returns (the conversation's record, memberships) are written in the same
+   * batch as the change's update, so a crash keeps both or neither.
+   */
+  async transact (fn: (doc: Y.Doc) => TransactRecords | undefined | void): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
-    Y.transact(this.doc, () => fn(this.doc), SERVER_OWNER)
+    Y.transact(this.doc, () => {
+      const records = fn(this.doc)
+      if (records !== undefined) this.pendingRecords.push(records)
+    }, SERVER_OWNER)
+    // A change that left the document as it was still writes its records.
+    if (this.pendingRecords.length > 0) this.scheduleFlush()
     await this.whenDurable()
   }
 
@@ -295,7 +315,7 @@ export class Room {
 
   private async flushLoop (): Promise<void> {
     await Promise.resolve() // let the current transaction and its siblings queue up
-    while (this.queue.length > 0 && this.closedWith === null) {
+    while ((this.queue.length > 0 || this.pendingRecords.length > 0) && this.closedWith === null) {
       const batch = this.queue
       this.queue = []
       if (!this.serverIdBound && batch.some(q => q.origin === SERVER_OWNER || q.origin === ARCHIVE_ORIGIN)) {
@@ -307,17 +327,21 @@ export class Room {
       this.pendingBindings = []
       const archive = this.pendingArchive
       this.pendingArchive = []
-      const merged = batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
+      const records = this.pendingRecords
+      this.pendingRecords = []
+      const merged = batch.length === 0 ? null : batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
       const seq = this.lastSeq + 1
       const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
       const events = batch.flatMap(q => q.events)
       const staged = this.deps.events.stage(events)
-      await this.deps.store.appendUpdates(this.id, seq, [merged], { archive, bindings, sections: staged })
+      await this.deps.store.appendUpdates(this.id, seq, merged === null ? [] : [merged], { archive, bindings, sections: staged, ...mergeRecords(records) })
       endTimer()
-      this.lastSeq = seq
-      this.logCount++
-      this.logBytes += merged.byteLength
-      this.broadcast(batch, merged)
+      if (merged !== null) {
+        this.lastSeq = seq
+        this.logCount++
+        this.logBytes += merged.byteLength
+        this.broadcast(batch, merged)
+      }
       for (const w of staged) w.committed()
       for (const e of events) this.deps.events.emit(e)
       if (this.queue.length === 0) this.maybeArchive()

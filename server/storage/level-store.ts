@@ -82,8 +82,8 @@ export class LevelStore implements DocStore {
   }
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
-    const { archive = [], bindings = [], sections = [] } = with_
-    if (archive.length === 0 && bindings.length === 0 && sections.length === 0) {
+    const { archive = [], bindings = [], sections = [], conversation, members = [] } = with_
+    if (archive.length === 0 && bindings.length === 0 && sections.length === 0 && conversation === undefined && members.length === 0) {
       // The common case: a plain batch on one sublevel is markedly cheaper than a chained one.
       if (updates.length > 0) await this.bin.batch(updates.map((value, i) => ({ type: 'put' as const, key: keys.logKey(conv, firstSeq + i), value })))
       return
@@ -95,6 +95,11 @@ export class LevelStore implements DocStore {
       batch.put(keys.archiveIdKey(conv, a.message.id), a.pos, { sublevel: this.json })
     }
     for (const b of bindings) for (const id of b.clientIds) batch.put(keys.clientKey(conv, id), b.userId, { sublevel: this.json })
+    if (conversation !== undefined) batch.put(keys.convKey(conv), { createdAt: conversation.createdAt }, { sublevel: this.json })
+    for (const m of members) {
+      if (m.joinedAt === null) batch.del(keys.memberKey(m.userId, conv), { sublevel: this.json })
+      else batch.put(keys.memberKey(m.userId, conv), { joinedAt: m.joinedAt }, { sublevel: this.json })
+    }
     this.putSections(batch, sections)
     if (batch.length === 0) {
       await batch.close()

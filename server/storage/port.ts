@@ -41,6 +41,10 @@ export interface AppendWith {
   bindings?: ReadonlyArray<{ userId: string, clientIds: readonly number[] }>
   /** Puts into named sections (the webhook outbox). */
   sections?: readonly SectionPut[]
+  /** The conversation's record (what `createConversation` writes), with its document's first update. */
+  conversation?: { createdAt: number }
+  /** Membership changes (what `setMember` writes), in order; a null `joinedAt` removes one. */
+  members?: ReadonlyArray<{ userId: string, joinedAt: number | null }>
 }
 
 /** A put into a named section, made in the same batch as other writes. */
