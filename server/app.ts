@@ -51,7 +51,7 @@ export interface ServerConfig {
   demoLoopbackOnly: boolean
   /** SMTP URL for notification emails, or null. */
   smtpUrl: string | null
-  /** Webhook/email outbox retries and notification typing sampling (see server/notify/services.ts). */
+  /** Webhook/email outbox retries (see server/notify/services.ts). */
   delivery: DeliveryTuning
 }
 
