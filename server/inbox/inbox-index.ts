@@ -156,8 +156,10 @@ export class InboxIndex {
     for (let i = 0; i < items.length;) {
       let j = i + 1
       if (items[i].event.type === 'message.sent') while (j < items.length && items[j].event.type === 'message.sent') j++
-      await this.#apply(items.slice(i, j))
+      const run = items.slice(i, j)
       i = j
+      // A failed run is reported and the next one goes on, as separate events would.
+      await this.#apply(run).catch(err => { this.#deps.onError(err, run[0].event.conversationId) })
     }
   }
 
