@@ -139,6 +139,19 @@ Persist('creating a conversation is one LevelDB batch: its document, its record 
   await s.stop()
 })
 
+Persist('of two concurrent creations of one conversation, one creates (201) and the other merges (200)', async () => {
+  const s = await startServer()
+  for (let i = 0; i < 5; i++) {
+    const statuses = (await Promise.all([
+      s.api('PUT', `/v1/conversations/race${i}`, { participants: ['alice'] }),
+      s.api('PUT', `/v1/conversations/race${i}`, { participants: ['bob'] })
+    ])).map(r => r.status).sort()
+    assert.equal(statuses, [200, 201], `round ${i}`)
+    assert.equal(Object.keys((await s.api('GET', `/v1/conversations/race${i}`)).body.participants).sort(), ['alice', 'bob'])
+  }
+  await s.stop()
+})
+
 /** Writes what a creation cut short by a crash left: the document, and the record only if `withRecord`. */
 const crashedCreation = async (dir: string, conv: string, withRecord: boolean): Promise<void> => {
   const store = await LevelStore.open(join(dir, 'db'))
