@@ -65,7 +65,7 @@ const fill = async (h: Harness, conv: string, n: number): Promise<void> => {
   for (let i = 0; i < n; i += 500) {
     const sv = Y.encodeStateVector(client)
     messagesOf(client).push(Array.from({ length: Math.min(500, n - i) }, (_, j) => message(i + j, 'writer')))
-    room.receiveUpdate(conn, Y.encodeStateAsUpdate(client, sv))
+    await room.receiveUpdate(conn, Y.encodeStateAsUpdate(client, sv))
     await room.whenDurable()
     Y.applyUpdate(client, Y.encodeStateAsUpdate(room.doc, Y.encodeStateVector(client)))
   }
@@ -134,7 +134,7 @@ const appendParley = async (h: Harness, conv: string, count: number): Promise<{ 
     messagesOf(client).push([message(20_000_000 + i, 'appender')])
     const update = Y.encodeStateAsUpdate(client, sv)
     const t0 = now()
-    room.receiveUpdate(conn, update)
+    await room.receiveUpdate(conn, update)
     const t1 = now()
     await room.whenDurable()
     rounds.push((now() - t0) * 1000)

@@ -347,13 +347,12 @@ export class ConversationView extends ObservableV2<ViewEvents> {
    * Marks every message of the document read: `reads[userId]` = the newest `createdAt` among
    * them. That is not always the last message's: a message written offline long ago can arrive
    * last. The server counts as unread the messages of others created after the marker.
-   * Participants with write access only (a guest would be refused with WRITE_FORBIDDEN, a
-   * read-only participant with READ_ONLY). Returns whether anything changed.
+   * Participants only, with access `ReadWrite` or `Read` (a read marker is not content); a guest
+   * would be refused with WRITE_FORBIDDEN. Returns whether anything changed.
    */
   markRead (): boolean {
     if (this.closedFlag) throw this.closedError()
     if (this.role !== 'participant') throw new ChatError('WRITE_FORBIDDEN', 'Only participants keep read markers')
-    if (this.canWrite !== true) throw new ChatError('READ_ONLY')
     if (this.located.length === 0) return false
     let newest = 0
     for (const l of this.located) newest = Math.max(newest, l.message.createdAt)

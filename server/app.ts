@@ -3,7 +3,7 @@
  * sync endpoint (ws, on the same port), the rooms and the metrics. `listen` and `close` are
  * separate from building, so tests run many servers in one process on port 0.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -54,7 +54,7 @@ export interface ServerConfig {
   demoLoopbackOnly: boolean
   /** SMTP URL for notification emails, or null. */
   smtpUrl: string | null
-  /** Webhook/email outbox retries and notification typing sampling (see server/notify/services.ts). */
+  /** Webhook/email outbox retries (see server/notify/services.ts). */
   delivery: DeliveryTuning
   /** While storage is failing, how often to check for space and try to reopen it. */
   storageRetryMs: number
@@ -117,6 +117,8 @@ const nodeTimers: Timers = {
 
 /** Seconds a client is asked to wait (`Retry-After`) while storage is failing. */
 const STORAGE_RETRY_AFTER_S = 5
+/** The router's limit on one path parameter, in characters as sent (see `frameworkErrors`). */
+const MAX_PARAM_LENGTH = 1024
 
 /** Maps any error thrown in a route to a ChatError. */
 const toChatError = (err: FastifyError, store: DocStore): ChatError => {
@@ -167,6 +169,15 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
 
   const http = Fastify({
     bodyLimit: config.bodyLimit,
+    // Path parameters are ids (at most 128 characters, contract §2); the router's own limit sits
+    // well above that so every longer one reaches its route and is refused there as INVALID_ID.
+    // Past this limit, and for a parameter that is not valid percent-encoding, the router answers
+    // through `frameworkErrors`, in the project's error shape.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
+      const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH' || err.code === 'FST_ERR_BAD_URL' ? new ChatError('INVALID_ID') : toChatError(err, store)
+      void reply.status(e.status).send({ error: e.toJSON() })
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } }
   })
   // JSON in and out: any other body type is refused with 415.

@@ -12,7 +12,7 @@
  *   messages  array elements, each one plain message object of the pinned shape, written by the
  *             writer as itself; deletes only of its own messages; an edit deletes the old object
  *             and inserts one with the same id and an `editedAt`;
- *   reads     the writer's own key only (participants only), a finite number;
+ *   reads     the writer's own key only (participants only, also with access Read), a finite number;
  *   anything else (participants, meta, other roots, nested types, map keys on the array): refused.
  *
  * Updates that would leave structs or deletions pending, or make Yjs throw mid-transaction, are
@@ -50,8 +50,10 @@ export type Verdict =
    * `changes` is false when applying would change nothing (then the caller need not apply it);
    * `newClientIds` are the unbound client ids this update writes with, to bind to the writer;
    * `writtenClientIds` every client id it adds structs under (bound or not).
+   * `freshIds` the ids of the messages it adds that are not live now (not edits): the judge
+   * knows only the live document, so the caller checks them against the archive.
    */
-  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[] }
+  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[] }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
@@ -128,13 +130,14 @@ export class UpdateJudge {
     const newClientIds = this.judgeNewParts(sim, writer)
     const messages = this.collectNewMessages(sim, writer)
     const { deletedIds, effective } = this.judgeDeletes(parsed, sim, writer, messages)
-    this.checkUniqueIds(messages, deletedIds)
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()] }
+    const freshIds = this.checkUniqueIds(messages, deletedIds)
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds }
   }
 
   /** Client binding and placement of every new part; returns the client ids to bind. */
   private judgeNewParts (sim: Simulation, writer: Writer): number[] {
-    if (sim.parts.length > 0 && !writer.canWrite) refuse('READ_ONLY', 'a read-only connection sent changes')
+    // Read markers are not content: a participant with access Read still moves its own (v1.1 §3).
+    if (!writer.canWrite && sim.parts.some(p => !isReadMarkerPlace(p.place))) refuse('READ_ONLY', 'a read-only connection sent changes')
     const newClientIds: number[] = []
     for (const client of sim.partsByClient.keys()) {
       if (this.options.reservedClientIds.has(client)) refuse('CLIENT_ID_TAKEN', `client id ${client} is reserved`)
@@ -203,7 +206,6 @@ export class UpdateJudge {
           if (s.id.clock >= to) break
           if (s.deleted || !(s instanceof Y.Item)) continue // fact 3: only what is not yet deleted
           effective = true
-          if (!writer.canWrite) refuse('READ_ONLY', 'a read-only connection sent deletions')
           const a = Math.max(from, s.id.clock) - s.id.clock
           const b = Math.min(to, s.id.clock + s.length) - s.id.clock
           this.judgeStoredDelete(s, a, b, writer, deletedIds)
@@ -230,12 +232,13 @@ export class UpdateJudge {
   /** Deleting elements [a, b) of a stored, not yet deleted item. */
   private judgeStoredDelete (item: Y.Item, a: number, b: number, writer: Writer, deletedIds: Map<string, number>): void {
     const place = placeOfStored(this.doc, item)
-    if (place.kind !== 'item') return
-    if (place.root === ROOT_READS && place.parentSub !== null) {
+    if (place.kind === 'item' && place.root === ROOT_READS && place.parentSub !== null) {
       if (writer.role !== 'participant') refuse('WRITE_FORBIDDEN', 'guests do not write reads')
       if (place.parentSub !== writer.userId) refuse('WRITE_FORBIDDEN', 'a read marker of another user')
       return
     }
+    if (!writer.canWrite) refuse('READ_ONLY', 'a read-only connection sent deletions')
+    if (place.kind !== 'item') return
     if (place.root !== ROOT_MESSAGES || place.parentSub !== null || !(item.content instanceof Y.ContentAny)) {
       refuse('WRITE_FORBIDDEN', `a deletion in ${place.root ?? 'a nested type'}`)
     }
@@ -250,9 +253,10 @@ export class UpdateJudge {
     }
   }
 
-  /** After the update, each id is live at most once; reusing a live id is an edit. */
-  private checkUniqueIds (messages: NewMessage[], deletedIds: Map<string, number>): void {
+  /** After the update, each id is live at most once; reusing a live id is an edit. Returns the ids not live before. */
+  private checkUniqueIds (messages: NewMessage[], deletedIds: Map<string, number>): string[] {
     const added = new Map<string, number>()
+    const fresh: string[] = []
     for (const m of messages) {
       if (m.index < 0) continue // deleted by the same update
       const before = this.index.liveCount(m.id)
@@ -261,7 +265,9 @@ export class UpdateJudge {
       added.set(m.id, n)
       if (kept + n > 1) refuse('DUPLICATE_MESSAGE_ID', `message id ${m.id} is taken`)
       if (before > 0 && !m.edited) refuse('DUPLICATE_MESSAGE_ID', `message id ${m.id} is reused without editedAt`)
+      if (before === 0) fresh.push(m.id)
     }
+    return fresh
   }
 }
 
@@ -276,6 +282,9 @@ const checkNamedRoots = (parsed: ParsedUpdate): void => {
     }
   }
 }
+
+/** A part in `reads` (whose key and value `judgePlacement` checks). */
+const isReadMarkerPlace = (place: Place): boolean => place.kind === 'item' && place.root === ROOT_READS
 
 /** Where a new part may go, and with what content kind. */
 const judgePlacement = (place: Place, part: NewPart, writer: Writer): void => {

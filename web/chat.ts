@@ -104,7 +104,8 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
 
   let readTimer: ReturnType<typeof setTimeout> | null = null
   const maybeMarkRead = (): void => {
-    if (readTimer !== null || view.role !== 'participant' || view.canWrite !== true || view.status !== 'synced') return
+    // Every participant keeps a read marker, also with access Read (it is not content).
+    if (readTimer !== null || view.role !== 'participant' || view.status !== 'synced') return
     if (document.visibilityState === 'hidden') return
     readTimer = setTimeout(() => {
       readTimer = null

@@ -12,7 +12,9 @@
  *
  * Order and consistency. `handle` runs inside the emitting room's flush (the room is loaded),
  * captures what it needs from the document synchronously, and queues the work; the work runs
- * in event order per conversation, one LevelDB batch per event, off the sync path. `list`
+ * in event order per conversation, off the sync path: the events that arrive while a
+ * conversation's work is being written wait and are applied together (a run of messages is one
+ * LevelDB batch, any other event one batch), so a backlog drains in a few writes. `list`
  * first waits for the work queued before it, so a list read after a write sees it.
  *
  * Seeding. The first event for a conversation the index does not know (one that existed before
@@ -68,6 +70,8 @@ export interface InboxDeps {
 }
 
 type ConvEvent = Extract<ServerEvent, { conversationId: string }>
+/** An event waiting for its conversation's drain, with the snapshot captured when it was emitted. */
+interface Queued { event: ConvEvent, snap: ConvSnapshot | null }
 type Op = { type: 'put', key: string, value: unknown } | { type: 'del', key: string }
 
 /** The work of one event on one conversation, written as one batch. */
@@ -110,6 +114,8 @@ export class InboxIndex {
    * Least recently used first; an entry is dropped while its write is in flight or failed.
    */
   readonly #cache = new Map<string, { state: ConvState, members: Map<string, MemberState> }>()
+  /** Per conversation, the events waiting for its queued drain (taken as a whole when it runs). */
+  readonly #waiting = new Map<string, Queued[]>()
 
   constructor (deps: InboxDeps) {
     this.#deps = deps
@@ -122,12 +128,40 @@ export class InboxIndex {
     const conv = event.conversationId
     if (event.type === 'conversation.deleted') {
       this.#known.delete(conv)
+      this.#waiting.delete(conv) // events after the deletion start a new drain behind it
       void this.#enqueue(conv, async () => await this.#deleteConversation(conv))
       return
     }
     const doc = this.#deps.peekDoc(conv)
     const snap = doc === undefined ? null : captureSnapshot(doc, !this.#known.has(conv))
-    void this.#enqueue(conv, async () => await this.#apply(event, snap))
+    const waiting = this.#waiting.get(conv)
+    if (waiting !== undefined) {
+      waiting.push({ event, snap })
+      return
+    }
+    const drain: Queued[] = [{ event, snap }]
+    this.#waiting.set(conv, drain)
+    void this.#enqueue(conv, async () => {
+      if (this.#waiting.get(conv) === drain) this.#waiting.delete(conv)
+      await this.#drain(drain)
+    })
+  }
+
+  /**
+   * Applies the events that waited, in order. A run of consecutive `message.sent` events is
+   * one batch (their handlers read nothing the run writes), so a backlog, such as a burst of
+   * messages before a shutdown, costs a few writes, not one per message. Any other event is
+   * its own batch: its handler may read what the events before it wrote.
+   */
+  async #drain (items: readonly Queued[]): Promise<void> {
+    for (let i = 0; i < items.length;) {
+      let j = i + 1
+      if (items[i].event.type === 'message.sent') while (j < items.length && items[j].event.type === 'message.sent') j++
+      const run = items.slice(i, j)
+      i = j
+      // A failed run is reported and the next one goes on, as separate events would.
+      await this.#apply(run).catch(err => { this.#deps.onError(err, run[0].event.conversationId) })
+    }
   }
 
   /** The user's conversations, newest activity first. */
@@ -153,35 +187,39 @@ export class InboxIndex {
     return next
   }
 
-  async #apply (event: ConvEvent, snap: ConvSnapshot | null): Promise<void> {
-    const conv = event.conversationId
+  /** Applies events of one conversation (see `#drain`) and writes their effect as one batch. */
+  async #apply (items: readonly Queued[]): Promise<void> {
+    const conv = items[0].event.conversationId
     const cached = this.#cache.get(conv)
     this.#cache.delete(conv)
     let state = cached?.state
     if (state === undefined) {
       const stored = await this.#kv.get(keys.convKey(conv))
-      state = isConvState(stored) ? stored : await this.#seed(conv, snap)
+      state = isConvState(stored) ? stored : await this.#seed(conv, items[0].snap)
     }
     const ctx: Ctx = {
       conv,
       state,
-      snap,
+      snap: items[0].snap,
       ops: [],
       members: cached?.members ?? await this.#loadMembers(conv),
       touched: new Set()
     }
     this.#known.add(conv)
-    if (snap !== null && snap.subject !== ctx.state.subject) {
-      ctx.state.subject = snap.subject
-      ctx.touched = 'all'
+    for (const { event, snap } of items) {
+      ctx.snap = snap
+      if (snap !== null && snap.subject !== ctx.state.subject) {
+        ctx.state.subject = snap.subject
+        ctx.touched = 'all'
+      }
+      await this.#dispatch(ctx, event)
+      // The last message is the last one in document order (contract §4.1), which is not always
+      // the one whose event came last: Yjs may order a concurrent append before one that arrived
+      // earlier, and an edit or delete changes it too. The handlers' own guess stays when the
+      // document was not loaded or its live part is empty. Message handlers rewrite every row.
+      const last = snap?.last ?? null
+      if (last !== null && event.type.startsWith('message.')) ctx.state.lastMessage = last
     }
-    await this.#dispatch(ctx, event)
-    // The last message is the last one in document order (contract §4.1), which is not always
-    // the one whose event came last: Yjs may order a concurrent append before one that arrived
-    // earlier, and an edit or delete changes it too. The handlers' own guess stays when the
-    // document was not loaded or its live part is empty. Message handlers rewrite every row.
-    const last = snap?.last ?? null
-    if (last !== null && event.type.startsWith('message.')) ctx.state.lastMessage = last
     const users = ctx.touched === 'all' ? [...ctx.members.keys()] : [...ctx.touched]
     for (const user of users) {
       const member = ctx.members.get(user)
@@ -210,7 +248,9 @@ export class InboxIndex {
 
   async #onSent (ctx: Ctx, m: Message): Promise<void> {
     const key = keys.timelineKey(ctx.conv, m.createdAt, m.id)
-    if (await this.#kv.get(key) !== undefined) return
+    // Only an event captured with the live messages (before its conversation's state was known)
+    // may find its message already there, put by the seed: the others need no read.
+    if (ctx.snap?.messages != null && await this.#kv.get(key) !== undefined) return
     ctx.ops.push({ type: 'put', key, value: m })
     ctx.state.lastMessage = m
     ctx.state.lastActivityAt = Math.max(ctx.state.lastActivityAt, m.createdAt)
@@ -360,7 +400,7 @@ export class InboxIndex {
       const snap = await this.#deps.withDoc(conv, doc => captureSnapshot(doc, true))
       if (!snap.participants.has(user)) continue
       await this.#enqueue(conv, async () => {
-        await this.#apply({ type: 'participant.added', conversationId: conv, userId: user, participant: { access: 'ReadWrite', notify: true, joinedAt: snap.participants.get(user) ?? 0 } }, snap)
+        await this.#apply([{ event: { type: 'participant.added', conversationId: conv, userId: user, participant: { access: 'ReadWrite', notify: true, joinedAt: snap.participants.get(user) ?? 0 } }, snap }])
       })
     }
     await this.#kv.put(keys.backfillKey(user), true)

@@ -11,8 +11,9 @@
  * When. Per conversation, a pending batch holds, per recipient, every message since the first
  * one it missed (for `MentionsOnly`, since the first that mentions it). The batch is sent once
  * nobody in the conversation has been typing (presence `typing: true`, participants and guests
- * alike) for `notificationDelay` seconds since the last message: while a batch is pending,
- * presence is sampled every `typingPollMs`.
+ * alike) for `notificationDelay` seconds since the last message: while a batch is pending, the
+ * notifier listens to the room's typing changes, holds the batch while anyone types, and
+ * counts the quiet period from the moment typing stopped (an event, not a sample).
  *
  * State machine, per conversation: idle -> pending (a missed message) -> pending (more
  * messages, typing: the quiet period restarts) -> fire -> idle. While pending, a recipient
@@ -38,7 +39,10 @@ export interface NotifierRoom {
   readonly doc: Y.Doc
   readonly presence: {
     participantViewing (): Map<string, boolean>
-    typingUsers (): Set<string>
+    /** Whether anyone has a state saying `typing: true` now. */
+    isTyping (): boolean
+    /** Calls `fn` when someone starts or stops typing; returns the unsubscribe function. */
+    onTypingChange (fn: () => void): () => void
   }
 }
 
@@ -70,8 +74,6 @@ export interface NotifierDeps {
   peek: (conv: string) => NotifierRoom | undefined
   /** The `notificationDelay` setting, in seconds. */
   delaySeconds: () => number
-  /** How often presence is sampled for typing while a batch is pending, in ms. */
-  typingPollMs: number
   /** Hands a notification to delivery; must not throw or wait. */
   deliver: (n: Notification) => void
   /** Keeps pending batches across restarts (optional). */
@@ -82,9 +84,12 @@ interface Pending {
   subject: string | null
   /** Recipient to the messages it missed, in arrival order. */
   recipients: Map<string, Message[]>
-  /** When the conversation was last seen busy (a message, or someone typing), in ms. */
+  /** When the conversation was last busy (a message, or typing starting or stopping), in ms. */
   busyAt: number
   timer: unknown
+  /** The presence whose typing changes this batch listens to, and how to stop listening. */
+  watched: NotifierRoom['presence'] | null
+  unwatch: (() => void) | null
 }
 
 export class Notifier {
@@ -112,7 +117,7 @@ export class Notifier {
     if (this.#deps.store === undefined) return
     for (const [conv, stored] of await this.#deps.store.loadAll()) {
       if (this.#pending.has(conv) || stored.recipients.length === 0) continue
-      const p: Pending = { subject: stored.subject, recipients: new Map(stored.recipients), busyAt: stored.busyAt, timer: null }
+      const p: Pending = { subject: stored.subject, recipients: new Map(stored.recipients), busyAt: stored.busyAt, timer: null, watched: null, unwatch: null }
       this.#pending.set(conv, p)
       this.#schedule(conv, p, 0)
     }
@@ -120,7 +125,7 @@ export class Notifier {
 
   /** Clears every timer; pending batches stay in the store for the next start. */
   stop (): void {
-    for (const p of this.#pending.values()) if (p.timer !== null) this.#deps.timers.clearTimeout(p.timer)
+    for (const p of this.#pending.values()) this.#release(p)
     this.#pending.clear()
   }
 
@@ -135,7 +140,7 @@ export class Notifier {
     if (room === undefined) return
     const viewing = room.presence.participantViewing()
     const subject = metaOf(room.doc).get('subject')
-    const p = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, timer: null }
+    const p: Pending = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, timer: null, watched: null, unwatch: null }
     p.subject = typeof subject === 'string' ? subject : null
     if (m.senderId !== null) p.recipients.delete(m.senderId)
     for (const [userId, participant] of listParticipants(room.doc)) {
@@ -155,7 +160,8 @@ export class Notifier {
     this.#pending.set(conv, p)
     p.busyAt = this.#deps.now()
     this.#save(conv)
-    this.#schedule(conv, p, Math.min(this.#deps.typingPollMs, this.#delayMs()))
+    this.#watch(conv, p, room)
+    this.#schedule(conv, p, this.#delayMs())
   }
 
   /** Applies an edit, delete, read, or removal to the pending batch. */
@@ -194,18 +200,45 @@ export class Notifier {
     }, ms)
   }
 
-  /** Fires when the conversation has been quiet long enough; otherwise samples again. */
+  /** Listens to the typing changes of the conversation's room (again, when it was reloaded). */
+  #watch (conv: string, p: Pending, room: NotifierRoom | undefined): void {
+    if (room === undefined || p.watched === room.presence) return
+    p.unwatch?.()
+    p.watched = room.presence
+    p.unwatch = room.presence.onTypingChange(() => {
+      if (this.#pending.get(conv) !== p) return
+      // Starting or stopping is a sign of typing: the quiet period starts over from now.
+      p.busyAt = this.#deps.now()
+      this.#save(conv)
+      this.#schedule(conv, p, this.#delayMs())
+    })
+  }
+
+  /**
+   * At the end of a quiet period: fires unless someone is typing now (then the change that ends
+   * the typing schedules the next check) or the period was extended meanwhile.
+   */
   #check (conv: string, p: Pending): void {
     if (this.#pending.get(conv) !== p) return
-    const now = this.#deps.now()
-    const typing = (this.#deps.peek(conv)?.presence.typingUsers().size ?? 0) > 0
-    if (typing) p.busyAt = now
-    const remaining = p.busyAt + this.#delayMs() - now
-    if (!typing && remaining <= 0) this.#fire(conv, p)
-    else this.#schedule(conv, p, typing ? this.#deps.typingPollMs : Math.min(this.#deps.typingPollMs, remaining))
+    const room = this.#deps.peek(conv)
+    this.#watch(conv, p, room)
+    if (room?.presence.isTyping() === true) return
+    const remaining = p.busyAt + this.#delayMs() - this.#deps.now()
+    if (remaining <= 0) this.#fire(conv, p)
+    else this.#schedule(conv, p, remaining)
+  }
+
+  /** Stops the batch's timer and its listening. */
+  #release (p: Pending): void {
+    if (p.timer !== null) this.#deps.timers.clearTimeout(p.timer)
+    p.timer = null
+    p.unwatch?.()
+    p.unwatch = null
+    p.watched = null
   }
 
   #fire (conv: string, p: Pending): void {
+    this.#release(p)
     this.#pending.delete(conv)
     this.#save(conv)
     const room = this.#deps.peek(conv)
@@ -226,7 +259,7 @@ export class Notifier {
   #drop (conv: string): void {
     const p = this.#pending.get(conv)
     if (p === undefined) return
-    if (p.timer !== null) this.#deps.timers.clearTimeout(p.timer)
+    this.#release(p)
     this.#pending.delete(conv)
     this.#save(conv)
   }

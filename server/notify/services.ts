@@ -26,13 +26,10 @@ const OUTBOX_SECTION = 'outbox'
 
 export interface DeliveryTuning {
   outbox: OutboxTuning
-  /** Presence sampling period for typing while a notification is pending, in ms. */
-  typingPollMs: number
 }
 
 export const DEFAULT_DELIVERY_TUNING: Readonly<DeliveryTuning> = Object.freeze({
-  outbox: DEFAULT_OUTBOX_TUNING,
-  typingPollMs: 1000
+  outbox: DEFAULT_OUTBOX_TUNING
 })
 
 /** One outbox payload. */
@@ -180,7 +177,6 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
     now,
     peek: conv => deps.rooms.peek(conv),
     delaySeconds: () => settings().notificationDelay,
-    typingPollMs: deps.tuning.typingPollMs,
     deliver: n => {
       track(deliverNotification(n).catch(err => logger.error({ err, conversation: n.conversationId }, 'notification delivery failed')))
     }

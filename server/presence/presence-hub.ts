@@ -125,6 +125,9 @@ export class PresenceHub {
   readonly #guestUsers = new Map<string, number>()
   /** Client ids changed since the last flush (live or tombstoned). */
   readonly #dirty = new Set<number>()
+  /** Client ids whose state says `typing: true`. */
+  readonly #typing = new Set<number>()
+  readonly #typingListeners = new Set<() => void>()
 
   #serverClock = 0
   #serverJson = ''
@@ -278,6 +281,25 @@ export class PresenceHub {
     return out
   }
 
+  /** Whether `userId` has a guest connection joined now (a new tab of it takes no new place). */
+  hasGuest (userId: string): boolean {
+    return this.#guestUsers.has(userId)
+  }
+
+  /** Whether anyone (participant or guest) has a state saying `typing: true` now. */
+  isTyping (): boolean {
+    return this.#typing.size > 0
+  }
+
+  /**
+   * Calls `fn` whenever someone starts or stops typing (a state gains or loses `typing: true`,
+   * or goes away, also when the hub is destroyed). Returns the unsubscribe function.
+   */
+  onTypingChange (fn: () => void): () => void {
+    this.#typingListeners.add(fn)
+    return () => { this.#typingListeners.delete(fn) }
+  }
+
   /** Distinct guest users online, for the `maxGuests` cap (checked by the caller before `join`). */
   distinctGuestUsers (): number {
     return this.#guestUsers.size
@@ -296,6 +318,23 @@ export class PresenceHub {
     this.#conns.clear()
     this.#participantUsers.clear()
     this.#guestUsers.clear()
+    const wasTyping = this.#typing.size > 0
+    this.#typing.clear()
+    if (wasTyping) this.#typingChanged()
+    this.#typingListeners.clear()
+  }
+
+  /** Records whether `clientId`'s state (null: removed) says it is typing; tells listeners of a change. */
+  #trackTyping (clientId: number, json: string | null): void {
+    const typing = json !== null && json.includes('"typing"') && stateFlag(json, 'typing') === true
+    if (typing === this.#typing.has(clientId)) return
+    if (typing) this.#typing.add(clientId)
+    else this.#typing.delete(clientId)
+    this.#typingChanged()
+  }
+
+  #typingChanged (): void {
+    for (const fn of [...this.#typingListeners]) fn()
   }
 
   #set (conn: Conn, e: AwarenessEntry): void {
@@ -315,6 +354,7 @@ export class PresenceHub {
       })
       conn.ids.add(e.clientId)
       this.#markDirty(e.clientId, true)
+      this.#trackTyping(e.clientId, e.json)
       return
     }
     if (live.owner !== conn) {
@@ -335,6 +375,7 @@ export class PresenceHub {
     live.role = conn.peer.role
     live.json = e.json
     this.#markDirty(e.clientId, changed)
+    if (changed) this.#trackTyping(e.clientId, e.json)
   }
 
   #remove (conn: Conn, e: AwarenessEntry): void {
@@ -347,6 +388,7 @@ export class PresenceHub {
 
   #bury (clientId: number, s: LiveState, clock: number, author: number): void {
     this.#states.delete(clientId)
+    this.#trackTyping(clientId, null)
     this.#tombstones.set(clientId, {
       outClock: clock,
       guestsKnow: s.role === 'participant' || s.shownToGuests,

@@ -9,7 +9,7 @@ import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toUserId } from '../../shared/ids.ts'
 import { getGuestAccess, getParticipant, listParticipants, metaOf, participantsOf } from '../../shared/doc.ts'
 import type { Access, GuestAccess, Notify, Participant } from '../../shared/schema.ts'
-import type { Room } from '../rooms/room.ts'
+import type { Room, TransactRecords } from '../rooms/room.ts'
 import { requireAdmin, requireEditor, requireReader, requireBrowserSync } from './permissions.ts'
 import { conversationBody, participantBody } from './schemas.ts'
 import { writeWithEvents } from '../events.ts'
@@ -70,19 +70,27 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     const body = (req.body ?? {}) as ConversationPatch
     const settings = deps.settings.current
     requireBrowserSync(principal, settings)
+    // A document without its record is a creation that crashed before this change made it
+    // atomic: this PUT completes it (record and every membership) instead of answering 404 forever.
+    let recorded = await deps.store.conversationExists(id)
     let created = false
     const view = await deps.rooms.withRoom(id, async room => {
       // Decided on the loaded document, with no await before the transaction: of two
       // concurrent creates, the second sees the first's `createdAt` and is an update.
       const existed = isCreated(room.doc)
+      if (existed && !recorded) {
+        // Either a crashed creation or a concurrent one still being written: wait for the latter.
+        await room.whenDurable()
+        recorded = await deps.store.conversationExists(id)
+      }
       if (existed) requireEditor(principal, room.doc, settings)
       const now = deps.now()
       const adding = [...(body.participants ?? [])]
       if (!existed && principal.kind === 'user') adding.push(principal.userId)
       checkLimit(room.doc, adding, settings.maxParticipants)
-      const added: string[] = []
-      created = !existed
-      await room.transact(doc => {
+      created = !existed || !recorded
+      // The document, the conversation's record and the memberships go in one LevelDB batch.
+      await room.transact((doc): TransactRecords => {
         const meta = metaOf(doc)
         if (!meta.has('createdAt')) meta.set('createdAt', now)
         if (!meta.has('guestAccess')) meta.set('guestAccess', 'write')
@@ -91,13 +99,17 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
         }
         const participants = participantsOf(doc)
         for (const userId of adding) {
-          if (participants.has(userId)) continue
-          participants.set(userId, { access: 'ReadWrite', notify: true, joinedAt: now })
-          added.push(userId)
+          if (!participants.has(userId)) participants.set(userId, { access: 'ReadWrite', notify: true, joinedAt: now })
+        }
+        // Memberships of the users named here are (re)written, so a repeated PUT repairs them;
+        // a completed creation writes everyone's.
+        const members = created ? [...listParticipants(doc).keys()] : adding
+        const createdAt = meta.get('createdAt')
+        return {
+          conversation: created ? { createdAt: typeof createdAt === 'number' ? createdAt : now } : undefined,
+          members: members.map(userId => ({ userId, joinedAt: getParticipant(doc, userId)?.joinedAt ?? now }))
         }
       })
-      if (created) await deps.store.createConversation(id, now)
-      await Promise.all(added.map(u => deps.store.setMember(u, id, now)))
       return conversationView(id, room.doc)
     })
     return await reply.status(created ? 201 : 200).send(view)
@@ -142,13 +154,17 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
       const now = deps.now()
       const next = make(getParticipant(room.doc, userId), now)
       if (next === null) {
-        await room.transact(doc => { participantsOf(doc).delete(userId) })
-        await deps.store.setMember(userId, id, null)
+        await room.transact(doc => {
+          participantsOf(doc).delete(userId)
+          return { members: [{ userId, joinedAt: null }] }
+        })
         return {}
       }
       checkLimit(room.doc, [userId], deps.settings.current.maxParticipants)
-      await room.transact(doc => { participantsOf(doc).set(userId, next) })
-      await deps.store.setMember(userId, id, next.joinedAt)
+      await room.transact(doc => {
+        participantsOf(doc).set(userId, next)
+        return { members: [{ userId, joinedAt: next.joinedAt }] }
+      })
       return { access: next.access, notify: next.notify }
     })
   }

@@ -12,6 +12,7 @@ import { requireAdmin, requireHistoryReader } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
+import { writeWithEvents } from '../events.ts'
 
 interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string }
 
@@ -109,8 +110,9 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
       if (i < 0) {
         const archived = await findArchived(deps, id, messageId)
         const next = edit(archived.message)
-        await deps.store.updateArchived(id, archived.pos, next)
-        deps.events.emit({ type: 'message.updated', conversationId: id, message: next, previous: archived.message })
+        await writeWithEvents(deps.events, [{ type: 'message.updated', conversationId: id, message: next, previous: archived.message }], async staged => {
+          await deps.store.updateArchived(id, archived.pos, next, staged)
+        })
         return next
       }
       const next = edit(messagesOf(room.doc).get(i))
@@ -135,8 +137,9 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         return
       }
       const archived = await findArchived(deps, id, messageId)
-      await deps.store.updateArchived(id, archived.pos, null)
-      deps.events.emit({ type: 'message.deleted', conversationId: id, message: archived.message })
+      await writeWithEvents(deps.events, [{ type: 'message.deleted', conversationId: id, message: archived.message }], async staged => {
+        await deps.store.updateArchived(id, archived.pos, null, staged)
+      })
     })
     return await reply.status(204).send()
   })

@@ -23,10 +23,10 @@ import { encodeSyncUpdate } from '../../shared/protocol.ts'
 import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
-import { UpdateJudge } from '../../shared/update-judge.ts'
+import { UpdateJudge, type Verdict } from '../../shared/update-judge.ts'
 import { moveEarlyMessages } from '../../shared/order.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
-import type { ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
+import type { AppendWith, ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EventSink, ServerEvent } from '../events.ts'
 
@@ -104,6 +104,16 @@ const applyStored = (doc: Y.Doc, stored: StoredDoc): void => {
   })
 }
 
+/** Store records a server change writes in the same LevelDB batch as its update (`transact`). */
+export type TransactRecords = Pick<AppendWith, 'conversation' | 'members'>
+
+/** The records of several transactions as one batch's: the last conversation record, every membership change in order. */
+const mergeRecords = (records: readonly TransactRecords[]): TransactRecords => {
+  let conversation: TransactRecords['conversation']
+  for (const r of records) conversation = r.conversation ?? conversation
+  return { conversation, members: records.flatMap(r => r.members ?? []) }
+}
+
 const isArchiveMarker = (v: unknown): v is ArchiveMarker =>
   typeof v === 'object' && v !== null && typeof (v as ArchiveMarker).count === 'number'
 
@@ -118,6 +128,7 @@ export class Room {
   private queue: Queued[] = []
   private pendingBindings: Array<{ userId: string, clientIds: number[] }> = []
   private pendingArchive: ArchivedMessage[] = []
+  private pendingRecords: TransactRecords[] = []
   private flushing: Promise<void> | null = null
   /** True while a batch that storage refused waits at the head of the queue. */
   private stalled = false
@@ -130,6 +141,10 @@ export class Room {
   private txEvents: ServerEvent[] = []
   /** Whether the server wrote in the peer transaction being committed (see `Queued.byServer`). */
   private txByServer = false
+  /** Ids this room moved to the archive since it loaded (the store may not hold them yet). */
+  private readonly archivedHere = new Set<string>()
+  /** Counts the updates the document emitted, so a judgment knows whether it went stale. */
+  private docVersion = 0
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -158,6 +173,7 @@ export class Room {
       }
     })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
+      this.docVersion++
       this.queue.push({ update, origin, events: this.txEvents, byServer: this.txByServer })
       this.txEvents = []
       this.txByServer = false
@@ -209,16 +225,25 @@ export class Room {
    * Judges a peer's update and applies it when allowed. Throws the refusal; the caller closes
    * the connection. Nothing of a refused update is applied, stored or forwarded.
    */
-  receiveUpdate (conn: RoomConnection, update: Uint8Array): void {
+  async receiveUpdate (conn: RoomConnection, update: Uint8Array): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     // While storage fails, peers were told the stored state vector: any struct they send is
     // something the store lacks. Refusing it (retryably) keeps every later answer to their sync
     // step 1 probes honest: it acknowledges only what is stored.
     if (this.stalled && hasStructs(update)) throw this.storageRefusal()
-    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
-    if (!verdict.ok) {
-      this.deps.metrics.updatesRefused.inc({ code: verdict.error.code })
-      throw verdict.error
+    let verdict = this.judgeUpdate(conn, update)
+    if (verdict.freshIds.length > 0 && this.archivedCount > 0) {
+      // The judge knows the live document only: an archived message's id is taken too.
+      const version = this.docVersion
+      for (const id of verdict.freshIds) {
+        if (await this.deps.store.archivePosOf(this.id, id) !== undefined) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
+      }
+      if (this.closedWith !== null) throw this.closedWith
+      // Ids live while the store was asked and archived since are in `archivedHere`.
+      if (this.docVersion !== version) verdict = this.judgeUpdate(conn, update)
+    }
+    for (const id of verdict.freshIds) {
+      if (this.archivedHere.has(id)) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
     }
     if (!verdict.changes) return
     this.assertWritable()
@@ -248,11 +273,30 @@ export class Room {
     this.deps.metrics.updatesApplied.inc()
   }
 
-  /** Runs a server-side change (REST, participants, meta) and resolves once it is durable. */
-  async transact (fn: (doc: Y.Doc) => void): Promise<void> {
+  private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {
+    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
+    return verdict.ok ? verdict : this.refuseUpdate(verdict.error)
+  }
+
+  private refuseUpdate (error: ChatError): never {
+    this.deps.metrics.updatesRefused.inc({ code: error.code })
+    throw error
+  }
+
+  /**
+   * Runs a server-side change (REST, participants, meta) and resolves once it is durable. The
+   * store records `fn` returns (the conversation's record, memberships) are written in the same
+   * batch as the change's update, so a crash keeps both or neither.
+   */
+  async transact (fn: (doc: Y.Doc) => TransactRecords | undefined | void): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     this.assertWritable()
-    Y.transact(this.doc, () => fn(this.doc), SERVER_OWNER)
+    Y.transact(this.doc, () => {
+      const records = fn(this.doc)
+      if (records !== undefined) this.pendingRecords.push(records)
+    }, SERVER_OWNER)
+    // A change that left the document as it was still writes its records.
+    if (this.pendingRecords.length > 0) this.scheduleFlush()
     await this.whenDurable()
   }
 
@@ -387,7 +431,7 @@ export class Room {
 
   private async flushLoop (): Promise<void> {
     await Promise.resolve() // let the current transaction and its siblings queue up
-    while (this.queue.length > 0 && this.closedWith === null) {
+    while ((this.queue.length > 0 || this.pendingRecords.length > 0) && this.closedWith === null) {
       const batch = this.queue
       this.queue = []
       if (!this.serverIdBound && batch.some(q => q.byServer || q.origin === SERVER_OWNER || q.origin === ARCHIVE_ORIGIN)) {
@@ -399,29 +443,34 @@ export class Room {
       this.pendingBindings = []
       const archive = this.pendingArchive
       this.pendingArchive = []
-      const merged = batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
+      const records = this.pendingRecords
+      this.pendingRecords = []
+      const merged = batch.length === 0 ? null : batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
       const seq = this.lastSeq + 1
       const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
       const events = batch.flatMap(q => q.events)
       const staged = this.deps.events.stage(events)
       try {
-        await this.deps.store.appendUpdates(this.id, seq, [merged], { archive, bindings, sections: staged })
+        await this.deps.store.appendUpdates(this.id, seq, merged === null ? [] : [merged], { archive, bindings, sections: staged, ...mergeRecords(records) })
       } catch (e) {
         if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
         // Nothing of it was forwarded or acknowledged: keep it, in order, for when storage is back.
         this.queue = [...batch, ...this.queue]
         this.pendingBindings = [...bindings, ...this.pendingBindings]
         this.pendingArchive = [...archive, ...this.pendingArchive]
+        this.pendingRecords = [...records, ...this.pendingRecords]
         this.stalled = true
         const refusal = this.storageRefusal()
         for (const q of batch) if (this.conns.has(q.origin as RoomConnection)) (q.origin as RoomConnection).close(refusal)
         return
       }
       endTimer()
-      this.lastSeq = seq
-      this.logCount++
-      this.logBytes += merged.byteLength
-      this.broadcast(batch, merged)
+      if (merged !== null) {
+        this.lastSeq = seq
+        this.logCount++
+        this.logBytes += merged.byteLength
+        this.broadcast(batch, merged)
+      }
       for (const w of staged) w.committed()
       for (const e of events) this.deps.events.emit(e)
       if (this.queue.length === 0) this.maybeArchive()
@@ -469,6 +518,7 @@ export class Room {
     const moved = arr.slice(0, k)
     const last = moved[moved.length - 1]
     this.pendingArchive.push(...moved.map((message, i) => ({ pos: base + i, message })))
+    for (const m of moved) this.archivedHere.add(m.id)
     Y.transact(this.doc, () => {
       arr.delete(0, k)
       metaOf(this.doc).set('archived', { count: base + k, lastId: last.id, lastCreatedAt: last.createdAt } satisfies ArchiveMarker)

@@ -174,13 +174,18 @@ export class LevelStore implements DocStore {
   }
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
-    const { archive = [], bindings = [], sections = [] } = with_
+    const { archive = [], bindings = [], sections = [], conversation, members = [] } = with_
     const ops: Op[] = updates.map((value, i) => ({ type: 'put', sublevel: this.bin, key: keys.logKey(conv, firstSeq + i), value }))
     for (const a of archive) {
       ops.push({ type: 'put', sublevel: this.json, key: keys.archiveKey(conv, a.pos), value: a.message })
       ops.push({ type: 'put', sublevel: this.json, key: keys.archiveIdKey(conv, a.message.id), value: a.pos })
     }
     for (const b of bindings) for (const id of b.clientIds) ops.push({ type: 'put', sublevel: this.json, key: keys.clientKey(conv, id), value: b.userId })
+    if (conversation !== undefined) ops.push({ type: 'put', sublevel: this.json, key: keys.convKey(conv), value: { createdAt: conversation.createdAt } })
+    for (const m of members) {
+      const key = keys.memberKey(m.userId, conv)
+      ops.push(m.joinedAt === null ? { type: 'del', sublevel: this.json, key } : { type: 'put', sublevel: this.json, key, value: { joinedAt: m.joinedAt } })
+    }
     ops.push(...this.sectionOps(sections))
     await this.commit(ops)
   }
@@ -201,14 +206,16 @@ export class LevelStore implements DocStore {
     return typeof pos === 'number' ? pos : undefined
   }
 
-  async updateArchived (conv: string, pos: number, message: Message | null): Promise<void> {
+  async updateArchived (conv: string, pos: number, message: Message | null, sections: readonly SectionPut[] = []): Promise<void> {
     const old = (await this.json.get(keys.archiveKey(conv, pos))) as Message | undefined
     if (old === undefined) return
+    const ops: Op[] = []
     if (message === null) {
-      await this.commit([{ type: 'del', sublevel: this.json, key: keys.archiveKey(conv, pos) }, { type: 'del', sublevel: this.json, key: keys.archiveIdKey(conv, old.id) }])
+      ops.push({ type: 'del', sublevel: this.json, key: keys.archiveKey(conv, pos) }, { type: 'del', sublevel: this.json, key: keys.archiveIdKey(conv, old.id) })
     } else {
-      await this.commit([{ type: 'put', sublevel: this.json, key: keys.archiveKey(conv, pos), value: message }])
+      ops.push({ type: 'put', sublevel: this.json, key: keys.archiveKey(conv, pos), value: message })
     }
+    await this.commit([...ops, ...this.sectionOps(sections)])
   }
 
   async compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void> {

@@ -41,6 +41,10 @@ export interface AppendWith {
   bindings?: ReadonlyArray<{ userId: string, clientIds: readonly number[] }>
   /** Puts into named sections (the webhook outbox). */
   sections?: readonly SectionPut[]
+  /** The conversation's record (what `createConversation` writes), with its document's first update. */
+  conversation?: { createdAt: number }
+  /** Membership changes (what `setMember` writes), in order; a null `joinedAt` removes one. */
+  members?: ReadonlyArray<{ userId: string, joinedAt: number | null }>
 }
 
 /** A put into a named section, made in the same batch as other writes. */
@@ -78,8 +82,8 @@ export interface DocStore {
   readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }>
   /** Where an archived message is, if it is archived. */
   archivePosOf (conv: string, messageId: string): Promise<number | undefined>
-  /** Replaces (edit) or removes (null: delete) an archived message. */
-  updateArchived (conv: string, pos: number, message: Message | null): Promise<void>
+  /** Replaces (edit) or removes (null: delete) an archived message, with the section puts (its webhook) in the same batch. */
+  updateArchived (conv: string, pos: number, message: Message | null, sections?: readonly SectionPut[]): Promise<void>
   /** Replaces the snapshot and every log entry up to `seq` with `snapshot`, atomically. */
   compact (conv: string, seq: number, snapshot: Uint8Array): Promise<void>
 

@@ -127,7 +127,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
           if (this.closing) return
           this.send(encodeSyncStep2(answer))
         } else {
-          this.room.receiveUpdate(this, msg.update)
+          await this.room.receiveUpdate(this, msg.update)
         }
         return
       case 'awareness':

@@ -161,7 +161,8 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
         browserSync: settings.browserSync,
         guestAccess: getGuestAccess(room.doc)
       })
-      if (admission.role === 'guest' && !room.presence.summary().guests.includes(userId) &&
+      // A user counts once, however many tabs it opens.
+      if (admission.role === 'guest' && !room.presence.hasGuest(userId) &&
         room.presence.distinctGuestUsers() >= settings.maxGuests) {
         throw new ChatError('GUEST_LIMIT')
       }

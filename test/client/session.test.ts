@@ -1,5 +1,6 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
+import * as Y from 'yjs'
 import type { Session } from '../../client/node.ts'
 import type { ChatError } from '../../shared/errors.ts'
 import { startServer, type TestServer } from '../helpers/server.ts'
@@ -213,6 +214,32 @@ Client('markRead writes the read marker and the conversation list shows unread c
   const guest = (await sessionFor(ctx.s, 'gx', {}, ctx.sessions)).open(id, { asGuest: true })
   await guest.whenSynced()
   try { guest.markRead(); assert.unreachable() } catch (e) { assert.is((e as ChatError).code, 'WRITE_FORBIDDEN') }
+  list.close()
+})
+
+Client('a participant with access Read moves its own read marker and its unread count clears', async ctx => {
+  const id = await room(ctx, ['alice', 'reader'])
+  await ctx.s.api('PATCH', `/v1/conversations/${id}/participants/reader`, { access: 'Read' })
+  const alice = (await sessionFor(ctx.s, 'alice', {}, ctx.sessions)).open(id)
+  await alice.whenSynced()
+  for (const t of ['one', 'two']) alice.send(t)
+  await alice.whenSent(alice.messages.at(-1)!.id)
+  const readerSession = await sessionFor(ctx.s, 'reader', {}, ctx.sessions)
+  const list = readerSession.conversations({ intervalMs: 200 })
+  await waitFor(() => list.items.find(c => c.id === id)?.unreadCount === 2, 5000, 'unread 2')
+  const reader = readerSession.open(id)
+  await reader.whenSynced()
+  assert.is(reader.canWrite, false)
+  assert.ok(reader.markRead())
+  await waitFor(() => list.items.find(c => c.id === id)?.unreadCount === 0, 5000, 'unread 0 after markRead')
+  await waitFor(() => alice.doc.getMap('reads').get('reader') === alice.messages.at(-1)!.createdAt, 5000, 'the marker reached alice')
+  await ctx.s.server.rooms.peek(id)!.whenDurable()
+  const stored = new Y.Doc()
+  const { snapshot, updates } = await ctx.s.store.loadDoc(id)
+  if (snapshot !== null) Y.applyUpdate(stored, snapshot)
+  for (const u of updates) Y.applyUpdate(stored, u)
+  assert.is(stored.getMap('reads').get('reader'), alice.messages.at(-1)!.createdAt, 'stored')
+  assert.is(reader.status, 'synced', 'the connection stays open')
   list.close()
 })
 

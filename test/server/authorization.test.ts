@@ -367,7 +367,7 @@ Auth('reads: a guest writing reads is refused with WRITE_FORBIDDEN', async ctx =
   await write(ctx, g, push(msg('g1', 'visitor')), 'a guest message (guestAccess write)')
 })
 
-const readOnlyCase = async (ctx: Ctx, user: string, params: Record<string, string>): Promise<void> => {
+const readOnlyCase = async (ctx: Ctx, user: string, params: Record<string, string>, ownReadMarker: 'accepted' | ErrorCode): Promise<void> => {
   const a = await rawPeer(ctx, 'alice')
   await write(ctx, a, push(msg('m1', 'alice'), msg('m2', 'alice')))
   await write(ctx, a, d => d.getMap('reads').set('alice', 3))
@@ -381,16 +381,22 @@ const readOnlyCase = async (ctx: Ctx, user: string, params: Record<string, strin
   const r2 = await rawPeer(ctx, user, freshClientId(), params)
   await refusedUpdate(ctx, r2, changesOf(r2.doc, d => messages(d).delete(0, 1)), 'READ_ONLY', 'a deletion')
   const r3 = await rawPeer(ctx, user, freshClientId(), params)
-  await refusedUpdate(ctx, r3, changesOf(r3.doc, d => d.getMap('reads').set(user, 9)), 'READ_ONLY', 'a read marker')
+  if (ownReadMarker === 'accepted') {
+    await write(ctx, r3, d => d.getMap('reads').set(user, 9), 'its own read marker (v1.1 §3)')
+    assert.is(room(ctx).doc.getMap('reads').get(user), 9)
+    await refusedUpdate(ctx, r3, changesOf(r3.doc, d => d.getMap('reads').set('alice', 9)), 'WRITE_FORBIDDEN', 'another user\'s read marker')
+  } else {
+    await refusedUpdate(ctx, r3, changesOf(r3.doc, d => d.getMap('reads').set(user, 9)), ownReadMarker, 'a read marker')
+  }
 }
 
-Auth('a read-only participant (access Read) may send a no-op sync step 2 and stays connected; any change is refused with READ_ONLY', async ctx => {
-  await readOnlyCase(ctx, 'reader', {})
+Auth('a read-only participant (access Read) may send a no-op sync step 2 and move its own read marker; any other change is refused', async ctx => {
+  await readOnlyCase(ctx, 'reader', {}, 'accepted')
 })
 
 Auth('a read-only guest (guestAccess read) may send a no-op sync step 2 and stays connected; any change is refused with READ_ONLY', async ctx => {
   assert.is((await ctx.s.api('PUT', `/v1/conversations/${CONV}`, { guestAccess: 'read' })).status, 200)
-  await readOnlyCase(ctx, 'visitor', { guest: '1' })
+  await readOnlyCase(ctx, 'visitor', { guest: '1' }, 'WRITE_FORBIDDEN')
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -112,6 +112,30 @@ Guests('guests do not count toward maxParticipants; maxGuests caps distinct gues
   await g3.synced
 })
 
+Guests('in a full room, a guest already online opens another tab, also one past the first 100 listed', async ctx => {
+  const n = 101
+  await ctx.s.api('PATCH', '/v1/settings', { maxGuests: n })
+  const hub = (): { distinctGuestUsers: () => number, summary: () => { guests: string[] } } => ctx.s.server.rooms.peek('room')!.presence
+  const raws: Array<ReturnType<typeof connectRaw>> = []
+  const guest = async (user: string): Promise<ReturnType<typeof connectRaw>> => {
+    const c = connectRaw(`${ctx.s.wsUrl}/room?guest=1&token=${await ctx.s.token(user)}`)
+    raws.push(c)
+    return c
+  }
+  for (let i = 0; i < n - 1; i++) await guest(`g${i}`)
+  await waitFor(() => ctx.s.server.rooms.peek('room')?.presence.distinctGuestUsers() === n - 1, 10000, 'the first guests admitted')
+  await guest('last')
+  await waitFor(() => hub().distinctGuestUsers() === n, 5000, 'the room full')
+  assert.not.ok(hub().summary().guests.includes('last'), 'the listed guests stop before it')
+  const tab = await guest('last')
+  await waitFor(() => tab.frames.some(f => f[0] === 0), 5000, 'the second tab synced')
+  const outsider = await guest('outsider')
+  assert.is((await outsider.closed).code, 4409)
+  assert.is(tab.ws.readyState, tab.ws.OPEN, 'the second tab was admitted and stays')
+  assert.is(hub().distinctGuestUsers(), n)
+  for (const c of raws) c.ws.terminate()
+})
+
 Guests('presence is set by the server: forged ids and roles are corrected', async ctx => {
   const a = await join(ctx, 'alice')
   const g = await join(ctx, 'mallory', true)

@@ -103,4 +103,31 @@ History('deleting the conversation removes its archive too', async ({ s }) => {
   assert.is(await s.store.archivePosOf('c1', 'id1'), undefined)
 })
 
+/** A stock peer of bob sends a message with `id`; resolves with its close code (0 if it stays open). */
+const reuse = async (s: TestServer, id: string): Promise<number> => {
+  const b = connectPeer(s.wsUrl, 'c1', await s.token('bob'))
+  await b.synced
+  sendMessage(b.doc, 'bob', 'reused', id)
+  const room = s.server.rooms.peek('c1')!
+  await waitFor(() => b.closes.length > 0 || messagesOf(room.doc).toArray().some(m => m.id === id), 5000, 'a verdict')
+  const code = b.closes[0]?.code ?? 0
+  b.destroy()
+  return code
+}
+
+History('an archived message\'s id cannot be reused by a peer, before and after a restart', async ({ s }) => {
+  await writeMany(s, 60)
+  assert.ok((await s.store.archivePosOf('c1', 'id1')) !== undefined, 'id1 is archived')
+  assert.is(await reuse(s, 'id1'), 4403, 'refused while the room that archived it is loaded')
+  await s.stop(true)
+  const s2 = await startServer({ dir: s.dir, config: { historyWindow: WINDOW, archiveChunk: CHUNK } })
+  s.stop = async () => { await s2.stop() }
+  assert.is(await reuse(s2, 'id2'), 4403, 'refused after a reload (the store is asked)')
+  const room = s2.server.rooms.peek('c1')!
+  await room.whenDurable()
+  assert.not.ok(messagesOf(room.doc).toArray().some(m => m.senderId === 'bob'), 'nothing of it is live')
+  assert.equal((await allOverRest(s2)).filter(t => t === 'reused'), [])
+  assert.is(await reuse(s2, 'fresh-id'), 0, 'a new id is taken')
+})
+
 History.run()

@@ -5,7 +5,8 @@ import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runServer, spawnServer } from '../helpers/process.ts'
-import { connectRaw } from '../helpers/clients.ts'
+import { connectPeer, connectRaw } from '../helpers/clients.ts'
+import { messagesOf } from '../../shared/doc.ts'
 import { parseProcessOptions, ConfigError } from '../../server/config.ts'
 
 const Proc = suite<{ dir: string }>('the parley process')
@@ -82,6 +83,36 @@ Proc('on port 0 it prints the real port, keeps a generated owner-only secret, an
   const conv2 = await fetch(again.url + '/v1/conversations/c1', { headers: { authorization: `Bearer ${secret}` } })
   assert.is(conv2.status, 200, 'the generated secret is kept across restarts')
   again.child.kill('SIGINT')
+  assert.is((await again.exited).code, 0)
+})
+
+Proc('SIGTERM right after a burst of messages exits 0, with every message in the reader\'s unread count', async ({ dir }) => {
+  const args = ['--port', '0', '--data', join(dir, 'data'), '--secret', SECRET]
+  const admin = { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' }
+  const s = await spawnServer(args)
+  await fetch(s.url + '/v1/conversations/big', { method: 'PUT', headers: admin, body: JSON.stringify({ participants: ['w', 'r'] }) })
+  const { SignJWT } = await import('jose')
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('w').setExpirationTime('1h').sign(new TextEncoder().encode(SECRET))
+  const w = connectPeer(s.wsUrl, 'big', token)
+  await w.synced
+  const N = 20_000
+  for (let i = 0; i < N; i += 1000) {
+    messagesOf(w.doc).push(Array.from({ length: 1000 }, (_, j) => ({ id: `m${i + j}`, senderId: 'w', text: `burst ${i + j}`, createdAt: 1_700_000_000_000 + i + j, type: 'UserMessage' as const })))
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  const newest = async (url: string): Promise<string | undefined> =>
+    ((await (await fetch(url + '/v1/conversations/big/messages?limit=1', { headers: admin })).json()) as { data: Array<{ id: string }> }).data[0]?.id
+  for (let guard = 0; guard < 200 && await newest(s.url) !== `m${N - 1}`; guard++) await new Promise(resolve => setTimeout(resolve, 50))
+  assert.is(await newest(s.url), `m${N - 1}`, 'the burst is durable')
+  s.child.kill('SIGTERM')
+  const exit = await s.exited
+  w.destroy()
+  assert.is(exit.code, 0, s.output().split('\n').filter(l => l.includes('"level":50')).join('\n'))
+  assert.match(s.output(), /"msg":"stopped"/)
+  const again = await spawnServer(args)
+  const list = await (await fetch(again.url + '/v1/users/r/conversations', { headers: admin })).json() as { data: Array<{ id: string, unreadCount: number }> }
+  assert.equal(list.data.map(c => [c.id, c.unreadCount]), [['big', N]], 'the inbox index was flushed before the exit')
+  again.child.kill('SIGTERM')
   assert.is((await again.exited).code, 0)
 })
 

@@ -254,4 +254,33 @@ Rest('a user lists the conversations it is a participant of, newest activity fir
   assert.equal(after.body.data.map((c: { id: string }) => c.id), ['new'])
 })
 
+Rest('ids of up to 128 characters work on every route; longer ones are refused with INVALID_ID in the project shape', async ({ s }) => {
+  const user = 'u'.repeat(128)
+  const conv = 'c'.repeat(128)
+  assert.is((await s.api('PUT', `/v1/users/${user}`, { name: 'Long' })).status, 201)
+  assert.is((await s.api('GET', `/v1/users/${user}`)).body.name, 'Long')
+  assert.is((await s.api('PUT', `/v1/conversations/${conv}`, { participants: [user] })).status, 201)
+  assert.is((await s.api('GET', `/v1/conversations/${conv}`)).body.participants[user].access, 'ReadWrite')
+  assert.is((await s.api('PATCH', `/v1/conversations/${conv}/participants/${user}`, { access: 'Read' })).status, 200)
+  assert.equal((await s.api('GET', `/v1/users/${user}/conversations`)).body.data.map((c: { id: string }) => c.id), [conv])
+  const [m] = (await s.api('POST', `/v1/conversations/${conv}/messages`, [{ text: 'hi', type: 'SystemMessage' }])).body
+  const before = (await s.api('GET', `/v1/conversations/${conv}/messages?before=${'m'.repeat(128)}`)).body.error.code
+  assert.is(before, 'MESSAGE_NOT_FOUND', 'a 128-character message id reaches the route')
+  assert.is((await s.api('PATCH', `/v1/conversations/${conv}/messages/${m.id as string}`, { text: 'edited' })).status, 200)
+  assert.is((await s.api('DELETE', `/v1/conversations/${conv}/messages/${'m'.repeat(128)}`)).body.error.code, 'MESSAGE_NOT_FOUND')
+  assert.is((await s.api('DELETE', `/v1/conversations/${conv}/participants/${user}`)).status, 204)
+  assert.is((await s.api('DELETE', `/v1/conversations/${conv}`)).status, 204)
+  for (const len of [129, 200, 5000]) {
+    for (const [method, path] of [['GET', `/v1/users/${'u'.repeat(len)}`], ['PUT', `/v1/conversations/${'c'.repeat(len)}`], ['DELETE', `/v1/conversations/x/messages/${'m'.repeat(len)}`]]) {
+      const r = await s.api(method, path, method === 'PUT' ? {} : undefined)
+      assert.is(r.status, 400, `${method} id of ${len}`)
+      assert.is(r.body.error.code, 'INVALID_ID')
+      assert.type(r.body.error.message, 'string')
+    }
+  }
+  const bad = await s.api('GET', '/v1/users/%E0%A4%A')
+  assert.is(bad.status, 400)
+  assert.is(bad.body.error.code, 'INVALID_ID')
+})
+
 Rest.run()

@@ -220,4 +220,38 @@ Scale('a user in 3,000 conversations gets its list, newest first, from one scan'
   }
 })
 
+Scale('a burst of events is indexed in a few batches, in order, so the backlog a shutdown waits for stays small', async () => {
+  const dir = await mkdtemp(joinPath(tmpdir(), 'parley-inbox-'))
+  const store = await LevelStore.open(joinPath(dir, 'db'))
+  try {
+    const section = store.section('inbox')
+    let batches = 0
+    const inbox = new InboxIndex({
+      section: { ...section, batch: async ops => { batches++; await section.batch(ops) } },
+      peekDoc: () => undefined,
+      withDoc: async () => { throw new Error('no document may be loaded') },
+      listMemberships: async () => [],
+      conversationExists: async () => true,
+      now: () => 0,
+      onError: err => { throw err }
+    })
+    const N = 2000
+    for (const userId of ['alice', 'bob']) inbox.handle({ type: 'participant.added', conversationId: 'c', userId, participant: { access: 'ReadWrite', notify: true, joinedAt: 0 } })
+    for (let i = 1; i <= N; i++) {
+      inbox.handle({ type: 'message.sent', conversationId: 'c', message: { id: `m${i}`, senderId: 'bob', text: `n${i}`, createdAt: i, type: 'UserMessage' } })
+      // A marker in the middle of the burst reads what the messages before it wrote.
+      if (i === N / 2) inbox.handle({ type: 'reads.updated', conversationId: 'c', userId: 'alice', readUpTo: N / 4 })
+    }
+    await inbox.settled()
+    assert.ok(batches <= 10, `${batches} batches for ${N} messages`)
+    const [row] = await inbox.list('alice')
+    assert.is(row.unreadCount, N - N / 4)
+    assert.is(row.lastMessage?.text, `n${N}`)
+    assert.is((await inbox.list('bob'))[0].unreadCount, 0)
+  } finally {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
 Scale.run()

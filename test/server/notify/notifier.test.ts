@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import * as Y from 'yjs'
 import { participantsOf, readsOf } from '../../../shared/doc.ts'
 import type { Message, Notify } from '../../../shared/schema.ts'
-import { Notifier, type Notification, type NotifierRoom } from '../../../server/notify/notifier.ts'
+import { Notifier, type Notification, type NotifierDeps, type NotifierRoom } from '../../../server/notify/notifier.ts'
 import { isMentioned } from '../../../server/notify/mentions.ts'
 import { createFakeTime, type FakeTime } from '../presence/helpers.ts'
 
@@ -12,7 +12,10 @@ interface Ctx {
   doc: Y.Doc
   viewing: Map<string, boolean>
   typing: Set<string>
+  /** Typing-change listeners of the fake presence. */
+  listeners: Set<() => void>
   out: Notification[]
+  deps: NotifierDeps
   notifier: Notifier
 }
 
@@ -24,20 +27,32 @@ Machine.before.each(ctx => {
   ctx.viewing = new Map()
   ctx.typing = new Set()
   ctx.out = []
+  ctx.listeners = new Set()
   const room: NotifierRoom = {
     doc: ctx.doc,
-    presence: { participantViewing: () => new Map(ctx.viewing), typingUsers: () => new Set(ctx.typing) }
+    presence: {
+      participantViewing: () => new Map(ctx.viewing),
+      isTyping: () => ctx.typing.size > 0,
+      onTypingChange: fn => { ctx.listeners.add(fn); return () => { ctx.listeners.delete(fn) } }
+    }
   }
-  ctx.notifier = new Notifier({
+  ctx.deps = {
     timers: ctx.time.timers,
     now: ctx.time.now,
     peek: conv => conv === 'c1' ? room : undefined,
     delaySeconds: () => 30,
-    typingPollMs: 1000,
     deliver: n => ctx.out.push(n)
-  })
+  }
+  ctx.notifier = new Notifier(ctx.deps)
   for (const u of ['alice', 'bob']) participantsOf(ctx.doc).set(u, { access: 'ReadWrite', notify: true, joinedAt: 0 })
 })
+
+/** Starts or stops `user` typing, telling the listeners as the presence hub does. */
+const typing = (ctx: Ctx, user: string, on: boolean): void => {
+  if (on) ctx.typing.add(user)
+  else ctx.typing.delete(user)
+  for (const fn of [...ctx.listeners]) fn()
+}
 
 let seq = 0
 const send = (ctx: Ctx, senderId: string | null, text: string): Message => {
@@ -65,14 +80,36 @@ Machine('fires once, notificationDelay after the last message, with every missed
 
 Machine('typing anywhere restarts the quiet period; the notification follows the last keystroke by the delay', ctx => {
   send(ctx, 'bob', 'one')
-  ctx.typing.add('visitor')
+  typing(ctx, 'visitor', true)
   ctx.time.advance(100_000)
   assert.is(ctx.out.length, 0)
-  ctx.typing.clear()
+  typing(ctx, 'visitor', false)
   ctx.time.advance(29_000)
   assert.is(ctx.out.length, 0)
   ctx.time.advance(1_000)
   assert.is(ctx.out.length, 1)
+  assert.is(ctx.listeners.size, 0, 'it stops listening once fired')
+})
+
+Machine('the batch is held for the full delay after typing stops, whenever it stops (not sampled)', ctx => {
+  ctx.notifier = new Notifier({ ...ctx.deps, delaySeconds: () => 1 })
+  send(ctx, 'bob', 'one')
+  typing(ctx, 'bob', true)
+  ctx.time.advance(1_300)
+  typing(ctx, 'bob', false)
+  ctx.time.advance(999)
+  assert.is(ctx.out.length, 0, 'nothing before a full delay after the last keystroke')
+  ctx.time.advance(1)
+  assert.is(ctx.out.length, 1)
+  send(ctx, 'bob', 'two')
+  ctx.time.advance(400)
+  typing(ctx, 'carol', true)
+  ctx.time.advance(50)
+  typing(ctx, 'carol', false)
+  ctx.time.advance(999)
+  assert.is(ctx.out.length, 1, 'a short burst of typing also restarts the quiet period')
+  ctx.time.advance(1)
+  assert.is(ctx.out.length, 2)
 })
 
 Machine('a recipient leaves the batch when it writes, views, reads past it, or is removed', ctx => {

@@ -14,7 +14,7 @@ import { startReceiver, type Receiver, type Received } from '../webhooks/receive
 interface Ctx { s: TestServer, hook: Receiver, peers: Peer[] }
 
 const FAST: Partial<ServerConfig> = {
-  delivery: { ...DEFAULT_DELIVERY_TUNING, typingPollMs: 50, outbox: { ...DEFAULT_DELIVERY_TUNING.outbox, retryBaseMs: 50 } }
+  delivery: { ...DEFAULT_DELIVERY_TUNING, outbox: { ...DEFAULT_DELIVERY_TUNING.outbox, retryBaseMs: 50 } }
 }
 
 const setup = async (ctx: Ctx, delay: number, config: Partial<ServerConfig> = {}): Promise<void> => {
@@ -97,6 +97,20 @@ Notify('a participant viewing the conversation is not notified; one connected bu
   assert.equal(notified(ctx, 'carol')[0].messages.map(x => x.id), [m.id])
   await sleep(300)
   assert.is(notified(ctx, 'alice').length, 0)
+})
+
+Notify('typing that stops between two seconds still holds the batch for the full delay after it stops', async ctx => {
+  await setup(ctx, 1, { delivery: DEFAULT_DELIVERY_TUNING })
+  const b = await join(ctx, 'bob', { viewing: false })
+  say(b.doc, 'bob', 'first')
+  await waitFor(() => messagesOf(ctx.s.server.rooms.peek('c1')!.doc).length === 1, 2000, 'the message stored')
+  await setTyping(ctx, b, 'bob', true)
+  await sleep(1300)
+  await setTyping(ctx, b, 'bob', false)
+  const stoppedAt = Date.now()
+  await waitFor(() => notified(ctx, 'alice').length === 1, 4000, 'alice notified')
+  const arrived = notifications(ctx).find(x => x.n.recipient.id === 'alice')?.at ?? 0
+  assert.ok(arrived - stoppedAt >= 900, `notified ${arrived - stoppedAt} ms after typing stopped`)
 })
 
 Notify('the notification waits until every writer has stopped typing for notificationDelay, then batches', async ctx => {

@@ -403,6 +403,37 @@ Hub('summary lists distinct users online and at most 100 guests', ctx => {
   assert.is(ctx.hub.distinctGuestUsers(), 120)
 })
 
+Hub('hasGuest knows every guest online, also past the 100 listed', ctx => {
+  for (let i = 0; i < 120; i++) ctx.client(`g${i}`, 'guest').join()
+  assert.not.ok(ctx.hub.summary().guests.includes('g119'))
+  assert.ok(ctx.hub.hasGuest('g119'))
+  assert.not.ok(ctx.hub.hasGuest('nobody'))
+  ctx.hub.leave(ctx.clients[119].peer)
+  assert.not.ok(ctx.hub.hasGuest('g119'))
+})
+
+Hub('typing changes are told as they happen: start, stop, a typing peer leaving, destroy', ctx => {
+  let changes = 0
+  const stop = ctx.hub.onTypingChange(() => { changes++ })
+  const a = ctx.client('alice', 'participant').join()
+  const g = ctx.client('gina', 'guest').join()
+  a.set({ name: 'A' })
+  assert.is(changes, 0)
+  a.set({ name: 'A', typing: true })
+  assert.equal([changes, ctx.hub.isTyping()], [1, true])
+  a.set({ name: 'A2', typing: true })
+  g.set({ typing: true })
+  assert.is(changes, 2, 'only a peer starting or stopping counts')
+  a.set({ name: 'A2', typing: false })
+  assert.equal([changes, ctx.hub.isTyping()], [3, true])
+  ctx.hub.leave(g.peer)
+  assert.equal([changes, ctx.hub.isTyping()], [4, false])
+  a.set({ typing: true })
+  ctx.hub.destroy()
+  assert.equal([changes, ctx.hub.isTyping()], [6, false])
+  stop()
+})
+
 Hub('a thousand guests joining within a second cost frames linear in the guests', ctx => {
   let frames = 0
   const peer = (connId: number, userId: string, role: Role): PresencePeer => ({ connId, userId, role, send: () => { frames++ } })

@@ -55,6 +55,30 @@ test('user and conversation-deletion webhooks are written in the same batch as t
   await s.stop()
 })
 
+test('edits and deletes of archived messages are written in the same batch as their webhooks', async () => {
+  const s = await startServer({ config: { historyWindow: 2, archiveChunk: 1 } })
+  const seen: Array<{ message: unknown, sections: readonly SectionPut[] }> = []
+  const updateArchived = s.store.updateArchived.bind(s.store)
+  s.store.updateArchived = async (conv, pos, message, sections = []) => { seen.push({ message, sections }); await updateArchived(conv, pos, message, sections) }
+  await s.api('PATCH', '/v1/settings', { webhookUrl: 'http://127.0.0.1:9/never' })
+  await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  const posted: Array<{ id: string }> = []
+  for (let i = 0; i < 5; i++) posted.push(...(await s.api('POST', '/v1/conversations/c1/messages', [{ text: `m${i}`, sender: 'alice', type: 'UserMessage' }])).body)
+  await s.server.rooms.peek('c1')!.whenDurable()
+  const [first, second] = posted
+  assert.ok((await s.store.archivePosOf('c1', first.id)) !== undefined, 'the first message is archived')
+  assert.is((await s.api('PATCH', `/v1/conversations/c1/messages/${first.id}`, { text: 'edited' })).status, 200)
+  assert.is((await s.api('DELETE', `/v1/conversations/c1/messages/${second.id}`)).status, 204)
+  const typeOf = (p: SectionPut): string => (p.value as { payload: { event: { type: string } } }).payload.event.type
+  assert.equal(seen.map(x => x.sections.map(typeOf)), [['message.updated'], ['message.deleted']])
+  assert.equal(seen.map(x => x.sections.map(p => p.section)), [['outbox'], ['outbox']])
+  const waiting: string[] = []
+  for await (const [, v] of s.store.section('outbox').entries({ gte: 'v1!o!', lt: 'v1!o!\xff' })) waiting.push((v as { payload: { event: { type: string } } }).payload.event.type)
+  assert.is(waiting.filter(t => t === 'message.updated').length, 1, 'queued once')
+  assert.is(waiting.filter(t => t === 'message.deleted').length, 1, 'queued once')
+  await s.stop()
+})
+
 test('kill -9 right after a burst: every message a reader received is posted as a webhook after restart', async () => {
   const receiver = await startReceiver()
   const dir = await mkdtemp(join(tmpdir(), 'parley-hook-kill-'))

@@ -13,7 +13,7 @@ import { startReceiver, type Receiver } from './receiver.ts'
 interface Ctx { s: TestServer, hook: Receiver, peers: Peer[] }
 
 const tuned = (outbox: Partial<OutboxTuning>): Partial<ServerConfig> => ({
-  delivery: { ...DEFAULT_DELIVERY_TUNING, typingPollMs: 50, outbox: { ...DEFAULT_DELIVERY_TUNING.outbox, retryBaseMs: 50, retryMaxMs: 400, ...outbox } }
+  delivery: { ...DEFAULT_DELIVERY_TUNING, outbox: { ...DEFAULT_DELIVERY_TUNING.outbox, retryBaseMs: 50, retryMaxMs: 400, ...outbox } }
 })
 
 const setup = async (ctx: Ctx, outbox: Partial<OutboxTuning> = {}): Promise<void> => {
