@@ -24,6 +24,7 @@ import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
 import { createStorageGuard, type StorageGuard } from './storage/storage-guard.ts'
+import { createServerClientIds } from './rooms/server-client-ids.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
 import { registerOpenApi } from './openapi.ts'
 
@@ -158,7 +159,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     compactAfterBytes: config.compactAfterBytes,
     historyWindow: config.historyWindow,
     archiveChunk: config.archiveChunk,
-    keepaliveMs: config.keepaliveMs
+    keepaliveMs: config.keepaliveMs,
+    serverClientIds: createServerClientIds(config.secret)
   })
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()

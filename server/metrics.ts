@@ -17,6 +17,8 @@ export interface Metrics {
   /** Times storage stopped accepting writes (fail-stop), and whether it accepts them now. */
   readonly storageFailures: Counter
   readonly storageAvailable: Gauge
+  /** Connections that came back holding changes the server lost (recovery mode). */
+  readonly stalePeers: Counter
   /** Reads the outbox and notifier sizes at scrape time (set once the services exist). */
   readonly delivery: { outboxPending: () => number, notificationsPending: () => number }
   /** Stops sampling (the event-loop delay monitor); the registry still answers. */
@@ -91,6 +93,7 @@ export const createMetrics = (withDefaults: boolean): Metrics => {
     framesSent: new Counter({ name: 'parley_frames_sent_total', help: 'Frames sent to peers: sync, awareness and auth (refusal) frames', registers: [registry] }),
     storageFailures: new Counter({ name: 'parley_storage_failures_total', help: 'Times storage failed a write and stopped accepting writes until reopened', registers: [registry] }),
     storageAvailable: new Gauge({ name: 'parley_storage_available', help: '1 while storage accepts writes, 0 while it is failing', registers: [registry] }),
+    stalePeers: new Counter({ name: 'parley_stale_peers_total', help: 'Connections served in recovery mode: they held changes the server no longer has', registers: [registry] }),
     delivery,
     stop
   }

@@ -20,11 +20,13 @@ import * as decoding from 'lib0/decoding'
 import type { Logger } from 'pino'
 import { ChatError, isChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
-import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
+import { ensureRoots, findMessageIndex, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge, type Verdict } from '../../shared/update-judge.ts'
 import { moveEarlyMessages } from '../../shared/order.ts'
+import { StalePeer } from './stale-peer.ts'
+import type { ServerClientIds } from './server-client-ids.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { AppendWith, ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
@@ -78,6 +80,8 @@ export interface RoomDeps {
   onClosed: (room: Room) => void
   /** Receives message and participant events once they are durable. */
   events: EventSink
+  /** Makes and recognises the server's own Yjs client ids. */
+  serverClientIds: ServerClientIds
 }
 
 /**
@@ -86,6 +90,12 @@ export interface RoomDeps {
  * server's client id gets bound.
  */
 interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[], byServer: boolean }
+
+/**
+ * Refusals a peer's catch-up gets when it holds history the server lost (a system message or
+ * another user's message the server no longer has, structs depending on them).
+ */
+const RECOVERABLE: ReadonlySet<string> = new Set(['WRITE_FORBIDDEN', 'MISSING_DEPENDENCIES', 'CLIENT_ID_TAKEN', 'SENDER_MISMATCH', 'READ_ONLY', 'DUPLICATE_MESSAGE_ID'])
 
 /** True when a V1 update carries at least one struct (its first number counts client groups). */
 const hasStructs = (update: Uint8Array): boolean => {
@@ -139,6 +149,8 @@ export class Room {
   private closedWith: ChatError | null = null
   /** Events of the transaction being committed; attached to its update when it is emitted. */
   private txEvents: ServerEvent[] = []
+  /** Connections in recovery mode: they hold history the server lost (see stale-peer.ts). */
+  private readonly stalePeers = new Map<RoomConnection, StalePeer>()
   /** Whether the server wrote in the peer transaction being committed (see `Queued.byServer`). */
   private txByServer = false
   /** Ids this room moved to the archive since it loaded (the store may not hold them yet). */
@@ -174,6 +186,7 @@ export class Room {
     })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
       this.docVersion++
+      for (const peer of this.stalePeers.values()) peer.follow(update)
       this.queue.push({ update, origin, events: this.txEvents, byServer: this.txByServer })
       this.txEvents = []
       this.txByServer = false
@@ -199,7 +212,7 @@ export class Room {
   static async load (id: string, deps: RoomDeps): Promise<Room> {
     const [stored, owners] = await Promise.all([deps.store.loadDoc(id), deps.store.loadClientOwners(id)])
     const doc = new Y.Doc({ gc: true })
-    while (owners.has(doc.clientID)) doc.clientID = Math.floor(Math.random() * 0xffffffff) >>> 0
+    doc.clientID = deps.serverClientIds.next(id => owners.has(id))
     applyStored(doc, stored)
     ensureRoots(doc)
     return new Room(id, doc, owners, stored.lastSeq, stored.updates.length, deps)
@@ -219,19 +232,41 @@ export class Room {
 
   detach (conn: RoomConnection): void {
     if (this.conns.delete(conn)) this.presence.leave(conn)
+    this.stalePeers.get(conn)?.destroy()
+    this.stalePeers.delete(conn)
   }
 
   /**
    * Judges a peer's update and applies it when allowed. Throws the refusal; the caller closes
    * the connection. Nothing of a refused update is applied, stored or forwarded.
    */
-  async receiveUpdate (conn: RoomConnection, update: Uint8Array): Promise<void> {
+  async receiveUpdate (conn: RoomConnection, update: Uint8Array, catchUp = false): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     // While storage fails, peers were told the stored state vector: any struct they send is
     // something the store lacks. Refusing it (retryably) keeps every later answer to their sync
     // step 1 probes honest: it acknowledges only what is stored.
     if (this.stalled && hasStructs(update)) throw this.storageRefusal()
-    let verdict = this.judgeUpdate(conn, update)
+    const stale = this.stalePeers.get(conn)
+    if (stale !== undefined) {
+      stale.absorb(update)
+      await this.recover(conn, stale)
+      return
+    }
+    let verdict: Extract<Verdict, { ok: true }>
+    try {
+      verdict = this.judgeUpdate(conn, update)
+    } catch (e) {
+      // A catch-up that carries history the server lost: recovery mode instead of a final 4403.
+      const peer = catchUp && isChatError(e) && RECOVERABLE.has(e.code)
+        ? StalePeer.detect(this.doc, update, client => this.clientOwners.has(client) || this.deps.serverClientIds.isServers(client))
+        : null
+      if (peer === null) throw e
+      this.stalePeers.set(conn, peer)
+      this.deps.metrics.stalePeers.inc()
+      this.deps.logger.warn({ conversation: this.id, user: conn.userId, refusal: e instanceof ChatError ? e.code : undefined }, 'a peer holds changes the server does not have: recovery mode (its own changes are taken again, the rest dropped at the peer)')
+      await this.recover(conn, peer)
+      return
+    }
     if (verdict.freshIds.length > 0 && this.archivedCount > 0) {
       // The judge knows the live document only: an archived message's id is taken too.
       const version = this.docVersion
@@ -271,6 +306,41 @@ export class Room {
       throw new ChatError('MISSING_DEPENDENCIES')
     }
     this.deps.metrics.updatesApplied.inc()
+  }
+
+  /**
+   * Re-issues, as the server, what a peer in recovery mode may do (see stale-peer.ts), then
+   * deletes at the peer whatever it holds beyond the server's document.
+   */
+  private async recover (conn: RoomConnection, peer: StalePeer): Promise<void> {
+    const { maxTextLength } = this.deps.settings()
+    const intents = peer.intents(this.doc, conn.userId, maxTextLength)
+    const added: Message[] = []
+    for (const m of conn.canWrite ? intents.added : []) {
+      if (!this.archivedHere.has(m.id) && await this.deps.store.archivePosOf(this.id, m.id) === undefined) added.push(m)
+    }
+    const edited = conn.canWrite ? intents.edited : []
+    const deleted = conn.canWrite ? intents.deleted : []
+    const readUpTo = conn.role === 'participant' ? intents.readUpTo : null
+    if (added.length > 0 || edited.length > 0 || deleted.length > 0 || readUpTo !== null) {
+      await this.transact(doc => {
+        const arr = messagesOf(doc)
+        for (const m of edited) {
+          const i = findMessageIndex(doc, m.id)
+          if (i >= 0) { arr.delete(i, 1); arr.insert(i, [m]) }
+        }
+        for (const id of deleted) {
+          const i = findMessageIndex(doc, id)
+          if (i >= 0) arr.delete(i, 1)
+        }
+        // Added messages are new to the server: after the whole history (contract §4.1).
+        const fresh = added.filter(m => findMessageIndex(doc, m.id) < 0)
+        if (fresh.length > 0) arr.push(fresh)
+        if (readUpTo !== null) readsOf(doc).set(conn.userId, readUpTo)
+      })
+    }
+    const stale = peer.takeStale(this.doc)
+    if (stale !== null) conn.send(encodeSyncUpdate(stale))
   }
 
   private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {

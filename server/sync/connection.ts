@@ -127,7 +127,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
           if (this.closing) return
           this.send(encodeSyncStep2(answer))
         } else {
-          await this.room.receiveUpdate(this, msg.update)
+          await this.room.receiveUpdate(this, msg.update, msg.subtype === 'step2')
         }
         return
       case 'awareness':
