@@ -15,6 +15,8 @@ export interface ProcessOptions {
   smtp: string | undefined
   /** fsync every storage batch before acknowledging it (default true). */
   fsync: boolean
+  /** Disk space kept in reserve in the data folder, for LevelDB to open on a full disk. */
+  reserveBytes: number
   help: boolean
 }
 
@@ -38,6 +40,8 @@ Options (each also read from the environment variable in brackets):
 Environment only:
   PARLEY_LOG_LEVEL   trace|debug|info|warn|error|fatal (default info)
   PARLEY_LOG_FORMAT  json|pretty (default: pretty when stdout is a terminal, else json)
+  PARLEY_RESERVE_MB  disk kept in reserve in DIR, given up so that storage opens on a full
+                     disk (default 8)
 `
 
 export const parseProcessOptions = (argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ProcessOptions => {
@@ -77,5 +81,7 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
   if (smtp !== undefined && !/^smtps?:\/\/[^\s]+$/.test(smtp)) throw new ConfigError('--smtp must be an smtp:// or smtps:// URL')
   const fsync = values.fsync ?? env.PARLEY_FSYNC ?? 'on'
   if (fsync !== 'on' && fsync !== 'off') throw new ConfigError(`--fsync must be on or off, got ${JSON.stringify(fsync)}`)
-  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', help: values.help ?? false }
+  const reserveText = env.PARLEY_RESERVE_MB ?? '8'
+  if (!/^\d{1,4}$/.test(reserveText)) throw new ConfigError(`PARLEY_RESERVE_MB must be a whole number of MiB, got ${JSON.stringify(reserveText)}`)
+  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', reserveBytes: Number(reserveText) * 1024 * 1024, help: values.help ?? false }
 }

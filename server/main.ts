@@ -37,7 +37,7 @@ const main = async (): Promise<void> => {
   let secret: string
   try {
     await mkdir(options.data, { recursive: true })
-    store = await LevelStore.open(options.data, { sync: options.fsync })
+    store = await LevelStore.open(options.data, { sync: options.fsync, reserveBytes: options.reserveBytes })
     secret = options.secret ?? await loadOrCreateSecret(options.data)
   } catch (e) {
     return fail(`cannot use data folder ${options.data}: ${(e as Error).message.split('\n')[0]}`)

@@ -13,6 +13,7 @@ import { verifyLevelLogs } from './log-integrity.ts'
 import type { Message } from '../../shared/schema.ts'
 import type { AppendWith, ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
 import { describeStorageError, WriteQueue, type WriteFailure } from './write-queue.ts'
+import { ensureReserve, isNoSpace, releaseReserve } from './space-reserve.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
 type JsonLevel = ReturnType<LevelStore['makeJson']>
@@ -28,6 +29,11 @@ export interface LevelStoreOptions {
    * cut. False leaves flushing to the OS (survives a crash of the process, not of the machine).
    */
   sync?: boolean
+  /**
+   * Bytes of disk kept in reserve in the folder (default 0: none), released when LevelDB cannot
+   * open for lack of space (see space-reserve.ts).
+   */
+  reserveBytes?: number
 }
 
 /** Deletes of a large range are written in batches of this many keys. */
@@ -41,12 +47,14 @@ export class LevelStore implements DocStore {
   private readonly json: JsonLevel
   private readonly path: string
   private readonly sync: boolean
+  private readonly reserveBytes: number
   private readonly writes: WriteQueue<Op>
 
   private constructor (db: Level<string, string>, path: string, options: LevelStoreOptions) {
     this.db = db
     this.path = path
     this.sync = options.sync ?? true
+    this.reserveBytes = options.reserveBytes ?? 0
     this.bin = this.makeBin()
     this.json = this.makeJson()
     // An array batch whose operations name their sublevel writes to several sublevels atomically.
@@ -78,9 +86,18 @@ export class LevelStore implements DocStore {
       if ((e as { cause?: { code?: unknown } }).cause?.code === 'LEVEL_LOCKED') {
         throw new Error('another Parley process is using it (its LevelDB lock is held); stop that process or choose another folder with --data', { cause: e })
       }
-      throw e
+      // Replaying the log needs free space: give it the reserve, once.
+      if (!isNoSpace(e) || !(await releaseReserve(path))) throw e
+      await db.open()
     }
-    return new LevelStore(db, path, options)
+    const store = new LevelStore(db, path, options)
+    await store.keepReserve()
+    return store
+  }
+
+  /** Makes the space reserve (space-reserve.ts) when there is room for it; never fails. */
+  async keepReserve (): Promise<void> {
+    await ensureReserve(this.path, this.reserveBytes)
   }
 
   /** The folder this store lives in. */
@@ -106,6 +123,7 @@ export class LevelStore implements DocStore {
       { type: 'put', key: PROBE_KEY, value: String(Date.now()) },
       { type: 'del', key: PROBE_KEY }
     ], { sync: this.sync })
+    await this.keepReserve()
   }
 
   resumeWrites (): void { this.writes.resume() }

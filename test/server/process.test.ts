@@ -17,8 +17,8 @@ const SECRET = 'process-secret-0123456789'
 
 Proc('flags are read from argv first, then the environment, then defaults', () => {
   const o = parseProcessOptions(['--port', '0'], { PARLEY_HOST: '0.0.0.0', PARLEY_PORT: '99', PARLEY_DATA: '/x' })
-  assert.equal(o, { host: '0.0.0.0', port: 0, data: '/x', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, help: false })
-  assert.equal(parseProcessOptions([], {}), { host: '127.0.0.1', port: 1234, data: './data', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, help: false })
+  assert.equal(o, { host: '0.0.0.0', port: 0, data: '/x', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, reserveBytes: 8 * 1024 * 1024, help: false })
+  assert.equal(parseProcessOptions([], {}), { host: '127.0.0.1', port: 1234, data: './data', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, reserveBytes: 8 * 1024 * 1024, help: false })
   assert.is(parseProcessOptions(['--fsync', 'off'], {}).fsync, false)
   assert.is(parseProcessOptions([], { PARLEY_FSYNC: 'off' }).fsync, false)
   assert.throws(() => parseProcessOptions(['--fsync', 'maybe'], {}), (e: unknown) => e instanceof ConfigError)
