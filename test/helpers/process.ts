@@ -39,11 +39,9 @@ export const spawnServer = async (args: string[], env: Record<string, string> = 
   return { child, url, wsUrl: url.replace(/^http/, 'ws'), output: () => out, exited }
 }
 
-/** Runs the server to completion (for flags that make it exit). */
-export const runServer = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
-  const child = spawn(process.execPath, [...MAIN, ...args], {
-    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
-  })
+/** Runs `command` to completion, collecting its output. */
+const runToEnd = async (command: string, args: string[], env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> => {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -52,15 +50,10 @@ export const runServer = async (args: string[], env: Record<string, string> = {}
   return { code, stdout, stderr }
 }
 
+/** Runs the server to completion (for flags that make it exit). */
+export const runServer = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> =>
+  await runToEnd(process.execPath, [...MAIN, ...args], env)
+
 /** Runs an operations tool through its npm script (`npm run backup -- ...`, see docs/operations.md). */
-export const runOps = async (command: 'backup' | 'restore' | 'check' | 'repair', args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
-  const child = spawn('npm', ['run', '-s', command, '--', ...args], {
-    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const code = await new Promise<number | null>(resolve => child.once('exit', c => resolve(c)))
-  return { code, stdout, stderr }
-}
+export const runOps = async (command: 'backup' | 'restore' | 'check' | 'repair', args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> =>
+  await runToEnd('npm', ['run', '-s', command, '--', ...args], env)
