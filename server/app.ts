@@ -202,7 +202,10 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     metrics,
     timers,
     findLostWrites: async () => await rooms.findLostWrites(),
-    onResumed: () => rooms.resumeWrites(),
+    onResumed: () => {
+      rooms.resumeWrites()
+      eventServices.inbox.retryRefused()
+    },
     retryMs: config.storageRetryMs,
     minFreeBytes: config.storageMinFreeBytes
   })

@@ -27,6 +27,7 @@
 import type * as Y from 'yjs'
 import { isMessage, isPlainObject, type Message } from '../../shared/schema.ts'
 import type { ServerEvent } from '../events.ts'
+import { isChatError } from '../../shared/errors.ts'
 import type { KvSection } from '../storage/port.ts'
 import * as keys from './keys.ts'
 import { captureSnapshot, type ConvSnapshot } from './snapshot.ts'
@@ -108,6 +109,7 @@ export class InboxIndex {
   readonly #queues = new Map<string, Promise<void>>()
   /** Conversations whose state is known to be stored (their events need no full snapshot). */
   readonly #known = new Set<string>()
+  #refused: Queued[] = []
   /**
    * The stored state and members of recently updated conversations, exactly as last written
    * (all writes of a conversation go through its queue), so an event costs no reads of them.
@@ -159,10 +161,33 @@ export class InboxIndex {
       if (items[i].event.type === 'message.sent') while (j < items.length && items[j].event.type === 'message.sent') j++
       const run = items.slice(i, j)
       i = j
-      // A failed run is reported and the next one goes on, as separate events would.
-      await this.#apply(run).catch(err => { this.#deps.onError(err, run[0].event.conversationId) })
+      await this.#apply(run).catch(err => {
+        // Storage refused the write (it is failing): keep the run for when it is back. Nothing
+        // else of this conversation can change meanwhile, since every change is refused too.
+        if (isChatError(err) && err.code === 'STORAGE_UNAVAILABLE') {
+          this.#refused.push(...run)
+          return
+        }
+        // Any other failure is reported and the next run goes on, as separate events would.
+        this.#deps.onError(err, run[0].event.conversationId)
+      })
     }
   }
+
+  /** Applies again, in order, the events whose writes storage refused (call once it is back). */
+  retryRefused (): void {
+    const refused = this.#refused
+    this.#refused = []
+    const byConv = new Map<string, Queued[]>()
+    for (const q of refused) {
+      const conv = q.event.conversationId
+      byConv.set(conv, [...(byConv.get(conv) ?? []), q])
+    }
+    for (const [conv, items] of byConv) void this.#enqueue(conv, async () => await this.#drain(items))
+  }
+
+  /** Events refused by failing storage, in order (see `retryRefused`). */
+  get refusedCount (): number { return this.#refused.length }
 
   /** The user's conversations, newest activity first. */
   async list (user: string): Promise<ListItem[]> {

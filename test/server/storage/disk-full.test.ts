@@ -140,6 +140,10 @@ const fillFreeAndRestart = async (signal: NodeJS.Signals): Promise<void> => {
     for (const id of seen) assert.ok(stored.has(id), `message ${id} a reader saw is stored`)
     for (const id of sentBySync) assert.ok(stored.has(id), `sync message ${id} is stored`)
     assert.is((await api(server.url, 'GET', '/v1/conversations/c3')).status, 200)
+    // The conversation list counts every stored message, also those whose inbox update storage
+    // refused at the moment it failed.
+    const inbox = await api(server.url, 'GET', '/v1/users/reader/conversations')
+    assert.is(inbox.body.data.find((c: { id: string }) => c.id === 'c1')?.unreadCount, stored.size)
     assert.is((await api(server.url, 'GET', '/v1/conversations/c2')).status, 404, 'the refused creation did not happen')
     assert.equal(await stop(server, 'SIGTERM'), { code: 0, signal: null })
   } finally {
