@@ -18,6 +18,8 @@ import { createSyncEndpoint, type SyncEndpoint } from './sync/endpoint.ts'
 import { registerConversationRoutes } from './rest/conversations.ts'
 import { registerMessageRoutes } from './rest/messages.ts'
 import { registerUserRoutes } from './rest/users.ts'
+import { registerModerationRoutes } from './rest/moderation.ts'
+import { BanList, BANS_SECTION } from './moderation/bans.ts'
 import type { RestDeps } from './rest/deps.ts'
 import { registerWebRoutes } from './web/routes.ts'
 import { EventBus } from './events.ts'
@@ -161,8 +163,9 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
   })
+  const bans = new BanList(store.section(BANS_SECTION), now)
   const sync: SyncEndpoint = createSyncEndpoint({
-    auth, rooms, store, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
+    auth, rooms, store, bans, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
   })
 
   const http = Fastify({
@@ -205,8 +208,9 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId: () => randomUUID() }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId: () => randomUUID() }
   registerUserRoutes(http, restDeps)
+  registerModerationRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
   registerBackupRoutes(http, restDeps)

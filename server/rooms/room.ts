@@ -20,7 +20,7 @@ import * as decoding from 'lib0/decoding'
 import type { Logger } from 'pino'
 import { ChatError, isChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
-import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
+import { ensureRoots, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge } from '../../shared/update-judge.ts'
@@ -130,6 +130,8 @@ export class Room {
   private txEvents: ServerEvent[] = []
   /** Whether the server wrote in the peer transaction being committed (see `Queued.byServer`). */
   private txByServer = false
+  /** Who a server transaction acts for (a REST caller's user id; null: admin or the server). */
+  private txActor: string | null = null
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -205,6 +207,17 @@ export class Room {
     if (this.conns.delete(conn)) this.presence.leave(conn)
   }
 
+  /** Closes every connection of `userId` (only those of `role`, when given) with `error`; returns how many. */
+  closeUser (userId: string, error: ChatError, role?: Role): number {
+    let n = 0
+    for (const conn of [...this.conns]) {
+      if (conn.userId !== userId || (role !== undefined && conn.role !== role)) continue
+      conn.close(error)
+      n++
+    }
+    return n
+  }
+
   /**
    * Judges a peer's update and applies it when allowed. Throws the refusal; the caller closes
    * the connection. Nothing of a refused update is applied, stored or forwarded.
@@ -215,7 +228,8 @@ export class Room {
     // something the store lacks. Refusing it (retryably) keeps every later answer to their sync
     // step 1 probes honest: it acknowledges only what is stored.
     if (this.stalled && hasStructs(update)) throw this.storageRefusal()
-    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
+    const moderator = conn.role === 'participant' && isModerator(this.doc, conn.userId)
+    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite, moderator })
     if (!verdict.ok) {
       this.deps.metrics.updatesRefused.inc({ code: verdict.error.code })
       throw verdict.error
@@ -248,12 +262,26 @@ export class Room {
     this.deps.metrics.updatesApplied.inc()
   }
 
-  /** Runs a server-side change (REST, participants, meta) and resolves once it is durable. */
-  async transact (fn: (doc: Y.Doc) => void): Promise<void> {
+  /**
+   * Runs a server-side change (REST, participants, meta) and resolves once it is durable.
+   * `actor`: the user whose token asked for it (events name it), or null for admin credentials.
+   */
+  async transact (fn: (doc: Y.Doc) => void, actor: string | null = null): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     this.assertWritable()
-    Y.transact(this.doc, () => fn(this.doc), SERVER_OWNER)
+    this.txActor = actor
+    try {
+      Y.transact(this.doc, () => fn(this.doc), SERVER_OWNER)
+    } finally {
+      this.txActor = null
+    }
     await this.whenDurable()
+  }
+
+  /** The user a transaction acts for: a peer connection's user, or a server transaction's actor. */
+  private actorOf (origin: unknown): string | null {
+    if (typeof origin === 'object' && origin !== null && this.conns.has(origin as RoomConnection)) return (origin as RoomConnection).userId
+    return this.txActor
   }
 
   /** Resolves once everything the document has emitted so far is on disk. */
@@ -496,7 +524,8 @@ export class Room {
         }
       }
     }
-    for (const m of removed.values()) this.txEvents.push({ type: 'message.deleted', conversationId, message: m })
+    const deletedBy = this.actorOf(event.transaction.origin)
+    for (const m of removed.values()) this.txEvents.push({ type: 'message.deleted', conversationId, message: m, deletedBy })
   }
 
   private collectParticipantEvents (event: Y.YMapEvent<Participant>): void {
@@ -508,7 +537,7 @@ export class Room {
         const participant = getParticipant(this.doc, userId)
         if (participant !== undefined) this.txEvents.push({ type: 'participant.updated', conversationId: this.id, userId, participant })
       } else if (change.action === 'delete') {
-        this.txEvents.push({ type: 'participant.removed', conversationId: this.id, userId })
+        this.txEvents.push({ type: 'participant.removed', conversationId: this.id, userId, by: this.actorOf(event.transaction.origin) })
       }
     }
   }

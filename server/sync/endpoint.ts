@@ -20,6 +20,7 @@ import type { Authenticator } from '../auth.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RoomManager } from '../rooms/room-manager.ts'
 import type { DocStore } from '../storage/port.ts'
+import type { BanList } from '../moderation/bans.ts'
 import type { Timers } from '../presence/presence-hub.ts'
 import { SyncConnection } from './connection.ts'
 import { MAX_FRAME_BYTES, mapOversizeFrames } from './frame-limit.ts'
@@ -28,6 +29,7 @@ export interface SyncEndpointDeps {
   auth: Authenticator
   rooms: RoomManager
   store: DocStore
+  bans: BanList
   logger: Logger
   metrics: Metrics
   timers: Timers
@@ -146,6 +148,7 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       if (deps.rooms.peek(conversationId) === undefined && !(await deps.store.conversationExists(conversationId))) {
         throw new ChatError('CONVERSATION_NOT_FOUND')
       }
+      await deps.bans.load(conversationId)
       if (closed) return
       const acquired = await deps.rooms.acquire(conversationId)
       if (closed) { deps.rooms.release(acquired); return }
@@ -159,7 +162,8 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
         participant: getParticipant(room.doc, userId),
         asGuest,
         browserSync: settings.browserSync,
-        guestAccess: getGuestAccess(room.doc)
+        guestAccess: getGuestAccess(room.doc),
+        banned: deps.bans.activeBan(conversationId, userId) !== undefined
       })
       if (admission.role === 'guest' && !room.presence.summary().guests.includes(userId) &&
         room.presence.distinctGuestUsers() >= settings.maxGuests) {

@@ -84,7 +84,7 @@ Machine('a recipient leaves the batch when it writes, views, reads past it, or i
   ctx.viewing.set('carol', true) // carol opens the conversation
   readsOf(ctx.doc).set('dave', m.createdAt + 1)
   ctx.notifier.handle({ type: 'reads.updated', conversationId: 'c1', userId: 'dave', readUpTo: m.createdAt + 1 })
-  ctx.notifier.handle({ type: 'participant.removed', conversationId: 'c1', userId: 'erin' })
+  ctx.notifier.handle({ type: 'participant.removed', conversationId: 'c1', userId: 'erin', by: null })
   participantsOf(ctx.doc).delete('erin')
   ctx.time.advance(31_000)
   assert.equal(ctx.out.map(n => [n.recipientId, n.messages.map(x => x.text)]), [['bob', ['I am here']]])
@@ -95,7 +95,7 @@ Machine('edits and deletes change the pending batch; system messages never notif
   const m2 = send(ctx, 'bob', 'oops')
   send(ctx, null, 'Bob changed the subject')
   ctx.notifier.handle({ type: 'message.updated', conversationId: 'c1', message: { ...m1, text: 'fixed', editedAt: 1 }, previous: m1 })
-  ctx.notifier.handle({ type: 'message.deleted', conversationId: 'c1', message: m2 })
+  ctx.notifier.handle({ type: 'message.deleted', conversationId: 'c1', message: m2, deletedBy: 'bob' })
   ctx.time.advance(31_000)
   assert.equal(ctx.out.map(n => n.messages.map(m => m.text)), [['fixed']])
 })
