@@ -23,6 +23,7 @@ import type { DocStore } from '../storage/port.ts'
 import type { BanList } from '../moderation/bans.ts'
 import type { Timers } from '../presence/presence-hub.ts'
 import { SyncConnection } from './connection.ts'
+import { armTokenExpiry } from './token-expiry.ts'
 import { MAX_FRAME_BYTES, mapOversizeFrames } from './frame-limit.ts'
 
 export interface SyncEndpointDeps {
@@ -143,7 +144,7 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       }
       const conversationId = toConversationId(rawId)
       context.conversation = conversationId
-      const { userId } = await deps.auth.verifyUserToken(url.searchParams.get('token'))
+      const { userId, expiresInMs } = await deps.auth.verifySocketToken(url.searchParams.get('token'))
       context.user = userId
       if (deps.rooms.peek(conversationId) === undefined && !(await deps.store.conversationExists(conversationId))) {
         throw new ChatError('CONVERSATION_NOT_FOUND')
@@ -169,8 +170,9 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
         room.presence.distinctGuestUsers() >= settings.maxGuests) {
         throw new ChatError('GUEST_LIMIT')
       }
-      conn = new SyncConnection(ws, room, { connId: nextConnId++, userId, ...admission }, deps)
+      const admitted = conn = new SyncConnection(ws, room, { connId: nextConnId++, userId, ...admission }, deps)
       room.attach(conn)
+      ws.once('close', armTokenExpiry(deps.timers, expiresInMs, () => admitted.close(new ChatError('TOKEN_EXPIRED'))))
       live.set(ws, conn)
       deps.metrics.connections.inc({ role: conn.role })
       deps.logger.info({ user: userId, conversation: conversationId, role: conn.role, canWrite: conn.canWrite }, 'connection opened')

@@ -1,0 +1,66 @@
+/**
+ * Holes a red team found (issue 13) that are not moderation: token expiry on live sockets,
+ * admin tokens without a user on the sync endpoint, names that would mislead people.
+ */
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { SignJWT } from 'jose'
+import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.ts'
+import { connectRaw } from '../helpers/clients.ts'
+import { connectRawPeer, craft, msg } from '../helpers/crafted.ts'
+
+const Holes = suite<{ s: TestServer }>('red-team holes')
+
+Holes.before.each(async ctx => {
+  ctx.s = await startServer()
+  await ctx.s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+})
+Holes.after.each(async ctx => { await ctx.s.stop() })
+
+Holes('a live socket is closed with 4401 TOKEN_EXPIRED when its token expires; what it sends after is not stored', async ctx => {
+  const token = await ctx.s.token('alice', 2)
+  const peer = await connectRawPeer(`${ctx.s.wsUrl}/c1?token=${token}`, 4242)
+  try {
+    // While valid it writes.
+    peer.sendUpdate(craft([{ client: 4242, clock: 0, structs: [{ parent: 'messages', content: { any: [msg('early', 'alice')] } }] }]))
+    assert.ok(await peer.barrier(), 'accepted while the token is valid')
+    const closed = await peer.closed
+    assert.equal([closed.code, closed.reason], [4401, 'TOKEN_EXPIRED'])
+    assert.is(peer.authReason()?.code, 'TOKEN_EXPIRED')
+    assert.equal(ctx.s.server.rooms.peek('c1')?.doc.getArray('messages').toArray().map(m => (m as { id: string }).id), ['early'])
+  } finally {
+    peer.end()
+  }
+})
+
+Holes('an admin-scope token without sub is refused on the sync endpoint (TOKEN_INVALID), not admitted as user ""', async ctx => {
+  const key = new TextEncoder().encode(TEST_SECRET)
+  const now = Math.floor(Date.now() / 1000)
+  const admin = await new SignJWT({ scope: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).setExpirationTime(now + 600).sign(key)
+  await ctx.s.api('PUT', '/v1/conversations/c1', { guestAccess: 'write' })
+  for (const q of ['', '&guest=1']) {
+    const r = connectRaw(`${ctx.s.wsUrl}/c1?token=${admin}${q}`)
+    const closed = await r.closed
+    assert.is(closed.code, 4401)
+    assert.is(r.authReason()?.code, 'TOKEN_INVALID')
+  }
+  // It is still an admin credential over REST.
+  assert.is((await ctx.s.api('GET', '/v1/conversations/c1', undefined, `Bearer ${admin}`)).status, 200)
+})
+
+Holes('names and subjects with control characters, bidi overrides or lone surrogates are refused with INVALID_REQUEST', async ctx => {
+  const bad = ['bo\u0000b', 'evil\u202Egnp.exe', 'half \ud800 surrogate', 'tail \udc00', 'new\nline', 'iso\u2066late']
+  for (const name of bad) {
+    const user = await ctx.s.api('PUT', '/v1/users/u1', { name })
+    assert.equal([user.status, user.body.error.code], [400, 'INVALID_REQUEST'], JSON.stringify(name))
+    const conv = await ctx.s.api('PUT', '/v1/conversations/c1', { subject: name })
+    assert.equal([conv.status, conv.body.error.code], [400, 'INVALID_REQUEST'], JSON.stringify(name))
+  }
+  for (const name of ['Zoë 🌍', 'שלום', 'مرحبا', 'Ana-María']) {
+    assert.is((await ctx.s.api('PUT', '/v1/users/u1', { name })).status === 400, false, name)
+    assert.is((await ctx.s.api('PUT', '/v1/conversations/c1', { subject: name })).status, 200, name)
+  }
+  assert.is((await ctx.s.api('GET', '/v1/users/u1')).body.name, 'Ana-María')
+})
+
+Holes.run()
