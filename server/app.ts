@@ -22,12 +22,14 @@ import { registerModerationRoutes } from './rest/moderation.ts'
 import { BanList, BANS_SECTION } from './moderation/bans.ts'
 import type { RestDeps } from './rest/deps.ts'
 import { registerWebRoutes } from './web/routes.ts'
+import { registerSecurityHeaders } from './web/security-headers.ts'
 import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
 import { createStorageGuard, type StorageGuard } from './storage/storage-guard.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
 import { registerOpenApi } from './openapi.ts'
+import { clientError, frameworkError } from './http-errors.ts'
 
 export interface ServerConfig {
   host: string
@@ -170,6 +172,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
 
   const http = Fastify({
     bodyLimit: config.bodyLimit,
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } }
   })
   // JSON in and out: any other body type is refused with 415.
@@ -185,6 +189,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     const e = new ChatError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)
     void reply.status(e.status).send({ error: e.toJSON() })
   })
+  await registerSecurityHeaders(http)
   await registerOpenApi(http)
   const storage = createStorageGuard({
     store,

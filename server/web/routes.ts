@@ -16,6 +16,7 @@ import { toUserId } from '../../shared/ids.ts'
 import { ChatError } from '../../shared/errors.ts'
 import type { Authenticator } from '../auth.ts'
 import { buildWebAssets, type WebAssets } from './bundle.ts'
+import { pagePolicy, styleHashSource } from './security-headers.ts'
 
 export interface WebDeps {
   auth: Authenticator
@@ -44,8 +45,9 @@ export const registerWebRoutes = (http: FastifyInstance, deps: WebDeps): void =>
   }
 
   http.get('/', async (_req, reply) => {
-    const { html } = await load()
+    const { html, styles } = await load()
     void reply.header('cache-control', 'no-cache')
+    void reply.header('content-security-policy', pagePolicy(styleHashSource(styles)))
     return await reply.type('text/html; charset=utf-8').send(html.replace('{{DEMO}}', deps.config.demo ? '1' : '0'))
   })
 

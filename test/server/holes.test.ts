@@ -5,6 +5,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { SignJWT } from 'jose'
+import { connect } from 'node:net'
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.ts'
 import { connectRaw } from '../helpers/clients.ts'
 import { connectRawPeer, craft, msg } from '../helpers/crafted.ts'
@@ -61,6 +62,44 @@ Holes('names and subjects with control characters, bidi overrides or lone surrog
     assert.is((await ctx.s.api('PUT', '/v1/conversations/c1', { subject: name })).status, 200, name)
   }
   assert.is((await ctx.s.api('GET', '/v1/users/u1')).body.name, 'Ana-María')
+})
+
+/** Sends raw bytes to the server and reads its whole answer (the server closes the socket). */
+const rawHttp = async (port: number, data: string): Promise<{ status: number, body: unknown }> => await new Promise((resolve, reject) => {
+  const socket = connect(port, '127.0.0.1', () => socket.write(data))
+  let out = ''
+  socket.setEncoding('utf8')
+  socket.on('data', d => { out += d })
+  socket.on('error', reject)
+  socket.on('close', () => {
+    const [head, ...rest] = out.split('\r\n\r\n')
+    resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1]), body: JSON.parse(rest.join('\r\n\r\n')) })
+  })
+})
+
+Holes('requests that never reach a route answer the project\'s error body: 414, a bad URL, 431, unparsable HTTP', async ctx => {
+  const port = Number(new URL(ctx.s.url).port)
+  const cases: Array<[string, number, string]> = [
+    [`GET /v1/conversations/${'a'.repeat(2000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 414, 'URI_TOO_LONG'],
+    ['GET /v1/conversations/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'INVALID_REQUEST'],
+    [`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+    ['NOT HTTP AT ALL\r\n\r\n', 400, 'INVALID_REQUEST']
+  ]
+  for (const [request, status, code] of cases) {
+    const res = await rawHttp(port, request)
+    assert.is(res.status, status, code)
+    assert.is((res.body as { error: { code: string } }).error.code, code)
+  }
+})
+
+Holes('security headers on the API and the page: CSP, nosniff, no framing, no referrer', async ctx => {
+  for (const path of ['/v1/settings', '/', '/healthz']) {
+    const res = await fetch(ctx.s.url + path)
+    assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'none'/, path)
+    assert.match(res.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, path)
+    assert.is(res.headers.get('x-content-type-options'), 'nosniff', path)
+    assert.is(res.headers.get('referrer-policy'), 'no-referrer', path)
+  }
 })
 
 Holes.run()
