@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert'
 import { SignJWT } from 'jose'
 import { connect } from 'node:net'
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.ts'
-import { connectRaw } from '../helpers/clients.ts'
+import { connectPeer, connectRaw, sendMessage, waitFor } from '../helpers/clients.ts'
 import { connectRawPeer, craft, msg } from '../helpers/crafted.ts'
 
 const Holes = suite<{ s: TestServer }>('red-team holes')
@@ -62,6 +62,37 @@ Holes('names and subjects with control characters, bidi overrides or lone surrog
     assert.is((await ctx.s.api('PUT', '/v1/conversations/c1', { subject: name })).status, 200, name)
   }
   assert.is((await ctx.s.api('GET', '/v1/users/u1')).body.name, 'Ana-María')
+})
+
+Holes('conversation-id squatting: answers say who created a conversation, and an admin claims it in one call', async ctx => {
+  const squatter = `Bearer ${await ctx.s.token('squatter')}`
+  const made = await ctx.s.api('PUT', '/v1/conversations/support-43', { subject: 'Support' }, squatter)
+  assert.equal([made.status, made.body.createdBy], [201, 'squatter'])
+  const peer = connectPeer(ctx.s.wsUrl, 'support-43', await ctx.s.token('squatter'))
+  try {
+    await peer.synced
+    sendMessage(peer.doc, 'squatter', 'give me your password')
+    await waitFor(() => ctx.s.server.rooms.peek('support-43')?.doc.getArray('messages').length === 1, 5000, 'the message lands')
+    // A plain admin PUT merges, and says the conversation is a user's.
+    const merged = await ctx.s.api('PUT', '/v1/conversations/support-43', { participants: ['agent'] })
+    assert.equal([merged.status, merged.body.createdBy, Object.keys(merged.body.participants).sort()], [200, 'squatter', ['agent', 'squatter']])
+    assert.is((await ctx.s.api('PUT', '/v1/conversations/support-43?claim=1', {}, squatter)).body.error.code, 'ADMIN_REQUIRED')
+    // The claim starts it over as the admin defines it.
+    const claimed = await ctx.s.api('PUT', '/v1/conversations/support-43?claim=1', { participants: ['agent', 'customer'], subject: 'Order 43' })
+    assert.equal([claimed.status, claimed.body.createdBy, claimed.body.subject], [201, null, 'Order 43'])
+    assert.equal(Object.keys(claimed.body.participants).sort(), ['agent', 'customer'])
+    await waitFor(() => peer.closes.length > 0, 5000, 'the squatter closed')
+    assert.is(peer.closes[0].code, 4404)
+    assert.equal((await ctx.s.api('GET', '/v1/conversations/support-43/messages')).body.data, [])
+    assert.equal((await ctx.s.api('GET', '/v1/users/squatter/conversations')).body.data, [])
+    // Claiming what an admin created is an ordinary merge.
+    await ctx.s.api('POST', '/v1/conversations/support-43/messages', [{ text: 'hello', sender: 'agent', type: 'UserMessage' }])
+    const again = await ctx.s.api('PUT', '/v1/conversations/support-43?claim=1', { participants: ['agent', 'customer'] })
+    assert.is(again.status, 200)
+    assert.is((await ctx.s.api('GET', '/v1/conversations/support-43/messages')).body.data.length, 1)
+  } finally {
+    peer.destroy()
+  }
 })
 
 /** Sends raw bytes to the server and reads its whole answer (the server closes the socket). */
