@@ -10,9 +10,10 @@
  *
  * When. Per conversation, a pending batch holds, per recipient, every message since the first
  * one it missed (for `MentionsOnly`, since the first that mentions it). The batch is sent once
- * nobody in the conversation has been typing (presence `typing: true`, participants and guests
- * alike) for `notificationDelay` seconds since the last message: while a batch is pending,
- * presence is sampled every `typingPollMs`.
+ * no participant of the conversation has been typing (presence `typing: true`; guests' typing
+ * holds nothing) for `notificationDelay` seconds since the last message: while a batch is
+ * pending, presence is sampled every `typingPollMs`. Whatever anyone types or sends, a batch is
+ * sent at the latest `MAX_HOLD_FACTOR` × `notificationDelay` after it started.
  *
  * State machine, per conversation: idle -> pending (a missed message) -> pending (more
  * messages, typing: the quiet period restarts) -> fire -> idle. While pending, a recipient
@@ -47,7 +48,12 @@ export interface StoredPending {
   subject: string | null
   recipients: Array<[string, Message[]]>
   busyAt: number
+  /** When the batch started (absent in batches stored before it was kept: then `busyAt`). */
+  startedAt?: number
 }
+
+/** A pending batch is sent at the latest this many times `notificationDelay` after it started. */
+export const MAX_HOLD_FACTOR = 10
 
 /** Where pending batches survive a restart. `save(conv, null)` forgets one. */
 export interface PendingStore {
@@ -84,6 +90,8 @@ interface Pending {
   recipients: Map<string, Message[]>
   /** When the conversation was last seen busy (a message, or someone typing), in ms. */
   busyAt: number
+  /** When the batch started, in ms: it fires by `startedAt + MAX_HOLD_FACTOR × delay`. */
+  startedAt: number
   timer: unknown
 }
 
@@ -112,7 +120,7 @@ export class Notifier {
     if (this.#deps.store === undefined) return
     for (const [conv, stored] of await this.#deps.store.loadAll()) {
       if (this.#pending.has(conv) || stored.recipients.length === 0) continue
-      const p: Pending = { subject: stored.subject, recipients: new Map(stored.recipients), busyAt: stored.busyAt, timer: null }
+      const p: Pending = { subject: stored.subject, recipients: new Map(stored.recipients), busyAt: stored.busyAt, startedAt: stored.startedAt ?? stored.busyAt, timer: null }
       this.#pending.set(conv, p)
       this.#schedule(conv, p, 0)
     }
@@ -126,7 +134,7 @@ export class Notifier {
 
   #save (conv: string): void {
     const p = this.#pending.get(conv)
-    this.#deps.store?.save(conv, p === undefined ? null : { subject: p.subject, recipients: [...p.recipients], busyAt: p.busyAt })
+    this.#deps.store?.save(conv, p === undefined ? null : { subject: p.subject, recipients: [...p.recipients], busyAt: p.busyAt, startedAt: p.startedAt })
   }
 
   #onSent (conv: string, m: Message): void {
@@ -135,7 +143,7 @@ export class Notifier {
     if (room === undefined) return
     const viewing = room.presence.participantViewing()
     const subject = metaOf(room.doc).get('subject')
-    const p = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, timer: null }
+    const p = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, startedAt: this.#deps.now(), timer: null }
     p.subject = typeof subject === 'string' ? subject : null
     if (m.senderId !== null) p.recipients.delete(m.senderId)
     for (const [userId, participant] of listParticipants(room.doc)) {
@@ -194,14 +202,20 @@ export class Notifier {
     }, ms)
   }
 
-  /** Fires when the conversation has been quiet long enough; otherwise samples again. */
+  /**
+   * Fires when the conversation has been quiet long enough, or the batch was held as long as it
+   * may be; otherwise samples again.
+   */
   #check (conv: string, p: Pending): void {
     if (this.#pending.get(conv) !== p) return
     const now = this.#deps.now()
-    const typing = (this.#deps.peek(conv)?.presence.typingUsers().size ?? 0) > 0
+    const room = this.#deps.peek(conv)
+    // Only participants' typing holds a batch: a guest could otherwise hold it forever.
+    const typing = room !== undefined && [...room.presence.typingUsers()].some(u => getParticipant(room.doc, u) !== undefined)
     if (typing) p.busyAt = now
     const remaining = p.busyAt + this.#delayMs() - now
-    if (!typing && remaining <= 0) this.#fire(conv, p)
+    const held = now - p.startedAt >= MAX_HOLD_FACTOR * this.#delayMs()
+    if (held || (!typing && remaining <= 0)) this.#fire(conv, p)
     else this.#schedule(conv, p, typing ? this.#deps.typingPollMs : Math.min(this.#deps.typingPollMs, remaining))
   }
 

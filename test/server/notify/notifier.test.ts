@@ -63,9 +63,10 @@ Machine('fires once, notificationDelay after the last message, with every missed
   assert.is(ctx.time.pending(), 0, 'no timer left once idle')
 })
 
-Machine('typing anywhere restarts the quiet period; the notification follows the last keystroke by the delay', ctx => {
+Machine('a participant typing restarts the quiet period; the notification follows the last keystroke by the delay', ctx => {
+  participantsOf(ctx.doc).set('carol', { access: 'ReadWrite', notify: false, joinedAt: 0 })
   send(ctx, 'bob', 'one')
-  ctx.typing.add('visitor')
+  ctx.typing.add('carol')
   ctx.time.advance(100_000)
   assert.is(ctx.out.length, 0)
   ctx.typing.clear()
@@ -88,6 +89,28 @@ Machine('a recipient leaves the batch when it writes, views, reads past it, or i
   participantsOf(ctx.doc).delete('erin')
   ctx.time.advance(31_000)
   assert.equal(ctx.out.map(n => [n.recipientId, n.messages.map(x => x.text)]), [['bob', ['I am here']]])
+})
+
+Machine('a guest typing holds no notification: it fires notificationDelay after the message', ctx => {
+  send(ctx, 'bob', 'one')
+  ctx.typing.add('visitor') // a guest: not a participant
+  ctx.time.advance(29_000)
+  assert.is(ctx.out.length, 0)
+  ctx.time.advance(1_000)
+  assert.equal(ctx.out.map(n => n.recipientId), ['alice'])
+})
+
+Machine('whatever participants type or send, a batch fires at the latest 10 × notificationDelay after it started', ctx => {
+  const first = send(ctx, 'bob', 'one')
+  ctx.typing.add('bob')
+  for (let i = 0; i < 29; i++) {
+    ctx.time.advance(10_000)
+    if (i % 5 === 0) send(ctx, 'bob', `more ${i}`)
+  }
+  assert.is(ctx.out.length, 0, 'held while bob types, up to 290 s')
+  ctx.time.advance(10_000)
+  assert.is(ctx.out.length, 1, 'fired at 300 s although bob still types')
+  assert.is(ctx.out[0].messages[0].id, first.id)
 })
 
 Machine('edits and deletes change the pending batch; system messages never notify', ctx => {
