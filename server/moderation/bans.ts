@@ -9,7 +9,7 @@
  * step: a ban written meanwhile is either seen by that check or closes the attached connection.
  * A ban whose `until` has passed no longer counts and is no longer listed.
  */
-import type { KvSection } from '../storage/port.ts'
+import type { KvSection, SectionPut } from '../storage/port.ts'
 
 export interface Ban {
   userId: string
@@ -63,22 +63,21 @@ export class BanList {
     return [...bans.values()].filter(b => this.inForce(b)).sort((a, b) => a.createdAt - b.createdAt)
   }
 
-  /** Writes (or replaces) a ban; in memory once it is durable. */
-  async put (conv: string, ban: Ban): Promise<void> {
+  /**
+   * Writes (or replaces) a ban, with `with_` (its webhook outbox entries) in the same batch; in
+   * memory once it is durable.
+   */
+  async put (conv: string, ban: Ban, with_: readonly SectionPut[] = []): Promise<void> {
     const bans = await this.bansOf(conv)
-    await this.section.put(`${conv}/${ban.userId}`, ban)
+    await this.section.batch([{ type: 'put', key: `${conv}/${ban.userId}`, value: ban }], with_)
     bans.set(ban.userId, ban)
   }
 
-  /** Lifts a ban; false when there was none in force. */
-  async lift (conv: string, userId: string): Promise<boolean> {
+  /** Lifts a ban, with `with_` in the same batch. */
+  async lift (conv: string, userId: string, with_: readonly SectionPut[] = []): Promise<void> {
     const bans = await this.bansOf(conv)
-    const had = this.activeBan(conv, userId) !== undefined
-    if (bans.has(userId)) {
-      await this.section.del(`${conv}/${userId}`)
-      bans.delete(userId)
-    }
-    return had
+    await this.section.batch([{ type: 'del', key: `${conv}/${userId}` }], with_)
+    bans.delete(userId)
   }
 
   /** Removes every ban of a conversation (it was deleted). */

@@ -24,9 +24,9 @@ import { banBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 import { removeParticipant, withConversation } from './conversations.ts'
 
-/** Writes what the events of a change outside any document stage (their webhooks). */
+/** Writes staged puts (a webhook's outbox entries) in one batch, for a change that stores nothing else. */
 const putStaged = async (deps: RestDeps, staged: readonly StagedWrite[]): Promise<void> => {
-  for (const w of staged) await deps.store.section(w.section).put(w.key, w.value)
+  if (staged.length > 0) await deps.store.section(staged[0].section).batch([], staged)
 }
 
 const banView = (b: Ban): Record<string, unknown> => ({ userId: b.userId, reason: b.reason, until: b.until, createdAt: b.createdAt, by: b.by })
@@ -60,10 +60,7 @@ export const registerModerationRoutes = (app: FastifyInstance, deps: RestDeps): 
       const by = actorOf(principal)
       const ban: Ban = { userId, reason: body.reason ?? null, until: body.until ?? null, createdAt: now, by }
       const event: ServerEvent = { type: 'conversation.user_banned', conversationId: id, userId, reason: ban.reason, until: ban.until, by }
-      await writeWithEvents(deps.events, [event], async staged => {
-        await deps.bans.put(id, ban)
-        await putStaged(deps, staged)
-      })
+      await writeWithEvents(deps.events, [event], async staged => { await deps.bans.put(id, ban, staged) })
       room.closeUser(userId, new ChatError('BANNED'))
       if (getParticipant(room.doc, userId) !== undefined) await removeParticipant(deps, room, userId, by)
       return banView(ban)
@@ -78,10 +75,7 @@ export const registerModerationRoutes = (app: FastifyInstance, deps: RestDeps): 
       requireModerator(principal, room.doc)
       if (await deps.bans.find(id, userId) === undefined) throw new ChatError('BAN_NOT_FOUND')
       const event: ServerEvent = { type: 'conversation.user_unbanned', conversationId: id, userId, by: actorOf(principal) }
-      await writeWithEvents(deps.events, [event], async staged => {
-        await deps.bans.lift(id, userId)
-        await putStaged(deps, staged)
-      })
+      await writeWithEvents(deps.events, [event], async staged => { await deps.bans.lift(id, userId, staged) })
     })
     return await reply.status(204).send()
   })
