@@ -7,7 +7,10 @@
  * A conversation's bans are read once into memory on first use and then answered
  * synchronously, so the sync endpoint can decide admission and attach the connection in one
  * step: a ban written meanwhile is either seen by that check or closes the attached connection.
- * A ban whose `until` has passed no longer counts and is no longer listed.
+ * A ban whose `until` has passed no longer counts and is no longer listed. Conversations with
+ * bans stay in memory; those without are forgotten past `MAX_EMPTY_CACHED` (any user token can
+ * name any conversation id), which is safe: forgotten means "no bans", and a ban written later
+ * puts its conversation back.
  */
 import type { KvSection, SectionPut } from '../storage/port.ts'
 
@@ -23,14 +26,20 @@ export interface Ban {
 
 export const BANS_SECTION = 'bans'
 
+/** Conversations without bans kept in memory at most (oldest forgotten first). */
+const MAX_EMPTY_CACHED = 10_000
+
 const isBan = (v: unknown): v is Ban =>
   typeof v === 'object' && v !== null && typeof (v as Ban).userId === 'string' && typeof (v as Ban).createdAt === 'number'
 
 export class BanList {
   private readonly section: KvSection
   private readonly now: () => number
-  private readonly loaded = new Map<string, Map<string, Ban>>()
-  private readonly loading = new Map<string, Promise<Map<string, Ban>>>()
+  /** Conversations known to have bans (or to have had some since they were read). */
+  private readonly withBans = new Map<string, Map<string, Ban>>()
+  /** Conversations read and found without bans, oldest first, at most MAX_EMPTY_CACHED. */
+  private readonly withoutBans = new Set<string>()
+  private readonly loading = new Map<string, Promise<void>>()
 
   constructor (section: KvSection, now: () => number) {
     this.section = section
@@ -39,15 +48,21 @@ export class BanList {
 
   /** Reads a conversation's bans into memory (once); `activeBan` answers from there. */
   async load (conv: string): Promise<void> {
-    await this.bansOf(conv)
+    if (this.withBans.has(conv) || this.withoutBans.has(conv)) return
+    let p = this.loading.get(conv)
+    if (p === undefined) {
+      p = this.read(conv).finally(() => this.loading.delete(conv))
+      this.loading.set(conv, p)
+    }
+    await p
   }
 
   /**
    * The ban in force for `userId`, answered from memory: call `load(conv)` first (otherwise a
-   * conversation not loaded yet answers as having no bans).
+   * conversation not read yet answers as having no bans).
    */
   activeBan (conv: string, userId: string): Ban | undefined {
-    const ban = this.loaded.get(conv)?.get(userId)
+    const ban = this.withBans.get(conv)?.get(userId)
     return ban !== undefined && this.inForce(ban) ? ban : undefined
   }
 
@@ -59,8 +74,9 @@ export class BanList {
 
   /** The bans in force, oldest first. */
   async list (conv: string): Promise<Ban[]> {
-    const bans = await this.bansOf(conv)
-    return [...bans.values()].filter(b => this.inForce(b)).sort((a, b) => a.createdAt - b.createdAt)
+    await this.load(conv)
+    const bans = this.withBans.get(conv)
+    return bans === undefined ? [] : [...bans.values()].filter(b => this.inForce(b)).sort((a, b) => a.createdAt - b.createdAt)
   }
 
   /**
@@ -68,16 +84,18 @@ export class BanList {
    * memory once it is durable.
    */
   async put (conv: string, ban: Ban, with_: readonly SectionPut[] = []): Promise<void> {
-    const bans = await this.bansOf(conv)
+    await this.load(conv)
     await this.section.batch([{ type: 'put', key: `${conv}/${ban.userId}`, value: ban }], with_)
+    let bans = this.withBans.get(conv)
+    if (bans === undefined) this.withBans.set(conv, bans = new Map())
+    this.withoutBans.delete(conv)
     bans.set(ban.userId, ban)
   }
 
   /** Lifts a ban, with `with_` in the same batch. */
   async lift (conv: string, userId: string, with_: readonly SectionPut[] = []): Promise<void> {
-    const bans = await this.bansOf(conv)
     await this.section.batch([{ type: 'del', key: `${conv}/${userId}` }], with_)
-    bans.delete(userId)
+    this.withBans.get(conv)?.delete(userId)
   }
 
   /** Removes every ban of a conversation (it was deleted). */
@@ -85,28 +103,27 @@ export class BanList {
     const ops: Array<{ type: 'del', key: string }> = []
     for await (const [key] of this.section.entries({ gte: `${conv}/`, lt: `${conv}0` })) ops.push({ type: 'del', key })
     if (ops.length > 0) await this.section.batch(ops)
-    this.loaded.delete(conv)
+    this.withBans.delete(conv)
+    this.withoutBans.delete(conv)
+  }
+
+  private async read (conv: string): Promise<void> {
+    const bans = new Map<string, Ban>()
+    for await (const [, value] of this.section.entries({ gte: `${conv}/`, lt: `${conv}0` })) {
+      if (isBan(value)) bans.set(value.userId, value)
+    }
+    if (this.withBans.has(conv)) return // a ban was written meanwhile: memory already has it
+    if (bans.size > 0) {
+      this.withBans.set(conv, bans)
+      return
+    }
+    this.withoutBans.add(conv)
+    if (this.withoutBans.size > MAX_EMPTY_CACHED) {
+      for (const old of this.withoutBans) { this.withoutBans.delete(old); break }
+    }
   }
 
   private inForce (ban: Ban): boolean {
     return ban.until === null || ban.until > this.now()
-  }
-
-  private async bansOf (conv: string): Promise<Map<string, Ban>> {
-    const done = this.loaded.get(conv)
-    if (done !== undefined) return done
-    let p = this.loading.get(conv)
-    if (p === undefined) {
-      p = (async () => {
-        const out = new Map<string, Ban>()
-        for await (const [, value] of this.section.entries({ gte: `${conv}/`, lt: `${conv}0` })) {
-          if (isBan(value)) out.set(value.userId, value)
-        }
-        return out
-      })()
-      this.loading.set(conv, p)
-      p.then(m => { this.loaded.set(conv, m) }, () => {}).finally(() => this.loading.delete(conv))
-    }
-    return await p
   }
 }

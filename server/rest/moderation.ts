@@ -14,7 +14,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { ChatError } from '../../shared/errors.ts'
-import { toConversationId, toUserId } from '../../shared/ids.ts'
+import { isValidId, toConversationId, toUserId } from '../../shared/ids.ts'
 import { getParticipant, isModerator } from '../../shared/doc.ts'
 import { checkDisplayText } from '../../shared/text.ts'
 import { writeWithEvents, type ServerEvent, type StagedWrite } from '../events.ts'
@@ -41,6 +41,7 @@ export const registerModerationRoutes = (app: FastifyInstance, deps: RestDeps): 
     const principal = await deps.auth.fromAuthorizationHeader(header).catch(() => null)
     if (principal === null || principal.kind !== 'user') return
     const id = param(req, 'id')
+    if (!isValidId(id)) return // the route refuses it
     if (await deps.bans.find(id, principal.userId) !== undefined) throw new ChatError('BANNED')
   })
 
