@@ -5,7 +5,9 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { SignJWT } from 'jose'
-import { connect } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
+import { clientError } from '../../server/http-errors.ts'
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.ts'
 import { connectPeer, connectRaw, sendMessage, waitFor } from '../helpers/clients.ts'
 import { connectRawPeer, craft, msg } from '../helpers/crafted.ts'
@@ -120,6 +122,20 @@ Holes('requests that never reach a route answer the project\'s error body: 414, 
     const res = await rawHttp(port, request)
     assert.is(res.status, status, code)
     assert.is((res.body as { error: { code: string } }).error.code, code)
+  }
+})
+
+Holes('a request slower than the server\'s timeouts answers 408 REQUEST_TIMEOUT in the project\'s body', async () => {
+  // Parley's own handler on a Node server with short timeouts (Parley keeps Node's defaults: 60 s).
+  const server = createHttpServer({ requestTimeout: 300, headersTimeout: 200, connectionsCheckingInterval: 50 }, (_req, res) => { res.end() })
+  server.on('clientError', clientError)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  try {
+    const res = await rawHttp((server.address() as AddressInfo).port, 'GET / HTTP/1.1\r\nHost: x\r\n')
+    assert.is(res.status, 408)
+    assert.is((res.body as { error: { code: string } }).error.code, 'REQUEST_TIMEOUT')
+  } finally {
+    server.close()
   }
 })
 
