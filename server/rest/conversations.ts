@@ -240,9 +240,10 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
 
   app.put('/v1/conversations/:id/participants/:userId', { schema: { body: participantBody } }, async req => {
     const body = participantPatch(req)
+    // Overwrites access and notify; the role changes only when `role` is given.
     return await writeParticipant(req, (old, now) => withRole({
       access: body.access ?? 'ReadWrite', notify: body.notify ?? true, joinedAt: old?.joinedAt ?? now
-    }, body.role ?? null))
+    }, body.role === undefined ? old?.role ?? null : body.role))
   })
 
   app.patch('/v1/conversations/:id/participants/:userId', { schema: { body: participantBody } }, async req => {

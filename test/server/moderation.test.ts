@@ -165,6 +165,9 @@ Mod('who may remove, demote or appoint moderators; the creator of a conversation
   // dave appoints eve; eve may now demote dave; both are moderators until then.
   const appointed = await ctx.s.api('PATCH', '/v1/conversations/dave-room/participants/eve', { role: 'moderator' }, dave)
   assert.equal(appointed.body, { access: 'ReadWrite', notify: true, role: 'moderator' })
+  // A PUT without role keeps it (a moderator changing its own notify stays one).
+  const kept = await ctx.s.api('PUT', '/v1/conversations/dave-room/participants/eve', { notify: false }, eve)
+  assert.equal(kept.body, { access: 'ReadWrite', notify: false, role: 'moderator' })
   const demoted = await ctx.s.api('PATCH', '/v1/conversations/dave-room/participants/dave', { role: null }, eve)
   assert.equal([demoted.status, demoted.body], [200, { access: 'ReadWrite', notify: true }])
   // A moderator removes non-moderator participants even with browserSync off, and sets slowMode
