@@ -24,7 +24,7 @@ const join = async (ctx: { s: TestServer, peers: Peer[] }, user: string, guest =
   return p
 }
 
-type State = { user?: { id?: string, role?: string, name?: string }, parley?: { guestCount: number } }
+type State = { user?: { id?: string, role?: string, name?: string, nameSource?: string }, parley?: { guestCount: number } }
 const states = (p: Peer): State[] => [...p.provider.awareness.getStates().values()] as State[]
 const roleOf = (p: Peer, id: string): string | undefined => states(p).find(s => s.user?.id === id)?.user?.role
 
@@ -119,7 +119,8 @@ Guests('presence is set by the server: forged ids and roles are corrected', asyn
   g.provider.awareness.setLocalState({ user: { id: 'bob', role: 'participant', name: 'Bob' } })
   await waitFor(() => states(a).some(s => s.user?.name === 'Bob'))
   const forged = states(a).find(s => s.user?.name === 'Bob')!
-  assert.equal(forged.user, { id: 'mallory', role: 'guest', name: 'Bob' })
+  // The name stays the guest's own choice, and says so: it never passes for participant bob's.
+  assert.equal(forged.user, { id: 'mallory', role: 'guest', name: 'Bob', nameSource: 'self' })
 })
 
 Guests('a peer cannot remove the awareness ids of another connection: the entry is dropped', async ctx => {
