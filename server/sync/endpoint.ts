@@ -149,7 +149,7 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       if (deps.rooms.peek(conversationId) === undefined && !(await deps.store.conversationExists(conversationId))) {
         throw new ChatError('CONVERSATION_NOT_FOUND')
       }
-      await deps.bans.load(conversationId)
+      const [record] = await Promise.all([deps.store.getUser(userId), deps.bans.load(conversationId)])
       if (closed) return
       const acquired = await deps.rooms.acquire(conversationId)
       if (closed) { deps.rooms.release(acquired); return }
@@ -170,7 +170,7 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
         room.presence.distinctGuestUsers() >= settings.maxGuests) {
         throw new ChatError('GUEST_LIMIT')
       }
-      const admitted = conn = new SyncConnection(ws, room, { connId: nextConnId++, userId, ...admission }, deps)
+      const admitted = conn = new SyncConnection(ws, room, { connId: nextConnId++, userId, recordName: record?.name, ...admission }, deps)
       room.attach(conn)
       ws.once('close', armTokenExpiry(deps.timers, expiresInMs, () => admitted.close(new ChatError('TOKEN_EXPIRED'))))
       live.set(ws, conn)

@@ -112,6 +112,16 @@ Guests('guests do not count toward maxParticipants; maxGuests caps distinct gues
   await g3.synced
 })
 
+Guests('a guest with a user record is shown by its record\'s name, whatever it claims', async ctx => {
+  await ctx.s.api('PUT', '/v1/users/gina', { name: 'Gina' })
+  const a = await join(ctx, 'alice')
+  const g = await join(ctx, 'gina', true)
+  await Promise.all([a.synced, g.synced])
+  g.provider.awareness.setLocalState({ user: { name: 'bob' }, typing: true })
+  await waitFor(() => states(a).some(s => s.user?.id === 'gina' && (s as { typing?: boolean }).typing === true))
+  assert.equal(states(a).find(s => s.user?.id === 'gina')?.user, { id: 'gina', role: 'guest', name: 'Gina' })
+})
+
 Guests('presence is set by the server: forged ids and roles are corrected', async ctx => {
   const a = await join(ctx, 'alice')
   const g = await join(ctx, 'mallory', true)

@@ -51,6 +51,14 @@ Codec('a guest\'s name is marked as chosen by itself; a claimed nameSource and n
   }
 })
 
+Codec('the name of the user\'s record replaces any claimed name, for guests and participants alike', () => {
+  const user = (json: string, owner: { userId: string, role: 'guest' | 'participant', recordName?: string | null }): unknown =>
+    (JSON.parse(sanitizeState(json, owner, 1000)) as { user: unknown }).user
+  assert.equal(user('{"user":{"name":"bob"}}', { userId: 'g1', role: 'guest', recordName: 'Gina' }), { name: 'Gina', id: 'g1', role: 'guest' })
+  assert.equal(user('{"typing":true}', { userId: 'a', role: 'participant', recordName: 'Alice' }), { name: 'Alice', id: 'a', role: 'participant' })
+  assert.equal(user('{"user":{"name":"bob"}}', { userId: 'g1', role: 'guest', recordName: null }), { name: 'bob', nameSource: 'self', id: 'g1', role: 'guest' })
+})
+
 Codec('sanitizeState refuses a state over the size cap', () => {
   try {
     sanitizeState(JSON.stringify({ a: 'x'.repeat(100) }), { userId: 'u', role: 'participant' }, 50)
