@@ -1,8 +1,8 @@
 /**
  * Presence as the app sees it, computed from awareness states (contract §5). Pure.
  *
- * Each peer's state is `{ user: { id, name?, role }, typing? }`, with `id` and `role` set by the
- * server. The server's own entry holds `{ parley: { guestCount, participantCount } }`: guests
+ * Each peer's state is `{ user: { id, name?, nameSource?, role }, typing? }`, with `id`, `role`
+ * and `nameSource` set by the server (a guest's name is `nameSource: 'self'`: chosen by itself). The server's own entry holds `{ parley: { guestCount, participantCount } }`: guests
  * see no other guest, so that count is how they know how many watch. Participants also see the
  * guests' own states, so `guests` is filled for them.
  */
@@ -10,6 +10,8 @@
 export interface PresenceUser {
   id: string
   name?: string
+  /** `'self'`: the name was chosen by a guest itself (the server marks it); show it as such. */
+  nameSource?: 'self'
   role: 'participant' | 'guest'
 }
 
@@ -54,7 +56,10 @@ export const presenceOf = (
     const role = user.role === 'guest' ? 'guest' : user.role === 'participant' ? 'participant' : null
     if (role === null) continue
     const entry: PresenceUser = { id: user.id, role }
-    if (typeof user.name === 'string' && user.name !== '') entry.name = user.name
+    if (typeof user.name === 'string' && user.name !== '') {
+      entry.name = user.name
+      if (user.nameSource === 'self' || role === 'guest') entry.nameSource = 'self'
+    }
     ;(role === 'guest' ? guests : participants).set(user.id, entry)
     if (state.typing === true && user.id !== self.user?.id) typing.add(user.id)
   }

@@ -18,7 +18,7 @@ import * as Y from 'yjs'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { ObservableV2 } from 'lib0/observable'
 import { ChatError, type ErrorCode } from '../shared/errors.ts'
-import { ensureRoots, getGuestAccess, getParticipant, messagesOf, metaOf, readsOf } from '../shared/doc.ts'
+import { ensureRoots, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, readsOf } from '../shared/doc.ts'
 import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type Message } from '../shared/schema.ts'
 import { EMPTY_PRESENCE, presenceOf, type Presence, type PresenceUser } from './presence.ts'
 import { LocalBinding, STORAGE_ORIGIN } from './local-doc.ts'
@@ -231,6 +231,9 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     return null
   }
 
+  /** Whether this user moderates the conversation (v1.1): it may delete anyone's message. */
+  get isModerator (): boolean { return isModerator(this.doc, this.deps.userId) }
+
   /** The participant's access, when this user is one. */
   get access (): Access | null { return getParticipant(this.doc, this.deps.userId)?.access ?? null }
 
@@ -324,7 +327,7 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     return this.find(id) ?? { ...next, status: 'pending' }
   }
 
-  /** Deletes one of the user's own messages. */
+  /** Deletes one of the user's own messages (any message, when it is a moderator). */
   delete (id: string): void {
     this.checkWritable()
     const q = this.queued.findIndex(m => m.id === id)
@@ -335,7 +338,7 @@ export class ConversationView extends ObservableV2<ViewEvents> {
       this.emit('change', [])
       return
     }
-    const { index } = this.own(id)
+    const { index } = this.own(id, this.isModerator)
     this.ownClients.add(this.doc.clientID)
     this.doc.transact(() => { messagesOf(this.doc).delete(index, 1) })
   }
@@ -420,11 +423,12 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     if (text.length > max) throw new ChatError('TEXT_TOO_LONG', `A text holds at most ${max} characters`)
   }
 
-  private own (id: string): { index: number, message: Message } {
+  /** The message with `id`; it must be the user's own unless `anyone`. */
+  private own (id: string, anyone = false): { index: number, message: Message } {
     const index = this.located.findIndex(l => l.message.id === id)
     if (index < 0) throw new ChatError('MESSAGE_NOT_FOUND')
     const message = this.located[index].message
-    if (message.senderId !== this.deps.userId) throw new ChatError('SENDER_MISMATCH', 'Only your own messages can be changed')
+    if (!anyone && message.senderId !== this.deps.userId) throw new ChatError('SENDER_MISMATCH', 'Only your own messages can be changed')
     return { index, message }
   }
 

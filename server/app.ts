@@ -18,8 +18,11 @@ import { createSyncEndpoint, type SyncEndpoint } from './sync/endpoint.ts'
 import { registerConversationRoutes } from './rest/conversations.ts'
 import { registerMessageRoutes } from './rest/messages.ts'
 import { registerUserRoutes } from './rest/users.ts'
+import { registerModerationRoutes } from './rest/moderation.ts'
+import { BanList, BANS_SECTION } from './moderation/bans.ts'
 import type { RestDeps } from './rest/deps.ts'
 import { registerWebRoutes } from './web/routes.ts'
+import { registerSecurityHeaders } from './web/security-headers.ts'
 import { EventBus } from './events.ts'
 import { createEventServices, DEFAULT_DELIVERY_TUNING, type DeliveryTuning, type EventServices } from './notify/services.ts'
 import { registerInboxRoutes } from './inbox/routes.ts'
@@ -27,6 +30,7 @@ import { createStorageGuard, type StorageGuard } from './storage/storage-guard.t
 import { createServerClientIds } from './rooms/server-client-ids.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
 import { registerOpenApi } from './openapi.ts'
+import { clientError, frameworkError } from './http-errors.ts'
 
 export interface ServerConfig {
   host: string
@@ -165,8 +169,9 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
   })
+  const bans = new BanList(store.section(BANS_SECTION), now)
   const sync: SyncEndpoint = createSyncEndpoint({
-    auth, rooms, store, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
+    auth, rooms, store, bans, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
   })
 
   const http = Fastify({
@@ -174,12 +179,10 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     // Path parameters are ids (at most 128 characters, contract §2); the router's own limit sits
     // well above that so every longer one reaches its route and is refused there as INVALID_ID.
     // Past this limit, and for a parameter that is not valid percent-encoding, the router answers
-    // through `frameworkErrors`, in the project's error shape.
+    // through `frameworkErrors` (server/http-errors.ts), in the project's error shape.
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
-    frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
-      const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH' || err.code === 'FST_ERR_BAD_URL' ? new ChatError('INVALID_ID') : toChatError(err, store)
-      void reply.status(e.status).send({ error: e.toJSON() })
-    },
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } }
   })
   // JSON in and out: any other body type is refused with 415.
@@ -195,6 +198,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     const e = new ChatError('ROUTE_NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)
     void reply.status(e.status).send({ error: e.toJSON() })
   })
+  await registerSecurityHeaders(http)
   await registerOpenApi(http)
   const storage = createStorageGuard({
     store,
@@ -221,8 +225,9 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId: () => randomUUID() }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId: () => randomUUID() }
   registerUserRoutes(http, restDeps)
+  registerModerationRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
   registerBackupRoutes(http, restDeps)

@@ -13,8 +13,16 @@ export type Principal =
   | { kind: 'user', userId: string }
 
 export interface Authenticator {
-  /** Verifies a user token; throws TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED. */
-  verifyUserToken (token: string | null | undefined): Promise<{ userId: string, admin: boolean }>
+  /**
+   * Verifies a user token; throws TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED. `userId` is ''
+   * for an admin-scope token without `sub`; `expiresAt` is `exp` in milliseconds.
+   */
+  verifyUserToken (token: string | null | undefined): Promise<{ userId: string, admin: boolean, expiresAt: number }>
+  /**
+   * Verifies the token of a sync connection: it must name a user (`sub`), also with admin
+   * scope (TOKEN_INVALID otherwise). Answers the user and how long the token stays valid.
+   */
+  verifySocketToken (token: string | null | undefined): Promise<{ userId: string, expiresInMs: number }>
   /** Reads an `Authorization` header into a principal; throws the same codes. */
   fromAuthorizationHeader (header: string | undefined): Promise<Principal>
   /** Signs a user token (used by demo mode and tests). */
@@ -27,7 +35,7 @@ export const createAuthenticator = (secret: string, now: () => number = Date.now
   const verifyKey = crypto.subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify'])
   const secretBytes = Buffer.from(secret)
 
-  const verifyUserToken = async (token: string | null | undefined): Promise<{ userId: string, admin: boolean }> => {
+  const verifyUserToken = async (token: string | null | undefined): Promise<{ userId: string, admin: boolean, expiresAt: number }> => {
     if (token === null || token === undefined || token === '') throw new ChatError('TOKEN_MISSING')
     try {
       const { payload } = await jwtVerify(token, await verifyKey, {
@@ -37,7 +45,7 @@ export const createAuthenticator = (secret: string, now: () => number = Date.now
       })
       const admin = payload.scope === 'admin'
       if (!admin && !isValidId(payload.sub)) throw new ChatError('TOKEN_INVALID', 'The token has no valid sub claim')
-      return { userId: typeof payload.sub === 'string' ? payload.sub : '', admin }
+      return { userId: typeof payload.sub === 'string' ? payload.sub : '', admin, expiresAt: (payload.exp ?? 0) * 1000 }
     } catch (e) {
       if (e instanceof ChatError) throw e
       if (e instanceof joseErrors.JWTExpired) throw new ChatError('TOKEN_EXPIRED')
@@ -52,6 +60,11 @@ export const createAuthenticator = (secret: string, now: () => number = Date.now
 
   return {
     verifyUserToken,
+    async verifySocketToken (token) {
+      const { userId, expiresAt } = await verifyUserToken(token)
+      if (!isValidId(userId)) throw new ChatError('TOKEN_INVALID', 'The token names no user (sub)')
+      return { userId, expiresInMs: expiresAt - now() }
+    },
     async fromAuthorizationHeader (header) {
       if (header === undefined || header === '') throw new ChatError('TOKEN_MISSING')
       const m = /^Bearer\s+(\S+)\s*$/i.exec(header)

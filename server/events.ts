@@ -8,13 +8,19 @@ import type { Message, Participant } from '../shared/schema.ts'
 export type ServerEvent =
   | { type: 'message.sent', conversationId: string, message: Message }
   | { type: 'message.updated', conversationId: string, message: Message, previous: Message | null }
-  | { type: 'message.deleted', conversationId: string, message: Message }
+  /** `deletedBy`: the user whose token deleted it (its sender or a moderator); null for admin credentials. */
+  | { type: 'message.deleted', conversationId: string, message: Message, deletedBy: string | null }
   | { type: 'participant.added', conversationId: string, userId: string, participant: Participant }
   | { type: 'participant.updated', conversationId: string, userId: string, participant: Participant }
-  | { type: 'participant.removed', conversationId: string, userId: string }
+  /** `by`: the user whose token removed it; null for admin credentials (or the server, on a ban). */
+  | { type: 'participant.removed', conversationId: string, userId: string, by: string | null }
   | { type: 'reads.updated', conversationId: string, userId: string, readUpTo: number }
   | { type: 'conversation.updated', conversationId: string, subject: string | null }
   | { type: 'conversation.deleted', conversationId: string }
+  /** Moderation (v1.1); `by` is the moderator's user id, or null for admin credentials. */
+  | { type: 'conversation.user_banned', conversationId: string, userId: string, reason: string | null, until: number | null, by: string | null }
+  | { type: 'conversation.user_unbanned', conversationId: string, userId: string, by: string | null }
+  | { type: 'conversation.guest_kicked', conversationId: string, userId: string, connections: number, by: string | null }
   | { type: 'user.updated', userId: string, user: Record<string, unknown> }
 
 export type ServerEventType = ServerEvent['type']

@@ -15,6 +15,8 @@ export interface AdmissionInput {
   browserSync: boolean
   /** The conversation's `meta.guestAccess`. */
   guestAccess: GuestAccess
+  /** The user is banned from the conversation (v1.1): it joins in no role. */
+  banned?: boolean
 }
 
 export interface Admission {
@@ -26,6 +28,7 @@ export interface Admission {
 /** Decides the role and write right of a connection, or throws the refusal. */
 export const decideAdmission = (input: AdmissionInput): Admission => {
   const { participant } = input
+  if (input.banned === true) throw new ChatError('BANNED')
   if (participant !== undefined) {
     if (participant.access === 'None') throw new ChatError('ACCESS_NONE')
     return { role: 'participant', canWrite: participant.access === 'ReadWrite' }

@@ -4,7 +4,7 @@
  */
 import * as Y from 'yjs'
 import {
-  ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_READS, isAccess, isGuestAccess, isNotify,
+  ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_READS, isAccess, isGuestAccess, isNotify, isParticipantRole,
   isPlainObject, type GuestAccess, type Message, type Participant
 } from './schema.ts'
 
@@ -22,7 +22,15 @@ export const ensureRoots = (doc: Y.Doc): void => {
 export const getParticipant = (doc: Y.Doc, userId: string): Participant | undefined => {
   const p: unknown = participantsOf(doc).get(userId)
   if (!isPlainObject(p) || !isAccess(p.access) || !isNotify(p.notify)) return undefined
-  return { access: p.access, notify: p.notify, joinedAt: typeof p.joinedAt === 'number' ? p.joinedAt : 0 }
+  const entry: Participant = { access: p.access, notify: p.notify, joinedAt: typeof p.joinedAt === 'number' ? p.joinedAt : 0 }
+  if (isParticipantRole(p.role)) entry.role = p.role
+  return entry
+}
+
+/** True when `userId` is a moderator of the conversation (a participant with role `moderator` and access other than None). */
+export const isModerator = (doc: Y.Doc, userId: string): boolean => {
+  const p = getParticipant(doc, userId)
+  return p !== undefined && p.role === 'moderator' && p.access !== 'None'
 }
 
 /** Every participant, keyed by user id. */

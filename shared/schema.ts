@@ -4,7 +4,7 @@
  *
  * Roots:
  *   messages      Y.Array of plain JSON message objects (peers append, edit and delete their own)
- *   participants  Y.Map userId -> { access, notify, joinedAt }          (server only)
+ *   participants  Y.Map userId -> { access, notify, joinedAt, role? }   (server only)
  *   meta          Y.Map subject?, photoUrl?, custom?, createdAt, guestAccess (server only)
  *   reads         Y.Map userId -> newest createdAt read (each participant, own key)
  */
@@ -32,12 +32,21 @@ export type Role = 'participant' | 'guest'
 
 export type MessageType = 'UserMessage' | 'SystemMessage'
 
+/**
+ * A participant's role (v1.1): a `moderator` deletes any message, bans and lifts bans, removes
+ * guests and non-moderator participants and sets `slowMode` and `guestAccess` (docs/api.md).
+ */
+export type ParticipantRole = 'moderator'
+export const isParticipantRole = (v: unknown): v is ParticipantRole => v === 'moderator'
+
 /** A participant entry, the value under its user id in `participants`. */
 export interface Participant {
   access: Access
   notify: Notify
   /** Milliseconds since the epoch. */
   joinedAt: number
+  /** Absent for an ordinary participant. */
+  role?: ParticipantRole
 }
 
 /** A message, one element of `messages`. */

@@ -10,8 +10,10 @@
  * that would take effect against the writer's rights:
  *
  *   messages  array elements, each one plain message object of the pinned shape, written by the
- *             writer as itself; deletes only of its own messages; an edit deletes the old object
- *             and inserts one with the same id and an `editedAt`;
+ *             writer as itself; deletes only of its own messages (a moderator: of any message,
+ *             but it never writes one of the same id in the same update, which would edit
+ *             another's message); an edit deletes the old object and inserts one with the same
+ *             id and an `editedAt`;
  *   reads     the writer's own key only (participants only, also with access Read), a finite number;
  *   anything else (participants, meta, other roots, nested types, map keys on the array): refused.
  *
@@ -34,6 +36,8 @@ export interface Writer {
   userId: string
   role: Role
   canWrite: boolean
+  /** A moderator (v1.1) may delete others' messages (never edit them). */
+  moderator?: boolean
 }
 
 export interface JudgeOptions {
@@ -129,8 +133,11 @@ export class UpdateJudge {
     const sim = simulateIntegration(this.doc, parsed)
     const newClientIds = this.judgeNewParts(sim, writer)
     const messages = this.collectNewMessages(sim, writer)
-    const { deletedIds, effective } = this.judgeDeletes(parsed, sim, writer, messages)
+    const { deletedIds, effective, othersDeleted } = this.judgeDeletes(parsed, sim, writer, messages)
     const freshIds = this.checkUniqueIds(messages, deletedIds)
+    for (const m of messages) {
+      if (m.index >= 0 && othersDeleted.has(m.id)) refuse('SENDER_MISMATCH', 'a moderator deletes others\' messages but never edits them')
+    }
     return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds }
   }
 
@@ -180,8 +187,9 @@ export class UpdateJudge {
    * Judges each deletion that would take effect (of something not deleted yet). Marks new
    * messages that the update itself deletes, and counts deleted live messages per id.
    */
-  private judgeDeletes (parsed: ParsedUpdate, sim: Simulation, writer: Writer, messages: NewMessage[]): { deletedIds: Map<string, number>, effective: boolean } {
+  private judgeDeletes (parsed: ParsedUpdate, sim: Simulation, writer: Writer, messages: NewMessage[]): { deletedIds: Map<string, number>, effective: boolean, othersDeleted: Set<string> } {
     const deletedIds = new Map<string, number>()
+    const othersDeleted = new Set<string>()
     const deletedNew = new Map<NewPart, Array<[number, number]>>() // clock ranges of new parts deleted
     let effective = false
     const byClient = new Map<number, Array<[number, number]>>()
@@ -208,7 +216,7 @@ export class UpdateJudge {
           effective = true
           const a = Math.max(from, s.id.clock) - s.id.clock
           const b = Math.min(to, s.id.clock + s.length) - s.id.clock
-          this.judgeStoredDelete(s, a, b, writer, deletedIds)
+          this.judgeStoredDelete(s, a, b, writer, deletedIds, othersDeleted)
         }
         for (let i = Math.max(0, findPartIndex(parts, from)); i < parts.length; i++) {
           const p = parts[i]
@@ -226,11 +234,11 @@ export class UpdateJudge {
       const list = deletedNew.get(m.part)
       if (list !== undefined && inRanges(list, clock)) m.index = -1
     }
-    return { deletedIds, effective }
+    return { deletedIds, effective, othersDeleted }
   }
 
   /** Deleting elements [a, b) of a stored, not yet deleted item. */
-  private judgeStoredDelete (item: Y.Item, a: number, b: number, writer: Writer, deletedIds: Map<string, number>): void {
+  private judgeStoredDelete (item: Y.Item, a: number, b: number, writer: Writer, deletedIds: Map<string, number>, othersDeleted: Set<string>): void {
     const place = placeOfStored(this.doc, item)
     if (place.kind === 'item' && place.root === ROOT_READS && place.parentSub !== null) {
       if (writer.role !== 'participant') refuse('WRITE_FORBIDDEN', 'guests do not write reads')
@@ -247,9 +255,10 @@ export class UpdateJudge {
       const v: unknown = arr[i]
       const own = typeof v === 'object' && v !== null && Object.prototype.hasOwnProperty.call(v, 'senderId') &&
         (v as { senderId: unknown }).senderId === writer.userId
-      if (!own) refuse('SENDER_MISMATCH', 'a peer deletes only its own messages')
+      if (!own && writer.moderator !== true) refuse('SENDER_MISMATCH', 'a peer deletes only its own messages')
       const id = messageIdOf(v)
       if (id !== undefined) deletedIds.set(id, (deletedIds.get(id) ?? 0) + 1)
+      if (!own && id !== undefined) othersDeleted.add(id)
     }
   }
 

@@ -3,7 +3,7 @@
  * message statuses, the composer (absent when the view is read-only), the typing indicator,
  * participants online, "N guests watching" and the guests when this user may see them.
  */
-import type { ConversationView, Presence, ViewMessage } from '../client/index.ts'
+import type { ConversationView, Presence, PresenceUser, ViewMessage } from '../client/index.ts'
 import { field, h, mount, timeOf } from './dom.ts'
 import { describeError } from './refusals.ts'
 
@@ -17,8 +17,14 @@ const STATUS_TEXT: Record<string, string> = {
   connecting: 'connecting…', connected: 'syncing…', synced: 'live', offline: 'offline — messages wait', closed: 'closed'
 }
 
-const names = (p: Presence, id: string): string =>
-  [...p.participants, ...p.guests].find(u => u.id === id)?.name ?? id
+/** How a user is shown: a name a guest chose itself is quoted and followed by its id, so "bob" the guest never reads as participant bob. */
+const label = (u: PresenceUser): string =>
+  u.name === undefined ? u.id : u.nameSource === 'self' ? `“${u.name}” (guest ${u.id})` : u.name
+
+const names = (p: Presence, id: string): string => {
+  const u = [...p.participants, ...p.guests].find(x => x.id === id)
+  return u === undefined ? id : label(u)
+}
 
 export const createChatPane = (view: ConversationView, opts: { userId: string, name: string, title: string }): ChatPane => {
   const list = h('ol', { class: 'messages', 'data-testid': 'messages' })
@@ -99,7 +105,7 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
       h('h3', {}, 'Online'),
       h('ul', { 'data-testid': 'online' }, ...p.participants.map(u => h('li', { 'data-user': u.id }, u.name ?? u.id, u.id === opts.userId ? ' (you)' : ''))),
       h('p', { class: 'guests-count', 'data-testid': 'guest-count' }, `${p.guestCount} ${p.guestCount === 1 ? 'guest' : 'guests'} watching`),
-      p.guests.length > 0 ? h('ul', { class: 'guests', 'data-testid': 'guests' }, ...p.guests.map(u => h('li', { 'data-user': u.id }, u.name ?? u.id))) : null)
+      p.guests.length > 0 ? h('ul', { class: 'guests', 'data-testid': 'guests' }, ...p.guests.map(u => h('li', { 'data-user': u.id, class: u.nameSource === 'self' ? 'self-named' : null }, label(u)))) : null)
   }
 
   let readTimer: ReturnType<typeof setTimeout> | null = null

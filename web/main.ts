@@ -8,6 +8,7 @@
 import { createSession, indexedDbStore, type ConversationList, type ConversationSummary, type Session } from '../client/index.ts'
 import { createChatPane, type ChatPane } from './chat.ts'
 import { field, h, mount, timeOf } from './dom.ts'
+import { parseRoute } from './route.ts'
 import { describeError } from './refusals.ts'
 
 const root = document.getElementById('app') as HTMLElement
@@ -153,8 +154,10 @@ class App {
   }
 
   private route (): void {
-    const m = /^#\/([cg])\/(.+)$/.exec(location.hash)
-    void this.openPane(m === null ? null : { id: decodeURIComponent(m[2]), asGuest: m[1] === 'g' })
+    const route = parseRoute(location.hash)
+    void this.openPane(route.kind === 'open' ? route : null).then(() => {
+      if (route.kind === 'bad') this.showNotice(new Error('This link does not name a conversation (its address is not valid percent-encoding)'))
+    })
   }
 
   private async openPane (target: { id: string, asGuest: boolean } | null): Promise<void> {

@@ -9,6 +9,8 @@ const MESSAGES: Partial<Record<string, string>> = {
   GUEST_LIMIT: 'This conversation is full: too many guests are watching right now. Try again later.',
   PARTICIPANT_LIMIT: 'This conversation is full: it has reached its participant limit.',
   PARTICIPANT_REMOVED: 'You were removed from this conversation.',
+  BANNED: 'You are banned from this conversation.',
+  KICKED: 'A moderator closed your guest view of this conversation. You may open it again.',
   READ_ONLY: 'This view is read-only: you can read but not write.',
   CONVERSATION_NOT_FOUND: 'There is no conversation with this id.',
   CONVERSATION_DELETED: 'This conversation was deleted.',

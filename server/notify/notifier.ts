@@ -10,10 +10,12 @@
  *
  * When. Per conversation, a pending batch holds, per recipient, every message since the first
  * one it missed (for `MentionsOnly`, since the first that mentions it). The batch is sent once
- * nobody in the conversation has been typing (presence `typing: true`, participants and guests
- * alike) for `notificationDelay` seconds since the last message: while a batch is pending, the
- * notifier listens to the room's typing changes, holds the batch while anyone types, and
- * counts the quiet period from the moment typing stopped (an event, not a sample).
+ * no participant of the conversation has been typing (presence `typing: true`; guests' typing
+ * holds nothing) for `notificationDelay` seconds since the last message: while a batch is
+ * pending, the notifier listens to the room's typing changes, holds the batch while a
+ * participant types, and counts the quiet period from the moment typing stopped (an event, not a
+ * sample). Whatever anyone types or sends, a batch is sent at the latest `MAX_HOLD_FACTOR` ×
+ * `notificationDelay` after it started.
  *
  * State machine, per conversation: idle -> pending (a missed message) -> pending (more
  * messages, typing: the quiet period restarts) -> fire -> idle. While pending, a recipient
@@ -39,8 +41,8 @@ export interface NotifierRoom {
   readonly doc: Y.Doc
   readonly presence: {
     participantViewing (): Map<string, boolean>
-    /** Whether anyone has a state saying `typing: true` now. */
-    isTyping (): boolean
+    /** Users (participants and guests) with a state saying `typing: true` now. */
+    typingUsers (): Set<string>
     /** Calls `fn` when someone starts or stops typing; returns the unsubscribe function. */
     onTypingChange (fn: () => void): () => void
   }
@@ -51,7 +53,12 @@ export interface StoredPending {
   subject: string | null
   recipients: Array<[string, Message[]]>
   busyAt: number
+  /** When the batch started (absent in batches stored before it was kept: then `busyAt`). */
+  startedAt?: number
 }
+
+/** A pending batch is sent at the latest this many times `notificationDelay` after it started. */
+export const MAX_HOLD_FACTOR = 10
 
 /** Where pending batches survive a restart. `save(conv, null)` forgets one. */
 export interface PendingStore {
@@ -86,10 +93,20 @@ interface Pending {
   recipients: Map<string, Message[]>
   /** When the conversation was last busy (a message, or typing starting or stopping), in ms. */
   busyAt: number
+  /** When the batch started, in ms: it fires by `startedAt + MAX_HOLD_FACTOR × delay`. */
+  startedAt: number
+  /** Whether a participant was typing at the last typing change seen. */
+  typing: boolean
   timer: unknown
   /** The presence whose typing changes this batch listens to, and how to stop listening. */
   watched: NotifierRoom['presence'] | null
   unwatch: (() => void) | null
+}
+
+/** Whether a participant (not a guest) of the room is typing now. */
+const participantTyping = (room: NotifierRoom): boolean => {
+  for (const user of room.presence.typingUsers()) if (getParticipant(room.doc, user) !== undefined) return true
+  return false
 }
 
 export class Notifier {
@@ -117,7 +134,7 @@ export class Notifier {
     if (this.#deps.store === undefined) return
     for (const [conv, stored] of await this.#deps.store.loadAll()) {
       if (this.#pending.has(conv) || stored.recipients.length === 0) continue
-      const p: Pending = { subject: stored.subject, recipients: new Map(stored.recipients), busyAt: stored.busyAt, timer: null, watched: null, unwatch: null }
+      const p: Pending = { subject: stored.subject, recipients: new Map(stored.recipients), busyAt: stored.busyAt, startedAt: stored.startedAt ?? stored.busyAt, typing: false, timer: null, watched: null, unwatch: null }
       this.#pending.set(conv, p)
       this.#schedule(conv, p, 0)
     }
@@ -131,7 +148,7 @@ export class Notifier {
 
   #save (conv: string): void {
     const p = this.#pending.get(conv)
-    this.#deps.store?.save(conv, p === undefined ? null : { subject: p.subject, recipients: [...p.recipients], busyAt: p.busyAt })
+    this.#deps.store?.save(conv, p === undefined ? null : { subject: p.subject, recipients: [...p.recipients], busyAt: p.busyAt, startedAt: p.startedAt })
   }
 
   #onSent (conv: string, m: Message): void {
@@ -140,7 +157,7 @@ export class Notifier {
     if (room === undefined) return
     const viewing = room.presence.participantViewing()
     const subject = metaOf(room.doc).get('subject')
-    const p: Pending = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, timer: null, watched: null, unwatch: null }
+    const p: Pending = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, startedAt: this.#deps.now(), typing: false, timer: null, watched: null, unwatch: null }
     p.subject = typeof subject === 'string' ? subject : null
     if (m.senderId !== null) p.recipients.delete(m.senderId)
     for (const [userId, participant] of listParticipants(room.doc)) {
@@ -161,7 +178,7 @@ export class Notifier {
     p.busyAt = this.#deps.now()
     this.#save(conv)
     this.#watch(conv, p, room)
-    this.#schedule(conv, p, this.#delayMs())
+    this.#schedule(conv, p, this.#nextCheckIn(p))
   }
 
   /** Applies an edit, delete, read, or removal to the pending batch. */
@@ -205,27 +222,40 @@ export class Notifier {
     if (room === undefined || p.watched === room.presence) return
     p.unwatch?.()
     p.watched = room.presence
+    p.typing = participantTyping(room)
     p.unwatch = room.presence.onTypingChange(() => {
       if (this.#pending.get(conv) !== p) return
+      const typing = participantTyping(room)
+      // Only participants' typing counts: a guest could otherwise hold the batch.
+      if (typing === p.typing && !typing) return
+      p.typing = typing
       // Starting or stopping is a sign of typing: the quiet period starts over from now.
       p.busyAt = this.#deps.now()
       this.#save(conv)
-      this.#schedule(conv, p, this.#delayMs())
+      this.#schedule(conv, p, this.#nextCheckIn(p))
     })
   }
 
+  /** Until the end of the quiet period, or of the longest hold, whichever comes first. */
+  #nextCheckIn (p: Pending): number {
+    const now = this.#deps.now()
+    return Math.max(0, Math.min(p.busyAt + this.#delayMs(), p.startedAt + MAX_HOLD_FACTOR * this.#delayMs()) - now)
+  }
+
   /**
-   * At the end of a quiet period: fires unless someone is typing now (then the change that ends
-   * the typing schedules the next check) or the period was extended meanwhile.
+   * At the end of a quiet period: fires unless a participant is typing now or the period was
+   * extended meanwhile; and, whatever anyone types, once the batch was held as long as it may be.
    */
   #check (conv: string, p: Pending): void {
     if (this.#pending.get(conv) !== p) return
     const room = this.#deps.peek(conv)
     this.#watch(conv, p, room)
-    if (room?.presence.isTyping() === true) return
-    const remaining = p.busyAt + this.#delayMs() - this.#deps.now()
-    if (remaining <= 0) this.#fire(conv, p)
-    else this.#schedule(conv, p, remaining)
+    const now = this.#deps.now()
+    const held = now - p.startedAt >= MAX_HOLD_FACTOR * this.#delayMs()
+    const quiet = room === undefined || !participantTyping(room)
+    if (held || (quiet && p.busyAt + this.#delayMs() <= now)) this.#fire(conv, p)
+    else if (quiet) this.#schedule(conv, p, this.#nextCheckIn(p))
+    else this.#schedule(conv, p, Math.max(0, p.startedAt + MAX_HOLD_FACTOR * this.#delayMs() - now))
   }
 
   /** Stops the batch's timer and its listening. */

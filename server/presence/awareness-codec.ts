@@ -14,6 +14,7 @@ import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import { ChatError } from '../../shared/errors.ts'
 import { isPlainObject, type Role } from '../../shared/schema.ts'
+import { displayTextProblem } from '../../shared/text.ts'
 
 /** One entry of an awareness update, the state still as JSON text. */
 export interface AwarenessEntry {
@@ -80,14 +81,20 @@ export const writeAwarenessUpdate = (entries: Iterable<AwarenessEntry>): Uint8Ar
 export interface StateOwner {
   readonly userId: string
   readonly role: Role
+  /** The `name` of the user's record (`PUT /v1/users`), when it has one: shown instead of any name the peer claims. */
+  readonly recordName?: string | null
 }
 
 /**
  * Turns the JSON a peer sent into the JSON the server records and forwards, or `NULL_STATE`
  * for a removal. The state must be a JSON object of at most `maxStateBytes` characters of JSON
  * (as sent). `user.id` and `user.role` come from `owner`; whatever the peer claimed there is
- * overwritten. `name` is kept only when it is a string of at most 100 characters; other keys of
- * `user` (such as the `color` editor bindings use) pass through.
+ * overwritten. `name` comes from the user's record when it has one (`owner.recordName`);
+ * otherwise the claimed name is kept when it is a string of at most 100 characters fit to show
+ * (no control characters, bidi overrides or lone surrogates, `shared/text.ts`), and a guest's is
+ * marked `nameSource: 'self'` (chosen by the guest itself: a guest may call itself "bob"). A
+ * `nameSource` a peer claims is dropped. Other keys of `user` (such as the `color` editor
+ * bindings use) pass through.
  * Other top-level keys pass through, except `__proto__`. Throws `MALFORMED_MESSAGE` otherwise.
  */
 export const sanitizeState = (json: string, owner: StateOwner, maxStateBytes: number): string => {
@@ -104,10 +111,17 @@ export const sanitizeState = (json: string, owner: StateOwner, maxStateBytes: nu
   const user: Record<string, unknown> = {}
   if (isPlainObject(claimed)) {
     for (const key of Object.keys(claimed)) {
-      if (key === 'id' || key === 'role' || key === 'name' || key === '__proto__') continue
+      if (key === 'id' || key === 'role' || key === 'name' || key === 'nameSource' || key === '__proto__') continue
       user[key] = claimed[key]
     }
-    if (typeof claimed.name === 'string' && claimed.name.length <= MAX_USER_NAME_LENGTH) user.name = claimed.name
+    if (typeof claimed.name === 'string' && claimed.name.length <= MAX_USER_NAME_LENGTH && displayTextProblem(claimed.name) === null) {
+      user.name = claimed.name
+      if (owner.role === 'guest') user.nameSource = 'self'
+    }
+  }
+  if (typeof owner.recordName === 'string' && owner.recordName !== '') {
+    user.name = owner.recordName
+    delete user.nameSource
   }
   user.id = owner.userId
   user.role = owner.role

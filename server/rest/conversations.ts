@@ -8,9 +8,11 @@ import type * as Y from 'yjs'
 import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toUserId } from '../../shared/ids.ts'
 import { getGuestAccess, getParticipant, listParticipants, metaOf, participantsOf } from '../../shared/doc.ts'
-import type { Access, GuestAccess, Notify, Participant } from '../../shared/schema.ts'
+import type { Access, GuestAccess, Notify, Participant, ParticipantRole } from '../../shared/schema.ts'
 import type { Room, TransactRecords } from '../rooms/room.ts'
-import { requireAdmin, requireEditor, requireReader, requireBrowserSync } from './permissions.ts'
+import { actorOf, moderates, requireAdmin, requireEditor, requireModerator, requireReader, requireBrowserSync } from './permissions.ts'
+import type { Principal } from '../auth.ts'
+import { checkDisplayText } from '../../shared/text.ts'
 import { conversationBody, participantBody } from './schemas.ts'
 import { writeWithEvents } from '../events.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
@@ -20,21 +22,38 @@ interface ConversationPatch {
   photoUrl?: string | null
   custom?: Record<string, string>
   guestAccess?: GuestAccess
+  slowMode?: number
   participants?: string[]
 }
+
+/** The fields a moderator may change in a conversation without being one of its editors. */
+const MODERATOR_FIELDS: ReadonlySet<string> = new Set(['slowMode', 'guestAccess'])
+
+/** The user whose token created the conversation (`meta.createdBy`), or null: created with admin credentials. */
+export const createdByOf = (doc: Y.Doc): string | null => {
+  const v = metaOf(doc).get('createdBy')
+  return typeof v === 'string' ? v : null
+}
+
+/** A participant as REST shows it. */
+const participantView = (p: Participant): { access: Access, notify: Notify, role?: ParticipantRole } =>
+  p.role === undefined ? { access: p.access, notify: p.notify } : { access: p.access, notify: p.notify, role: p.role }
 
 /** The `GET /v1/conversations/:id` shape. */
 export const conversationView = (id: string, doc: Y.Doc): Record<string, unknown> => {
   const meta = metaOf(doc)
-  const participants: Record<string, { access: Access, notify: Notify }> = {}
-  for (const [userId, p] of listParticipants(doc)) participants[userId] = { access: p.access, notify: p.notify }
+  const participants: Record<string, ReturnType<typeof participantView>> = {}
+  for (const [userId, p] of listParticipants(doc)) participants[userId] = participantView(p)
+  const slowMode = meta.get('slowMode')
   return {
     id,
     subject: meta.get('subject') ?? null,
     photoUrl: meta.get('photoUrl') ?? null,
     custom: meta.get('custom') ?? {},
     guestAccess: getGuestAccess(doc),
+    slowMode: typeof slowMode === 'number' ? slowMode : 0,
     createdAt: meta.get('createdAt') ?? null,
+    createdBy: createdByOf(doc),
     participants
   }
 }
@@ -55,6 +74,18 @@ export const withConversation = async <T>(deps: RestDeps, id: string, fn: (room:
   })
 }
 
+interface ParticipantPatch { access?: Access, notify?: Notify, role?: ParticipantRole | null }
+
+const withRole = (p: Participant, role: ParticipantRole | null): Participant => role === null ? p : { ...p, role }
+
+/** Removes a participant from the document and its conversation list; `actor` as events name it. */
+export const removeParticipant = async (_deps: RestDeps, room: Room, userId: string, actor: string | null): Promise<void> => {
+  await room.transact(doc => {
+    participantsOf(doc).delete(userId)
+    return { members: [{ userId, joinedAt: null }] }
+  }, actor)
+}
+
 const checkLimit = (doc: Y.Doc, adding: readonly string[], max: number): void => {
   const current = participantsOf(doc)
   const fresh = new Set(adding.filter(u => !current.has(u)))
@@ -63,15 +94,65 @@ const checkLimit = (doc: Y.Doc, adding: readonly string[], max: number): void =>
   }
 }
 
+/**
+ * Deletes a conversation with its messages and bans; live peers are closed with 4404. Nobody
+ * may load it again until its data is gone (a load in between would bring the old document back).
+ */
+const deleteConversation = async (deps: RestDeps, id: string): Promise<void> => {
+  const members = await withConversation(deps, id, room => [...listParticipants(room.doc).keys()])
+  await writeWithEvents(deps.events, [{ type: 'conversation.deleted', conversationId: id }], async staged => {
+    await deps.rooms.remove(id, new ChatError('CONVERSATION_DELETED'), async () => {
+      await deps.store.deleteConversation(id, members, staged)
+    })
+  })
+  await deps.bans.deleteAll(id)
+}
+
+/**
+ * Who may change an existing conversation with `body`: an editor (browserSync on, a ReadWrite
+ * participant), or a moderator changing only `slowMode` and `guestAccess`; `slowMode` only an
+ * admin or a moderator.
+ */
+const authorizeConversationChange = (principal: Principal, doc: Y.Doc, body: ConversationPatch, deps: RestDeps): void => {
+  const keys = Object.keys(body)
+  if (!(keys.every(k => MODERATOR_FIELDS.has(k)) && moderates(principal, doc))) requireEditor(principal, doc, deps.settings.current)
+  if (body.slowMode !== undefined) requireModerator(principal, doc)
+}
+
+/**
+ * Who may change participant `old` into `next` (null: remove): admins; moderators for any change
+ * that touches a moderator (removing, demoting, appointing or changing one) and for removing
+ * anyone; editors (browserSync on, ReadWrite) for the rest.
+ */
+const authorizeParticipantChange = (principal: Principal, doc: Y.Doc, old: Participant | undefined, next: Participant | null, deps: RestDeps): void => {
+  if (old?.role === 'moderator' || next?.role === 'moderator') {
+    requireModerator(principal, doc)
+    return
+  }
+  if (next === null && moderates(principal, doc)) return
+  requireEditor(principal, doc, deps.settings.current)
+}
+
 export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps): void => {
   app.put('/v1/conversations/:id', { schema: { body: conversationBody } }, async (req, reply) => {
     const principal = await principalOf(deps, req)
     const id = toConversationId(param(req, 'id'))
     const body = (req.body ?? {}) as ConversationPatch
-    const settings = deps.settings.current
-    requireBrowserSync(principal, settings)
-    // A document without its record is a creation that crashed before this change made it
-    // atomic: this PUT completes it (record and every membership) instead of answering 404 forever.
+    if (body.subject !== undefined && body.subject !== null) checkDisplayText(body.subject, 'subject')
+    const claim = (req.query as Record<string, unknown>).claim === '1'
+    if (claim) {
+      requireAdmin(principal)
+      // Created by a user token: start it over as the admin defines it (bounded: a user could
+      // squat the id again between the deletion and the creation).
+      for (let i = 0; i < 3; i++) {
+        const squatted = await deps.rooms.withRoom(id, room => isCreated(room.doc) && createdByOf(room.doc) !== null)
+        if (!squatted) break
+        await deleteConversation(deps, id)
+      }
+    }
+    await deps.bans.load(id)
+    // A document without its record is a creation that crashed before creations were atomic:
+    // this PUT completes it (record and every membership) instead of answering 404 forever.
     let recorded = await deps.store.conversationExists(id)
     let created = false
     const view = await deps.rooms.withRoom(id, async room => {
@@ -83,23 +164,34 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
         await room.whenDurable()
         recorded = await deps.store.conversationExists(id)
       }
-      if (existed) requireEditor(principal, room.doc, settings)
+      if (existed) authorizeConversationChange(principal, room.doc, body, deps)
+      else requireBrowserSync(principal, deps.settings.current)
+      if (claim && createdByOf(room.doc) !== null) throw new ChatError('CLAIM_CONFLICT')
+      const settings = deps.settings.current
       const now = deps.now()
       const adding = [...(body.participants ?? [])]
-      if (!existed && principal.kind === 'user') adding.push(principal.userId)
+      const creator = !existed && principal.kind === 'user' ? principal.userId : null
+      if (creator !== null) adding.push(creator)
+      const banned = adding.find(u => deps.bans.activeBan(id, u) !== undefined)
+      if (banned !== undefined) throw new ChatError('BANNED', `${banned} is banned from this conversation; lift the ban first`)
       checkLimit(room.doc, adding, settings.maxParticipants)
       created = !existed || !recorded
       // The document, the conversation's record and the memberships go in one LevelDB batch.
       await room.transact((doc): TransactRecords => {
         const meta = metaOf(doc)
         if (!meta.has('createdAt')) meta.set('createdAt', now)
+        if (creator !== null) meta.set('createdBy', creator)
         if (!meta.has('guestAccess')) meta.set('guestAccess', 'write')
-        for (const key of ['subject', 'photoUrl', 'custom', 'guestAccess'] as const) {
+        for (const key of ['subject', 'photoUrl', 'custom', 'guestAccess', 'slowMode'] as const) {
           if (body[key] !== undefined) meta.set(key, body[key])
         }
         const participants = participantsOf(doc)
         for (const userId of adding) {
-          if (!participants.has(userId)) participants.set(userId, { access: 'ReadWrite', notify: true, joinedAt: now })
+          if (participants.has(userId)) continue
+          // A user who creates a conversation moderates it: nobody it adds can remove it.
+          const entry: Participant = { access: 'ReadWrite', notify: true, joinedAt: now }
+          if (userId === creator) entry.role = 'moderator'
+          participants.set(userId, entry)
         }
         // Memberships of the users named here are (re)written, so a repeated PUT repairs them;
         // a completed creation writes everyone's.
@@ -109,7 +201,7 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
           conversation: created ? { createdAt: typeof createdAt === 'number' ? createdAt : now } : undefined,
           members: members.map(userId => ({ userId, joinedAt: getParticipant(doc, userId)?.joinedAt ?? now }))
         }
-      })
+      }, actorOf(principal))
       return conversationView(id, room.doc)
     })
     return await reply.status(created ? 201 : 200).send(view)
@@ -128,14 +220,7 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     const principal = await principalOf(deps, req)
     const id = toConversationId(param(req, 'id'))
     requireAdmin(principal)
-    const members = await withConversation(deps, id, room => [...listParticipants(room.doc).keys()])
-    // Nobody may load the conversation again until its data is gone (a load in between would
-    // bring the old document back).
-    await writeWithEvents(deps.events, [{ type: 'conversation.deleted', conversationId: id }], async staged => {
-      await deps.rooms.remove(id, new ChatError('CONVERSATION_DELETED'), async () => {
-        await deps.store.deleteConversation(id, members, staged)
-      })
-    })
+    await deleteConversation(deps, id)
     return await reply.status(204).send()
   })
 
@@ -150,39 +235,40 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     const id = toConversationId(param(req, 'id'))
     const userId = toUserId(param(req, 'userId'))
     return await withConversation(deps, id, async room => {
-      requireEditor(principal, room.doc, deps.settings.current)
       const now = deps.now()
-      const next = make(getParticipant(room.doc, userId), now)
+      const old = getParticipant(room.doc, userId)
+      const next = make(old, now)
+      authorizeParticipantChange(principal, room.doc, old, next, deps)
       if (next === null) {
-        await room.transact(doc => {
-          participantsOf(doc).delete(userId)
-          return { members: [{ userId, joinedAt: null }] }
-        })
+        await removeParticipant(deps, room, userId, actorOf(principal))
         return {}
       }
+      if (await deps.bans.find(id, userId) !== undefined) throw new ChatError('BANNED', `${userId} is banned from this conversation; lift the ban first`)
       checkLimit(room.doc, [userId], deps.settings.current.maxParticipants)
       await room.transact(doc => {
         participantsOf(doc).set(userId, next)
         return { members: [{ userId, joinedAt: next.joinedAt }] }
-      })
-      return { access: next.access, notify: next.notify }
+      }, actorOf(principal))
+      return participantView(next)
     })
   }
 
-  const participantPatch = (req: FastifyRequest): { access?: Access, notify?: Notify } => (req.body ?? {}) as { access?: Access, notify?: Notify }
+  const participantPatch = (req: FastifyRequest): ParticipantPatch => (req.body ?? {}) as ParticipantPatch
 
   app.put('/v1/conversations/:id/participants/:userId', { schema: { body: participantBody } }, async req => {
     const body = participantPatch(req)
-    return await writeParticipant(req, (old, now) => ({
+    // Overwrites access and notify; the role changes only when `role` is given.
+    return await writeParticipant(req, (old, now) => withRole({
       access: body.access ?? 'ReadWrite', notify: body.notify ?? true, joinedAt: old?.joinedAt ?? now
-    }))
+    }, body.role === undefined ? old?.role ?? null : body.role))
   })
 
   app.patch('/v1/conversations/:id/participants/:userId', { schema: { body: participantBody } }, async req => {
     const body = participantPatch(req)
     return await writeParticipant(req, old => {
       if (old === undefined) throw new ChatError('PARTICIPANT_NOT_FOUND')
-      return { access: body.access ?? old.access, notify: body.notify ?? old.notify, joinedAt: old.joinedAt }
+      return withRole({ access: body.access ?? old.access, notify: body.notify ?? old.notify, joinedAt: old.joinedAt },
+        body.role === undefined ? old.role ?? null : body.role)
     })
   })
 

@@ -5,6 +5,7 @@ import type { RoomManager } from '../rooms/room-manager.ts'
 import type { SettingsState } from '../settings-state.ts'
 import type { DocStore } from '../storage/port.ts'
 import type { EventSink } from '../events.ts'
+import type { BanList } from '../moderation/bans.ts'
 
 export interface RestDeps {
   auth: Authenticator
@@ -12,6 +13,7 @@ export interface RestDeps {
   store: DocStore
   settings: SettingsState
   events: EventSink
+  bans: BanList
   now: () => number
   newId: () => string
 }

@@ -8,7 +8,7 @@ import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
 import type { Message, MessageType } from '../../shared/schema.ts'
 import type { ArchivedMessage } from '../storage/port.ts'
-import { requireAdmin, requireHistoryReader } from './permissions.ts'
+import { actorOf, requireAdmin, requireHistoryReader, requireModerator } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
@@ -127,17 +127,19 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
 
   app.delete('/v1/conversations/:id/messages/:messageId', async (req, reply) => {
     const principal = await principalOf(deps, req)
-    requireAdmin(principal)
     const id = toConversationId(param(req, 'id'))
     const messageId = toMessageId(param(req, 'messageId'))
+    const actor = actorOf(principal)
     await withConversation(deps, id, async room => {
+      // Admins and the conversation's moderators (v1.1) delete any message.
+      requireModerator(principal, room.doc)
       const i = findMessageIndex(room.doc, messageId)
       if (i >= 0) {
-        await room.transact(doc => { messagesOf(doc).delete(i, 1) })
+        await room.transact(doc => { messagesOf(doc).delete(i, 1) }, actor)
         return
       }
       const archived = await findArchived(deps, id, messageId)
-      await writeWithEvents(deps.events, [{ type: 'message.deleted', conversationId: id, message: archived.message }], async staged => {
+      await writeWithEvents(deps.events, [{ type: 'message.deleted', conversationId: id, message: archived.message, deletedBy: actor }], async staged => {
         await deps.store.updateArchived(id, archived.pos, null, staged)
       })
     })

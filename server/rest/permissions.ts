@@ -1,12 +1,15 @@
 /**
- * Who may do what over REST (contract §6). Admins may do everything. A user token reads what
- * that user may read; with `browserSync` on it may also create and update users and
- * conversations and add or remove participants. Parley adds one guard the contract leaves open:
- * a user changes an existing conversation only as one of its `ReadWrite` participants.
+ * Who may do what over REST (contract §6; the table is in docs/api.md). Admins may do
+ * everything. A user token reads what that user may read; with `browserSync` on it may also
+ * create and update users and conversations and add or remove participants. Parley adds guards
+ * the contract leaves open: a user changes an existing conversation only as one of its
+ * `ReadWrite` participants, and only a moderator (v1.1) moderates: deletes others' messages,
+ * bans, kicks guests, sets `slowMode`, and removes, demotes or appoints moderators. A moderator
+ * moderates whatever `browserSync` says.
  */
 import type * as Y from 'yjs'
 import { ChatError } from '../../shared/errors.ts'
-import { getGuestAccess, getParticipant } from '../../shared/doc.ts'
+import { getGuestAccess, getParticipant, isModerator } from '../../shared/doc.ts'
 import type { Settings } from '../../shared/settings.ts'
 import type { Principal } from '../auth.ts'
 
@@ -54,3 +57,16 @@ export const requireEditor = (p: Principal, doc: Y.Doc, settings: Settings): voi
   if (me === undefined) throw new ChatError('NOT_PARTICIPANT')
   if (me.access !== 'ReadWrite') throw new ChatError('READ_ONLY', 'Only ReadWrite participants may change the conversation')
 }
+
+/** Admin, or a moderator of the conversation. */
+export const requireModerator = (p: Principal, doc: Y.Doc): void => {
+  if (p.kind === 'admin') return
+  if (!isModerator(doc, p.userId)) throw new ChatError('FORBIDDEN', 'Only a moderator of this conversation (or an admin) may do this')
+}
+
+/** True for admin credentials and for a moderator of the conversation. */
+export const moderates = (p: Principal, doc: Y.Doc): boolean =>
+  p.kind === 'admin' || isModerator(doc, p.userId)
+
+/** The user a request acts for, as events name it: null for admin credentials. */
+export const actorOf = (p: Principal): string | null => p.kind === 'admin' ? null : p.userId

@@ -24,6 +24,7 @@ export const conversationBody = {
     photoUrl: nullableString(2048),
     custom: stringMap,
     guestAccess: { enum: ['write', 'read', 'none'] },
+    slowMode: { type: 'integer', minimum: 0, maximum: 86400 },
     participants: { type: 'array', items: id, maxItems: 1000 }
   }
 } as const
@@ -33,7 +34,8 @@ export const participantBody = {
   additionalProperties: false,
   properties: {
     access: { enum: ['ReadWrite', 'Read', 'None'] },
-    notify: { enum: [true, false, 'MentionsOnly'] }
+    notify: { enum: [true, false, 'MentionsOnly'] },
+    role: { enum: ['moderator', null] }
   }
 } as const
 
@@ -61,5 +63,14 @@ export const patchMessageBody = {
   properties: {
     text: { type: 'string' },
     custom: stringMap
+  }
+} as const
+
+export const banBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    reason: { type: 'string', maxLength: 1000 },
+    until: { type: 'integer', minimum: 0 }
   }
 } as const

@@ -6,6 +6,7 @@ import type { UserRecord } from '../storage/port.ts'
 import { requireAdmin, requireBrowserSync, requireSelfOrAdmin } from './permissions.ts'
 import { userBody } from './schemas.ts'
 import { writeWithEvents } from '../events.ts'
+import { checkDisplayText } from '../../shared/text.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 
 interface UserPatch {
@@ -24,6 +25,7 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
     requireBrowserSync(principal, deps.settings.current)
     const userId = toUserId(param(req, 'userId'))
     const body = (req.body ?? {}) as UserPatch
+    if (body.name !== undefined) checkDisplayText(body.name, 'name')
     const old = await deps.store.getUser(userId)
     // A user token creates other users (to add them as participants) but changes only its own
     // record: otherwise anyone could redirect another user's notification emails.

@@ -20,7 +20,7 @@ import * as decoding from 'lib0/decoding'
 import type { Logger } from 'pino'
 import { ChatError, isChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
-import { ensureRoots, findMessageIndex, getGuestAccess, getParticipant, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
+import { ensureRoots, findMessageIndex, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge, type Verdict } from '../../shared/update-judge.ts'
@@ -157,6 +157,8 @@ export class Room {
   private readonly archivedHere = new Set<string>()
   /** Counts the updates the document emitted, so a judgment knows whether it went stale. */
   private docVersion = 0
+  /** Who a server transaction acts for (a REST caller's user id; null: admin or the server). */
+  private txActor: string | null = null
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -234,6 +236,17 @@ export class Room {
     if (this.conns.delete(conn)) this.presence.leave(conn)
     this.stalePeers.get(conn)?.destroy()
     this.stalePeers.delete(conn)
+  }
+
+  /** Closes every connection of `userId` (only those of `role`, when given) with `error`; returns how many. */
+  closeUser (userId: string, error: ChatError, role?: Role): number {
+    let n = 0
+    for (const conn of [...this.conns]) {
+      if (conn.userId !== userId || (role !== undefined && conn.role !== role)) continue
+      conn.close(error)
+      n++
+    }
+    return n
   }
 
   /**
@@ -344,7 +357,8 @@ export class Room {
   }
 
   private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {
-    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite })
+    const moderator = conn.role === 'participant' && isModerator(this.doc, conn.userId)
+    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite, moderator })
     return verdict.ok ? verdict : this.refuseUpdate(verdict.error)
   }
 
@@ -356,18 +370,30 @@ export class Room {
   /**
    * Runs a server-side change (REST, participants, meta) and resolves once it is durable. The
    * store records `fn` returns (the conversation's record, memberships) are written in the same
-   * batch as the change's update, so a crash keeps both or neither.
+   * batch as the change's update, so a crash keeps both or neither. `actor`: the user whose
+   * token asked for it (events name it), or null for admin credentials and the server.
    */
-  async transact (fn: (doc: Y.Doc) => TransactRecords | undefined | void): Promise<void> {
+  async transact (fn: (doc: Y.Doc) => TransactRecords | undefined | void, actor: string | null = null): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     this.assertWritable()
-    Y.transact(this.doc, () => {
-      const records = fn(this.doc)
-      if (records !== undefined) this.pendingRecords.push(records)
-    }, SERVER_OWNER)
+    this.txActor = actor
+    try {
+      Y.transact(this.doc, () => {
+        const records = fn(this.doc)
+        if (records !== undefined) this.pendingRecords.push(records)
+      }, SERVER_OWNER)
+    } finally {
+      this.txActor = null
+    }
     // A change that left the document as it was still writes its records.
     if (this.pendingRecords.length > 0) this.scheduleFlush()
     await this.whenDurable()
+  }
+
+  /** The user a transaction acts for: a peer connection's user, or a server transaction's actor. */
+  private actorOf (origin: unknown): string | null {
+    if (typeof origin === 'object' && origin !== null && this.conns.has(origin as RoomConnection)) return (origin as RoomConnection).userId
+    return this.txActor
   }
 
   /** Resolves once everything the document has emitted so far is on disk. */
@@ -616,7 +642,8 @@ export class Room {
         }
       }
     }
-    for (const m of removed.values()) this.txEvents.push({ type: 'message.deleted', conversationId, message: m })
+    const deletedBy = this.actorOf(event.transaction.origin)
+    for (const m of removed.values()) this.txEvents.push({ type: 'message.deleted', conversationId, message: m, deletedBy })
   }
 
   private collectParticipantEvents (event: Y.YMapEvent<Participant>): void {
@@ -628,7 +655,7 @@ export class Room {
         const participant = getParticipant(this.doc, userId)
         if (participant !== undefined) this.txEvents.push({ type: 'participant.updated', conversationId: this.id, userId, participant })
       } else if (change.action === 'delete') {
-        this.txEvents.push({ type: 'participant.removed', conversationId: this.id, userId })
+        this.txEvents.push({ type: 'participant.removed', conversationId: this.id, userId, by: this.actorOf(event.transaction.origin) })
       }
     }
   }

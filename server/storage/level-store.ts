@@ -169,7 +169,7 @@ export class LevelStore implements DocStore {
       get: async key => await sub.get(key),
       put: async (key, value) => { await this.commit([{ type: 'put', sublevel: sub, key, value }]) },
       del: async key => { await this.commit([{ type: 'del', sublevel: sub, key }]) },
-      batch: async ops => { await this.commit(ops.map(o => ({ ...o, sublevel: sub }))) },
+      batch: async (ops, with_ = []) => { await this.commit([...ops.map(o => ({ ...o, sublevel: sub })), ...this.sectionOps(with_)]) },
       entries: range => sub.iterator(range)
     }
   }

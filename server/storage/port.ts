@@ -59,8 +59,11 @@ export interface KvSection {
   get (key: string): Promise<unknown>
   put (key: string, value: unknown): Promise<void>
   del (key: string): Promise<void>
-  /** Applies puts and deletes atomically. */
-  batch (ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>): Promise<void>
+  /**
+   * Applies puts and deletes atomically, together with `with_`: puts into other sections made in
+   * the same batch (the webhook outbox entries of the change).
+   */
+  batch (ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>, with_?: readonly SectionPut[]): Promise<void>
   /** Entries in key order (or reversed), within the range. */
   entries (range: { gt?: string, gte?: string, lt?: string, lte?: string, limit?: number, reverse?: boolean }): AsyncIterable<[string, unknown]>
 }

@@ -23,6 +23,8 @@ export interface ConnectionInfo {
   userId: string
   role: Role
   canWrite: boolean
+  /** The name in the user's record, if any: presence shows it (see awareness-codec.ts). */
+  recordName?: string | null
 }
 
 export interface ConnectionDeps {
@@ -39,6 +41,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   readonly userId: string
   readonly role: Role
   canWrite: boolean
+  readonly recordName: string | null
   /** Set by the heartbeat; cleared when a ping goes out. */
   alive = true
   private readonly ws: WebSocket
@@ -55,6 +58,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     this.userId = info.userId
     this.role = info.role
     this.canWrite = info.canWrite
+    this.recordName = info.recordName ?? null
   }
 
   get isClosing (): boolean { return this.closing }

@@ -20,14 +20,17 @@ import type { Authenticator } from '../auth.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RoomManager } from '../rooms/room-manager.ts'
 import type { DocStore } from '../storage/port.ts'
+import type { BanList } from '../moderation/bans.ts'
 import type { Timers } from '../presence/presence-hub.ts'
 import { SyncConnection } from './connection.ts'
+import { armTokenExpiry } from './token-expiry.ts'
 import { MAX_FRAME_BYTES, mapOversizeFrames } from './frame-limit.ts'
 
 export interface SyncEndpointDeps {
   auth: Authenticator
   rooms: RoomManager
   store: DocStore
+  bans: BanList
   logger: Logger
   metrics: Metrics
   timers: Timers
@@ -141,11 +144,12 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       }
       const conversationId = toConversationId(rawId)
       context.conversation = conversationId
-      const { userId } = await deps.auth.verifyUserToken(url.searchParams.get('token'))
+      const { userId, expiresInMs } = await deps.auth.verifySocketToken(url.searchParams.get('token'))
       context.user = userId
       if (deps.rooms.peek(conversationId) === undefined && !(await deps.store.conversationExists(conversationId))) {
         throw new ChatError('CONVERSATION_NOT_FOUND')
       }
+      const [record] = await Promise.all([deps.store.getUser(userId), deps.bans.load(conversationId)])
       if (closed) return
       const acquired = await deps.rooms.acquire(conversationId)
       if (closed) { deps.rooms.release(acquired); return }
@@ -159,15 +163,17 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
         participant: getParticipant(room.doc, userId),
         asGuest,
         browserSync: settings.browserSync,
-        guestAccess: getGuestAccess(room.doc)
+        guestAccess: getGuestAccess(room.doc),
+        banned: deps.bans.activeBan(conversationId, userId) !== undefined
       })
       // A user counts once, however many tabs it opens.
       if (admission.role === 'guest' && !room.presence.hasGuest(userId) &&
         room.presence.distinctGuestUsers() >= settings.maxGuests) {
         throw new ChatError('GUEST_LIMIT')
       }
-      conn = new SyncConnection(ws, room, { connId: nextConnId++, userId, ...admission }, deps)
+      const admitted = conn = new SyncConnection(ws, room, { connId: nextConnId++, userId, recordName: record?.name, ...admission }, deps)
       room.attach(conn)
+      ws.once('close', armTokenExpiry(deps.timers, expiresInMs, () => admitted.close(new ChatError('TOKEN_EXPIRED'))))
       live.set(ws, conn)
       deps.metrics.connections.inc({ role: conn.role })
       deps.logger.info({ user: userId, conversation: conversationId, role: conn.role, canWrite: conn.canWrite }, 'connection opened')

@@ -15,6 +15,8 @@ export interface WebAssets {
   js: string
   /** The page's HTML shell, `{{STYLES}}` filled in, `{{DEMO}}` left for the server. */
   html: string
+  /** The inlined stylesheet, for the page's Content-Security-Policy (its hash). */
+  styles: string
 }
 
 /** Bundles the UI; throws esbuild's error (with file and line) when the sources do not build. */
@@ -35,5 +37,5 @@ export const buildWebAssets = async (opts: { minify?: boolean } = {}): Promise<W
     readFile(WEB_DIR + 'index.html', 'utf8'),
     readFile(WEB_DIR + 'styles.css', 'utf8')
   ])
-  return { js, html: template.replace('{{STYLES}}', () => styles) }
+  return { js, html: template.replace('{{STYLES}}', () => styles), styles }
 }

@@ -7,6 +7,8 @@
  *   POST /demo/token   `{ userId }` -> `{ token, expiresAt }`: a one-hour user token for anyone
  *                      who asks. Only in demo mode (`config.demo`, decided and loudly logged by
  *                      main.ts: on by default only while listening on loopback); otherwise 404.
+ *                      Refused (403) to any request carrying `Forwarded`, `X-Forwarded-For` or
+ *                      `X-Real-IP`: demo mode is for a laptop, never behind a reverse proxy.
  */
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -14,6 +16,7 @@ import { toUserId } from '../../shared/ids.ts'
 import { ChatError } from '../../shared/errors.ts'
 import type { Authenticator } from '../auth.ts'
 import { buildWebAssets, type WebAssets } from './bundle.ts'
+import { pagePolicy, styleHashSource } from './security-headers.ts'
 
 export interface WebDeps {
   auth: Authenticator
@@ -28,6 +31,9 @@ const isLoopbackAddress = (a: string | undefined): boolean =>
 const isLoopbackHost = (host: string | undefined): boolean =>
   host !== undefined && /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i.test(host)
 
+/** Headers a reverse proxy adds: a request carrying any of them gets no demo token. */
+const PROXY_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'] as const
+
 /** Lifetime of a demo token, in seconds. */
 export const DEMO_TOKEN_TTL_S = 3600
 
@@ -39,8 +45,9 @@ export const registerWebRoutes = (http: FastifyInstance, deps: WebDeps): void =>
   }
 
   http.get('/', async (_req, reply) => {
-    const { html } = await load()
+    const { html, styles } = await load()
     void reply.header('cache-control', 'no-cache')
+    void reply.header('content-security-policy', pagePolicy(styleHashSource(styles)))
     return await reply.type('text/html; charset=utf-8').send(html.replace('{{DEMO}}', deps.config.demo ? '1' : '0'))
   })
 
@@ -52,6 +59,11 @@ export const registerWebRoutes = (http: FastifyInstance, deps: WebDeps): void =>
 
   http.post('/demo/token', async req => {
     if (!deps.config.demo) throw new ChatError('ROUTE_NOT_FOUND', 'Demo sign-in is off on this server')
+    // Demo mode is for a laptop: a request that went through a reverse proxy (which may well
+    // connect from loopback naming a loopback host) gets no token, whatever the mode.
+    if (PROXY_HEADERS.some(h => req.headers[h] !== undefined)) {
+      throw new ChatError('FORBIDDEN', 'Demo sign-in refuses requests that came through a proxy (Forwarded, X-Forwarded-For or X-Real-IP); demo mode is for a laptop only')
+    }
     if (deps.config.demoLoopbackOnly && !(isLoopbackAddress(req.socket.remoteAddress) && isLoopbackHost(req.headers.host))) {
       throw new ChatError('FORBIDDEN', 'Demo sign-in answers only local requests to a local host name (start with --demo on to allow others)')
     }

@@ -7,7 +7,8 @@ import type { ServerEvent } from '../events.ts'
 
 export const WEBHOOK_EVENT_TYPES = [
   'message.sent', 'message.updated', 'message.deleted', 'conversation.deleted',
-  'participant.added', 'participant.removed', 'user.updated', 'notification.triggered'
+  'participant.added', 'participant.removed', 'user.updated', 'notification.triggered',
+  'conversation.user_banned', 'conversation.user_unbanned', 'conversation.guest_kicked'
 ] as const
 
 export type WebhookEventType = typeof WEBHOOK_EVENT_TYPES[number]

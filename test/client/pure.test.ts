@@ -49,6 +49,15 @@ PresenceSuite('a guest does not list itself; without a server count the visible 
   assert.is(p.guestCount, 1)
 })
 
+PresenceSuite('a name a guest chose is marked as its own choice (nameSource self); a participant\'s is not', () => {
+  const p = presenceOf(new Map<number, unknown>([
+    [2, { user: { id: 'g2', role: 'guest', name: 'bob', nameSource: 'self' } }],
+    [3, { user: { id: 'bob', role: 'participant', name: 'Bob' } }]
+  ]), { clientId: 7, user: { id: 'alice', role: 'participant' } })
+  assert.equal(p.guests, [{ id: 'g2', role: 'guest', name: 'bob', nameSource: 'self' }])
+  assert.equal(p.participants.find(u => u.id === 'bob'), { id: 'bob', role: 'participant', name: 'Bob' })
+})
+
 PresenceSuite.run()
 
 const Refusal = suite('client refusals')

@@ -258,4 +258,41 @@ Client('getToken is asked for a token on connect and again when the server says 
   assert.is(calls, 2, 'a fresh token is kept until it nears expiry')
 })
 
+Client('the server closes a live connection when its token expires; the view comes back with a fresh token from getToken', async ctx => {
+  const id = await room(ctx, ['alice'])
+  let calls = 0
+  const session = await sessionFor(ctx.s, 'alice', {
+    token: undefined,
+    getToken: async () => { calls++; return await ctx.s.server.auth.signUserToken('alice', 2) }
+  }, ctx.sessions)
+  const v = session.open(id)
+  const errors: unknown[] = []
+  v.on('error', e => errors.push(e))
+  await v.whenSynced()
+  const first = calls
+  await waitFor(() => calls > first, 8000, 'a fresh token once the server closed the expired one')
+  const m = v.send('after expiry')
+  await v.whenSent(m.id)
+  assert.equal(errors, [])
+  assert.ok(ctx.s.server.rooms.peek(id)?.doc.getArray('messages').toArray().some(x => (x as { text: string }).text === 'after expiry'))
+})
+
+Client('a moderator\'s view deletes anyone\'s message; another participant\'s view only its own', async ctx => {
+  const id = await room(ctx, ['alice', 'bob', 'carol'])
+  await ctx.s.api('PATCH', `/v1/conversations/${id}/participants/alice`, { role: 'moderator' })
+  const alice = (await sessionFor(ctx.s, 'alice', {}, ctx.sessions)).open(id)
+  const bob = (await sessionFor(ctx.s, 'bob', {}, ctx.sessions)).open(id)
+  const carol = (await sessionFor(ctx.s, 'carol', {}, ctx.sessions)).open(id)
+  await Promise.all([alice.whenSynced(), bob.whenSynced(), carol.whenSynced()])
+  const m = bob.send('to be moderated')
+  await bob.whenSent(m.id)
+  await waitFor(() => alice.messages.some(x => x.id === m.id) && carol.messages.some(x => x.id === m.id), 5000, 'the message arrives')
+  assert.ok(alice.isModerator)
+  assert.not.ok(carol.isModerator)
+  try { carol.delete(m.id); assert.unreachable() } catch (e) { assert.is((e as ChatError).code, 'SENDER_MISMATCH') }
+  alice.delete(m.id)
+  await waitFor(() => !bob.messages.some(x => x.id === m.id), 5000, 'deleted for bob')
+  assert.is(alice.error, null)
+})
+
 Client.run()

@@ -24,7 +24,7 @@ const join = async (ctx: { s: TestServer, peers: Peer[] }, user: string, guest =
   return p
 }
 
-type State = { user?: { id?: string, role?: string, name?: string }, parley?: { guestCount: number } }
+type State = { user?: { id?: string, role?: string, name?: string, nameSource?: string }, parley?: { guestCount: number } }
 const states = (p: Peer): State[] => [...p.provider.awareness.getStates().values()] as State[]
 const roleOf = (p: Peer, id: string): string | undefined => states(p).find(s => s.user?.id === id)?.user?.role
 
@@ -136,6 +136,16 @@ Guests('in a full room, a guest already online opens another tab, also one past 
   for (const c of raws) c.ws.terminate()
 })
 
+Guests('a guest with a user record is shown by its record\'s name, whatever it claims', async ctx => {
+  await ctx.s.api('PUT', '/v1/users/gina', { name: 'Gina' })
+  const a = await join(ctx, 'alice')
+  const g = await join(ctx, 'gina', true)
+  await Promise.all([a.synced, g.synced])
+  g.provider.awareness.setLocalState({ user: { name: 'bob' }, typing: true })
+  await waitFor(() => states(a).some(s => s.user?.id === 'gina' && (s as { typing?: boolean }).typing === true))
+  assert.equal(states(a).find(s => s.user?.id === 'gina')?.user, { id: 'gina', role: 'guest', name: 'Gina' })
+})
+
 Guests('presence is set by the server: forged ids and roles are corrected', async ctx => {
   const a = await join(ctx, 'alice')
   const g = await join(ctx, 'mallory', true)
@@ -143,7 +153,8 @@ Guests('presence is set by the server: forged ids and roles are corrected', asyn
   g.provider.awareness.setLocalState({ user: { id: 'bob', role: 'participant', name: 'Bob' } })
   await waitFor(() => states(a).some(s => s.user?.name === 'Bob'))
   const forged = states(a).find(s => s.user?.name === 'Bob')!
-  assert.equal(forged.user, { id: 'mallory', role: 'guest', name: 'Bob' })
+  // The name stays the guest's own choice, and says so: it never passes for participant bob's.
+  assert.equal(forged.user, { id: 'mallory', role: 'guest', name: 'Bob', nameSource: 'self' })
 })
 
 Guests('a peer cannot remove the awareness ids of another connection: the entry is dropped', async ctx => {

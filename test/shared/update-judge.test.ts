@@ -325,6 +325,25 @@ rules('refuses deleting or editing a message of another user', () => {
   refuses(f, diff(alice2, f.server), ALICE, 'SENDER_MISMATCH')
 })
 
+rules('a moderator deletes another user\'s message, but never edits it (same id in the same update)', () => {
+  const MOD: Writer = { ...ALICE, moderator: true }
+  const f = makeFixture()
+  const bob = clientOf(f, 200)
+  pushMessages(bob, msg('b1', 'bob'), msg('b2', 'bob'))
+  accepts(f, diff(bob, f.server), BOB)
+  const edit = clientOf(f, 101)
+  edit.transact(() => {
+    edit.getArray('messages').delete(0, 1)
+    edit.getArray('messages').insert(0, [msg('b1', 'alice', { editedAt: 2 })])
+  })
+  refuses(f, diff(edit, f.server), MOD, 'SENDER_MISMATCH')
+  const alice = clientOf(f, 100)
+  const sv = Y.encodeStateVector(alice)
+  alice.getArray('messages').delete(0, 1)
+  accepts(f, Y.encodeStateAsUpdate(alice, sv), MOD)
+  assert.equal(f.server.getArray('messages').toJSON().map(m => (m as { id: string }).id), ['b2'])
+})
+
 rules('refuses writing to participants or meta, by map key or by deletion', () => {
   const f = makeFixture()
   const alice = clientOf(f, 100)

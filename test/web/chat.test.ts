@@ -43,6 +43,8 @@ Web('a participant and a guest exchange messages; the guest shows in presence an
   await guest.getByText('Hello, how can I help?').waitFor()
   assert.is(await guest.getByTestId('role').innerText(), 'guest')
   await alice.locator('[data-testid=guests] [data-user=visitor]').waitFor()
+  // The name the guest chose is shown as its own choice, with its id: never like a participant's.
+  assert.is(await alice.locator('[data-testid=guests] [data-user=visitor]').innerText(), '“Visitor” (guest visitor)')
   assert.match(await alice.getByTestId('guest-count').innerText(), /^1 guest watching/)
   await guest.getByTestId('online').locator('[data-user=alice]').waitFor()
   await sendText(guest, 'Just looking around')

@@ -43,7 +43,9 @@ Routes('in demo mode POST /demo/token issues a working user token for a valid id
     assert.is(res.status, 200)
     const { token, expiresAt } = await res.json() as { token: string, expiresAt: number }
     assert.ok(expiresAt > Date.now())
-    assert.equal(await s.server.auth.verifyUserToken(token), { userId: 'alice', admin: false })
+    const verified = await s.server.auth.verifyUserToken(token)
+    assert.equal([verified.userId, verified.admin], ['alice', false])
+    assert.ok(Math.abs(verified.expiresAt - expiresAt) <= 1000, 'the token expires when the answer says')
     assert.is.not(token, TEST_SECRET)
     assert.is((await post({ userId: 'no spaces' })).status, 400)
     assert.is((await post({})).status, 400)
@@ -67,6 +69,25 @@ Routes('in loopback-only demo mode a request naming another host gets no token (
     assert.is(await status(`localhost:${port}`), 200)
   } finally {
     await s.stop()
+  }
+})
+
+Routes('demo mode refuses every request that came through a reverse proxy (Forwarded, X-Forwarded-For, X-Real-IP), in every mode', async () => {
+  for (const demoLoopbackOnly of [true, false]) {
+    const s = await startServer({ config: { demo: true, demoLoopbackOnly } })
+    try {
+      const post = async (headers: Record<string, string>): Promise<Response> => await fetch(s.url + '/demo/token', {
+        method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ userId: 'alice' })
+      })
+      for (const h of [{ forwarded: 'for=203.0.113.9' }, { 'x-forwarded-for': '203.0.113.9' }, { 'x-real-ip': '203.0.113.9' }] as Array<Record<string, string>>) {
+        const res = await post(h)
+        assert.is(res.status, 403, JSON.stringify(h))
+        assert.is((await res.json() as { error: { code: string } }).error.code, 'FORBIDDEN')
+      }
+      assert.is((await post({})).status, 200)
+    } finally {
+      await s.stop()
+    }
   }
 })
 

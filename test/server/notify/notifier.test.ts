@@ -32,7 +32,7 @@ Machine.before.each(ctx => {
     doc: ctx.doc,
     presence: {
       participantViewing: () => new Map(ctx.viewing),
-      isTyping: () => ctx.typing.size > 0,
+      typingUsers: () => new Set(ctx.typing),
       onTypingChange: fn => { ctx.listeners.add(fn); return () => { ctx.listeners.delete(fn) } }
     }
   }
@@ -78,12 +78,13 @@ Machine('fires once, notificationDelay after the last message, with every missed
   assert.is(ctx.time.pending(), 0, 'no timer left once idle')
 })
 
-Machine('typing anywhere restarts the quiet period; the notification follows the last keystroke by the delay', ctx => {
+Machine('a participant typing restarts the quiet period; the notification follows the last keystroke by the delay', ctx => {
+  participantsOf(ctx.doc).set('carol', { access: 'ReadWrite', notify: false, joinedAt: 0 })
   send(ctx, 'bob', 'one')
-  typing(ctx, 'visitor', true)
+  typing(ctx, 'carol', true)
   ctx.time.advance(100_000)
   assert.is(ctx.out.length, 0)
-  typing(ctx, 'visitor', false)
+  typing(ctx, 'carol', false)
   ctx.time.advance(29_000)
   assert.is(ctx.out.length, 0)
   ctx.time.advance(1_000)
@@ -103,11 +104,11 @@ Machine('the batch is held for the full delay after typing stops, whenever it st
   assert.is(ctx.out.length, 1)
   send(ctx, 'bob', 'two')
   ctx.time.advance(400)
-  typing(ctx, 'carol', true)
+  typing(ctx, 'alice', true)
   ctx.time.advance(50)
-  typing(ctx, 'carol', false)
+  typing(ctx, 'alice', false)
   ctx.time.advance(999)
-  assert.is(ctx.out.length, 1, 'a short burst of typing also restarts the quiet period')
+  assert.is(ctx.out.length, 1, 'a short burst of a participant\'s typing also restarts the quiet period')
   ctx.time.advance(1)
   assert.is(ctx.out.length, 2)
 })
@@ -121,10 +122,32 @@ Machine('a recipient leaves the batch when it writes, views, reads past it, or i
   ctx.viewing.set('carol', true) // carol opens the conversation
   readsOf(ctx.doc).set('dave', m.createdAt + 1)
   ctx.notifier.handle({ type: 'reads.updated', conversationId: 'c1', userId: 'dave', readUpTo: m.createdAt + 1 })
-  ctx.notifier.handle({ type: 'participant.removed', conversationId: 'c1', userId: 'erin' })
+  ctx.notifier.handle({ type: 'participant.removed', conversationId: 'c1', userId: 'erin', by: null })
   participantsOf(ctx.doc).delete('erin')
   ctx.time.advance(31_000)
   assert.equal(ctx.out.map(n => [n.recipientId, n.messages.map(x => x.text)]), [['bob', ['I am here']]])
+})
+
+Machine('a guest typing holds no notification: it fires notificationDelay after the message', ctx => {
+  send(ctx, 'bob', 'one')
+  ctx.typing.add('visitor') // a guest: not a participant
+  ctx.time.advance(29_000)
+  assert.is(ctx.out.length, 0)
+  ctx.time.advance(1_000)
+  assert.equal(ctx.out.map(n => n.recipientId), ['alice'])
+})
+
+Machine('whatever participants type or send, a batch fires at the latest 10 × notificationDelay after it started', ctx => {
+  const first = send(ctx, 'bob', 'one')
+  ctx.typing.add('bob')
+  for (let i = 0; i < 29; i++) {
+    ctx.time.advance(10_000)
+    if (i % 5 === 0) send(ctx, 'bob', `more ${i}`)
+  }
+  assert.is(ctx.out.length, 0, 'held while bob types, up to 290 s')
+  ctx.time.advance(10_000)
+  assert.is(ctx.out.length, 1, 'fired at 300 s although bob still types')
+  assert.is(ctx.out[0].messages[0].id, first.id)
 })
 
 Machine('edits and deletes change the pending batch; system messages never notify', ctx => {
@@ -132,7 +155,7 @@ Machine('edits and deletes change the pending batch; system messages never notif
   const m2 = send(ctx, 'bob', 'oops')
   send(ctx, null, 'Bob changed the subject')
   ctx.notifier.handle({ type: 'message.updated', conversationId: 'c1', message: { ...m1, text: 'fixed', editedAt: 1 }, previous: m1 })
-  ctx.notifier.handle({ type: 'message.deleted', conversationId: 'c1', message: m2 })
+  ctx.notifier.handle({ type: 'message.deleted', conversationId: 'c1', message: m2, deletedBy: 'bob' })
   ctx.time.advance(31_000)
   assert.equal(ctx.out.map(n => n.messages.map(m => m.text)), [['fixed']])
 })

@@ -36,8 +36,27 @@ Codec('sanitizeState sets user.id and role from the owner, keeps other user keys
   const owner = { userId: 'u1', role: 'guest' as const }
   assert.is(sanitizeState('null', owner, 100), 'null')
   const out = JSON.parse(sanitizeState('{"__proto__":{"x":1},"user":{"id":"root","name":"N","extra":1},"typing":true}', owner, 1000))
-  assert.equal(out, { user: { extra: 1, name: 'N', id: 'u1', role: 'guest' }, typing: true })
+  assert.equal(out, { user: { extra: 1, name: 'N', nameSource: 'self', id: 'u1', role: 'guest' }, typing: true })
   assert.not.ok(Object.prototype.hasOwnProperty.call(out, '__proto__'))
+})
+
+Codec('a guest\'s name is marked as chosen by itself; a claimed nameSource and names unfit to show are dropped', () => {
+  const guest = { userId: 'g1', role: 'guest' as const }
+  const participant = { userId: 'bob', role: 'participant' as const }
+  const user = (json: string, owner: typeof guest | typeof participant): unknown => (JSON.parse(sanitizeState(json, owner, 1000)) as { user: unknown }).user
+  assert.equal(user('{"user":{"name":"bob","nameSource":"record"}}', guest), { name: 'bob', nameSource: 'self', id: 'g1', role: 'guest' })
+  assert.equal(user('{"user":{"name":"Bob","nameSource":"self"}}', participant), { name: 'Bob', id: 'bob', role: 'participant' })
+  for (const bad of ['b\\u0000ob', 'bo\\u202eb', 'b\\ud800ob']) {
+    assert.equal(user(`{"user":{"name":"${bad}"}}`, guest), { id: 'g1', role: 'guest' }, bad)
+  }
+})
+
+Codec('the name of the user\'s record replaces any claimed name, for guests and participants alike', () => {
+  const user = (json: string, owner: { userId: string, role: 'guest' | 'participant', recordName?: string | null }): unknown =>
+    (JSON.parse(sanitizeState(json, owner, 1000)) as { user: unknown }).user
+  assert.equal(user('{"user":{"name":"bob"}}', { userId: 'g1', role: 'guest', recordName: 'Gina' }), { name: 'Gina', id: 'g1', role: 'guest' })
+  assert.equal(user('{"typing":true}', { userId: 'a', role: 'participant', recordName: 'Alice' }), { name: 'Alice', id: 'a', role: 'participant' })
+  assert.equal(user('{"user":{"name":"bob"}}', { userId: 'g1', role: 'guest', recordName: null }), { name: 'bob', nameSource: 'self', id: 'g1', role: 'guest' })
 })
 
 Codec('sanitizeState refuses a state over the size cap', () => {

@@ -102,7 +102,7 @@ Hub('the server sets user.id and user.role and overwrites forged claims', ctx =>
   const mallory = ctx.client('mallory', 'guest').join()
   mallory.set({ user: { id: 'boss', role: 'participant', name: 'Boss', color: '#f00' }, typing: true })
   ctx.time.advance(BATCH)
-  assert.equal(observer.seen().get(mallory.clientId), { user: { id: 'mallory', role: 'guest', name: 'Boss', color: '#f00' }, typing: true })
+  assert.equal(observer.seen().get(mallory.clientId), { user: { id: 'mallory', role: 'guest', name: 'Boss', nameSource: 'self', color: '#f00' }, typing: true })
   mallory.set({ user: { name: 'x'.repeat(101) } })
   ctx.time.advance(BATCH)
   assert.equal(observer.seen().get(mallory.clientId), { user: { id: 'mallory', role: 'guest' } }, 'a name over 100 characters is dropped')
@@ -199,7 +199,7 @@ Hub('a connection of the same user reconnecting as a guest makes its state vanis
   asGuest.set({ user: { name: 'Alice' } })
   ctx.time.advance(BATCH)
   assert.not.ok(guest.seen().has(alice.clientId))
-  assert.equal(userOf(boss.seen().get(alice.clientId)), { id: 'alice', role: 'guest', name: 'Alice' })
+  assert.equal(userOf(boss.seen().get(alice.clientId)), { id: 'alice', role: 'guest', name: 'Alice', nameSource: 'self' })
 })
 
 Hub('guests do not receive other guests\' states but see the guest count in the server state', ctx => {
@@ -219,7 +219,7 @@ Hub('participants receive the guests\' states', ctx => {
   const guests = [1, 2, 3].map(i => ctx.client(`g${i}`, 'guest').join())
   for (const g of guests) g.set({ user: { name: `guest ${g.userId}` } })
   ctx.time.advance(BATCH)
-  for (const g of guests) assert.equal(userOf(boss.seen().get(g.clientId)), { id: g.userId, role: 'guest', name: `guest ${g.userId}` })
+  for (const g of guests) assert.equal(userOf(boss.seen().get(g.clientId)), { id: g.userId, role: 'guest', name: `guest ${g.userId}`, nameSource: 'self' })
 })
 
 Hub('changes within one window go out as one frame per audience, the same buffer to every receiver', ctx => {

@@ -62,6 +62,7 @@ Hooks('every event type is posted as signed JSON with a unique, stable id', asyn
   assert.is(new Set(ids).size, ids.length, 'ids are unique')
   const sent = ctx.hook.ok('message.sent')[0]
   assert.equal(sent.body.data, { conversationId: 'c1', message: m })
+  assert.equal(ctx.hook.ok('message.deleted')[0].body.data.deletedBy, 'alice', 'a deletion names who deleted')
   assert.is(sent.headers['x-parley-event-id'], sent.body.id)
   assert.is(sent.headers['x-parley-event'], 'message.sent')
 
@@ -147,6 +148,31 @@ Hooks('a restart in the middle of the outbox loses no event: every id arrives at
   assert.equal([...delivered().values()].sort(), Array.from({ length: N }, (_, i) => `u${i}`).sort())
   for (const id of seenBefore) assert.ok(delivered().has(id), `id ${id} kept across the restart`)
   await waitFor(() => ctx.s.server.eventServices.outbox.pending === 0, 2000, 'outbox empty')
+})
+
+Hooks('moderation is audited: bans, lifts, kicks and deletions name who did them', async ctx => {
+  await setup(ctx)
+  await ctx.s.api('PUT', '/v1/conversations/c1', { participants: ['mod', 'bob'] })
+  await ctx.s.api('PATCH', '/v1/conversations/c1/participants/mod', { role: 'moderator' })
+  const asMod = `Bearer ${await ctx.s.token('mod')}`
+  const bob = connectPeer(ctx.s.wsUrl, 'c1', await ctx.s.token('bob'))
+  const guest = connectPeer(ctx.s.wsUrl, 'c1', await ctx.s.token('visitor'), { guest: '1' })
+  ctx.peers.push(bob, guest)
+  await Promise.all([bob.synced, guest.synced])
+  const m = sendMessage(bob.doc, 'bob', 'spam')
+  await waitFor(() => ctx.hook.ok('message.sent').length === 1, 5000, 'message.sent')
+  assert.is((await ctx.s.api('DELETE', `/v1/conversations/c1/messages/${m.id}`, undefined, asMod)).status, 204)
+  assert.is((await ctx.s.api('DELETE', '/v1/conversations/c1/guests/visitor', undefined, asMod)).status, 200)
+  const until = Date.now() + 3_600_000
+  assert.is((await ctx.s.api('PUT', '/v1/conversations/c1/bans/bob', { reason: 'spam', until }, asMod)).status, 200)
+  assert.is((await ctx.s.api('DELETE', '/v1/conversations/c1/bans/bob')).status, 204)
+  await waitFor(() => ctx.hook.ok('conversation.user_unbanned').length === 1, 5000, 'user_unbanned')
+  assert.equal(ctx.hook.ok('message.deleted')[0].body.data, { conversationId: 'c1', message: m, deletedBy: 'mod' })
+  assert.equal(ctx.hook.ok('conversation.guest_kicked')[0].body.data, { conversationId: 'c1', userId: 'visitor', connections: 1, by: 'mod' })
+  assert.equal(ctx.hook.ok('conversation.user_banned')[0].body.data, { conversationId: 'c1', userId: 'bob', reason: 'spam', until, by: 'mod' })
+  await waitFor(() => ctx.hook.ok('participant.removed').length === 1, 5000, 'participant.removed')
+  assert.equal(ctx.hook.ok('participant.removed')[0].body.data, { conversationId: 'c1', userId: 'bob', by: 'mod' })
+  assert.equal(ctx.hook.ok('conversation.user_unbanned')[0].body.data, { conversationId: 'c1', userId: 'bob', by: null })
 })
 
 Hooks.run()
