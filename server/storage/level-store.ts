@@ -13,7 +13,7 @@ import * as keys from './keys.ts'
 import { ChatError } from '../../shared/errors.ts'
 import { verifyLevelLogs } from './log-integrity.ts'
 import type { Message } from '../../shared/schema.ts'
-import { SeqConflictError, type AppendWith, type ArchivedMessage, type DocStore, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
+import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type DocStore, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
 import { describeStorageError, WriteQueue, type WriteFailure } from './write-queue.ts'
 
 type BinLevel = ReturnType<LevelStore['makeBin']>
@@ -176,9 +176,15 @@ export class LevelStore implements DocStore {
     const sub = this.sectionLevel(name)
     return {
       get: async key => await sub.get(key),
-      put: async (key, value) => { await this.commit([{ type: 'put', sublevel: sub, key, value }]) },
+      put: async (key, value) => {
+        checkSectionValue(value)
+        await this.commit([{ type: 'put', sublevel: sub, key, value }])
+      },
       del: async key => { await this.commit([{ type: 'del', sublevel: sub, key }]) },
-      batch: async ops => { await this.commit(ops.map(o => ({ ...o, sublevel: sub }))) },
+      batch: async ops => {
+        for (const o of ops) if (o.type === 'put') checkSectionValue(o.value)
+        await this.commit(ops.map(o => ({ ...o, sublevel: sub })))
+      },
       entries: range => sub.iterator(range)
     }
   }
@@ -200,18 +206,15 @@ export class LevelStore implements DocStore {
     return { snapshot, snapshotSeq, updates, lastSeq }
   }
 
-  /** The last sequence number stored for `conv` (0 when none), see `heads`. */
-  private async storedHead (conv: string): Promise<number> {
-    const known = this.heads.get(conv)
-    if (known !== undefined) return known
+  /** Reads the last sequence number stored for `conv` (0 when none) from the disk, see `heads`. */
+  private async readHead (conv: string): Promise<number> {
     let head = 0
     for (const prefix of [keys.logPrefix(conv), keys.snapPrefix(conv)]) {
       for await (const key of this.bin.keys({ ...keys.prefixRange(prefix), reverse: true, limit: 1 })) {
         head = Math.max(head, keys.parseSeq(key.slice(prefix.length)))
       }
     }
-    // An append that started while the disk was read knows better.
-    return this.heads.get(conv) ?? head
+    return head
   }
 
   private setHead (conv: string, seq: number): void {
@@ -229,7 +232,9 @@ export class LevelStore implements DocStore {
     const { archive = [], bindings = [], sections = [] } = with_
     if (updates.length > 0) {
       this.writes.assertWritable()
-      const head = await this.storedHead(conv)
+      const read = this.heads.has(conv) ? 0 : await this.readHead(conv)
+      // Checked and moved in one synchronous step: an append that started meanwhile is seen.
+      const head = this.heads.get(conv) ?? read
       if (firstSeq <= head) {
         if (await this.holds(conv, firstSeq, updates)) return
         throw new SeqConflictError(conv, firstSeq, head)
@@ -327,6 +332,7 @@ export class LevelStore implements DocStore {
   }
 
   private sectionOps (sections: readonly SectionPut[]): Op[] {
+    for (const p of sections) checkSectionValue(p.value)
     return sections.map(p => ({ type: 'put', sublevel: this.sectionLevel(p.section), key: p.key, value: p.value }))
   }
 

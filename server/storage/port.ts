@@ -78,7 +78,15 @@ export interface SectionPut {
   value: unknown
 }
 
-/** A JSON key-value section of the store that one module owns (webhook outbox, inbox index...). */
+/**
+ * Refuses a section value no store can keep (LevelDB refuses null and undefined), before any
+ * write starts: a mistake of the caller must not look like a storage failure.
+ */
+export const checkSectionValue = (value: unknown): void => {
+  if (value === null || value === undefined) throw new TypeError('a section value must not be null or undefined')
+}
+
+/** A JSON key-value section of the store that one module owns (webhook outbox, inbox index...). Values are JSON, never null. */
 export interface KvSection {
   get (key: string): Promise<unknown>
   put (key: string, value: unknown): Promise<void>
