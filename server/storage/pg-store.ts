@@ -18,6 +18,7 @@ import postgres from 'postgres'
 import type { Message } from '../../shared/schema.ts'
 import { FailStop, type WriteFailure } from './fail-stop.ts'
 import { DATA_TABLES, LATEST_VERSION, MIGRATIONS } from './pg-schema.ts'
+import { parsePgUrl, type PgTarget } from './pg-url.ts'
 import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type DocStore, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
 
 export interface PgStoreOptions {
@@ -29,43 +30,13 @@ export interface PgStoreOptions {
   heartbeatMs?: number
 }
 
-/** Where a URL points, parsed once: what to connect to and what to say to people. */
-export interface PgTarget {
-  /** The URL handed to the client (without Parley's own `schema` parameter). */
-  url: string
-  schema: string
-  /** host:port, for messages. */
-  address: string
-  /** The URL without its password, for messages and logs. */
-  redacted: string
-}
-
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 const SECTION_NAME = /^[a-z][a-z0-9-]*$/
 /** Rows read per query when a section's entries are listed. */
 const PAGE = 500
 /** Rows written per statement by an import. */
 const IMPORT_CHUNK = 2000
+/** A meta row written and deleted to prove a reconnected store writable. */
 const PROBE = '~probe'
-
-/** Parses a `--postgres` URL; throws an Error naming what is wrong. */
-export const parsePgUrl = (text: string): PgTarget => {
-  let u: URL
-  try {
-    u = new URL(text)
-  } catch {
-    throw new Error('the PostgreSQL URL must look like postgres://user@host:5432/database')
-  }
-  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('the PostgreSQL URL must start with postgres:// or postgresql://')
-  const schema = u.searchParams.get('schema') ?? 'public'
-  if (!SCHEMA_NAME.test(schema)) throw new Error(`schema ${JSON.stringify(schema)} must be lower-case letters, digits and _`)
-  u.searchParams.delete('schema')
-  const address = `${u.hostname === '' ? 'localhost' : u.hostname}:${u.port === '' ? '5432' : u.port}`
-  const shown = new URL(u.href)
-  shown.password = ''
-  if (schema !== 'public') shown.searchParams.set('schema', schema)
-  return { url: u.href, schema, address, redacted: shown.href }
-}
 
 /** SQLSTATE classes that mean the engine itself failed: connection, resources, shutdown, system. */
 const ENGINE_CLASSES = new Set(['08', '53', '57', '58', 'XX'])

@@ -4,7 +4,8 @@
  */
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { parsePgUrl, PgStore } from '../../../server/storage/pg-store.ts'
+import { PgStore } from '../../../server/storage/pg-store.ts'
+import { parsePgUrl } from '../../../server/storage/pg-url.ts'
 import { createTestSchema, PG_URL } from '../../helpers/postgres.ts'
 import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 import { runStoreConformance } from './store-conformance.ts'
