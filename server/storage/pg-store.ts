@@ -88,7 +88,7 @@ const chunks = <T>(items: readonly T[], size: number): T[][] => {
   return out
 }
 
-/** What `importBatch` writes (a migration into an empty store). */
+/** One batch of a migration into an empty store (`importAll`). */
 export interface ImportBatch {
   conversations?: ReadonlyArray<{ conv: string, createdAt: number }>
   log?: ReadonlyArray<{ conv: string, seq: number, bytes: Uint8Array }>
@@ -419,38 +419,42 @@ export class PgStore implements DocStore {
   }
 
   /**
-   * Writes a batch of a migration, in one transaction, as it is (no conditions). Call
-   * `finishImport` after the last batch: it sets every document's head.
+   * Writes a migration (into an empty store), all batches in one transaction: it is all there
+   * or none of it is. Then sets each document's head and drops log entries a snapshot covers.
    */
-  async importBatch (batch: ImportBatch): Promise<void> {
+  async importAll (batches: AsyncIterable<ImportBatch>): Promise<void> {
     await this.write(async tx => {
-      for (const part of chunks(batch.conversations ?? [], IMPORT_CHUNK)) {
-        await tx`INSERT INTO conversations (conv, created_at) SELECT * FROM unnest(${part.map(c => c.conv)}::text[], ${part.map(c => c.createdAt)}::int8[])`
-      }
-      for (const [table, rows] of [['doc_log', batch.log ?? []], ['doc_snapshots', batch.snapshots ?? []]] as const) {
-        for (const part of chunks(rows, IMPORT_CHUNK)) {
-          await tx`INSERT INTO ${tx(table)} (conv, seq, bytes)
-            SELECT c, s, decode(h, 'hex') FROM unnest(${part.map(r => r.conv)}::text[], ${part.map(r => r.seq)}::int8[], ${part.map(r => bufferOf(r.bytes).toString('hex'))}::text[]) AS t(c, s, h)`
-        }
-      }
-      await putArchive(tx, batch.archive ?? [])
-      await putClients(tx, batch.clients ?? [])
-      await putUsers(tx, batch.users ?? [])
-      await putMembers(tx, batch.members ?? [])
-      await putMeta(tx, batch.meta ?? [])
-      await putSections(tx, batch.sections ?? [])
-    })
-  }
-
-  /** Ends a migration: each document's head is its last log entry or snapshot. */
-  async finishImport (): Promise<void> {
-    await this.write(async tx => {
+      for await (const batch of batches) await importBatch(tx, batch)
+      await tx`DELETE FROM doc_log l USING doc_snapshots s WHERE l.conv = s.conv AND l.seq <= s.seq`
       await tx`
         INSERT INTO doc_heads (conv, last_seq)
         SELECT conv, max(seq) FROM (SELECT conv, seq FROM doc_log UNION ALL SELECT conv, seq FROM doc_snapshots) AS entries GROUP BY conv
         ON CONFLICT (conv) DO UPDATE SET last_seq = GREATEST(doc_heads.last_seq, excluded.last_seq)`
     })
   }
+}
+
+const importBatch = async (tx: Tx, batch: ImportBatch): Promise<void> => {
+  for (const part of chunks(batch.conversations ?? [], IMPORT_CHUNK)) {
+    await tx`
+      INSERT INTO conversations (conv, created_at) SELECT * FROM unnest(${part.map(c => c.conv)}::text[], ${part.map(c => c.createdAt)}::int8[])
+      ON CONFLICT (conv) DO UPDATE SET created_at = excluded.created_at`
+  }
+  // Pipelined on the transaction's connection.
+  await Promise.all((batch.log ?? []).map(async r => await tx`
+    INSERT INTO doc_log (conv, seq, bytes) VALUES (${r.conv}, ${r.seq}, ${bufferOf(r.bytes)}) ON CONFLICT (conv, seq) DO UPDATE SET bytes = excluded.bytes`))
+  for (const r of batch.snapshots ?? []) {
+    // Of several snapshots (an interrupted compaction), the newest counts, as in LevelStore.
+    await tx`
+      INSERT INTO doc_snapshots (conv, seq, bytes) VALUES (${r.conv}, ${r.seq}, ${bufferOf(r.bytes)})
+      ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq, bytes = excluded.bytes WHERE doc_snapshots.seq <= excluded.seq`
+  }
+  await putArchive(tx, batch.archive ?? [])
+  await putClients(tx, batch.clients ?? [])
+  await putUsers(tx, batch.users ?? [])
+  await putMembers(tx, batch.members ?? [])
+  await putMeta(tx, batch.meta ?? [])
+  await putSections(tx, batch.sections ?? [])
 }
 
 /** Creates the schema and applies the missing migrations, once, under an advisory lock. */

@@ -53,7 +53,7 @@ export const runServer = async (args: string[], env: Record<string, string> = {}
 }
 
 /** Runs an operations tool through its npm script (`npm run backup -- ...`, see docs/operations.md). */
-export const runOps = async (command: 'backup' | 'restore' | 'check' | 'repair', args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
+export const runOps = async (command: 'backup' | 'restore' | 'check' | 'repair' | 'migrate', args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> => {
   const child = spawn('npm', ['run', '-s', command, '--', ...args], {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe']
   })
