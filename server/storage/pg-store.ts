@@ -24,6 +24,8 @@ import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMess
 export interface PgStoreOptions {
   /** postgres://user:password@host:port/database, optionally with `?schema=NAME` (default public). */
   url: string
+  /** The schema holding the tables; wins over the URL's `?schema=`. */
+  schema?: string
   /** Connections in the pool (default 10). */
   max?: number
   /** How often the store checks that PostgreSQL answers, so a lost server shows before the next write (ms, default 2000; 0: never). */
@@ -124,7 +126,7 @@ export class PgStore implements DocStore {
    * this code.
    */
   static async open (options: PgStoreOptions): Promise<PgStore> {
-    const target = parsePgUrl(options.url)
+    const target = parsePgUrl(options.url, options.schema)
     const sql = connect(target, options.max ?? 10)
     try {
       await migrate(sql, target.schema)

@@ -14,8 +14,8 @@ export interface PgTarget {
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 
-/** Parses a `--postgres` URL; throws an Error naming what is wrong. */
-export const parsePgUrl = (text: string): PgTarget => {
+/** Parses a `--postgres` URL (`schema`, when given, wins over its `?schema=`); throws an Error naming what is wrong. */
+export const parsePgUrl = (text: string, schemaOverride?: string): PgTarget => {
   let u: URL
   try {
     u = new URL(text)
@@ -23,7 +23,7 @@ export const parsePgUrl = (text: string): PgTarget => {
     throw new Error('the PostgreSQL URL must look like postgres://user@host:5432/database')
   }
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('the PostgreSQL URL must start with postgres:// or postgresql://')
-  const schema = u.searchParams.get('schema') ?? 'public'
+  const schema = schemaOverride ?? u.searchParams.get('schema') ?? 'public'
   if (!SCHEMA_NAME.test(schema)) throw new Error(`schema ${JSON.stringify(schema)} must be lower-case letters, digits and _`)
   u.searchParams.delete('schema')
   const address = `${u.hostname === '' ? 'localhost' : u.hostname}:${u.port === '' ? '5432' : u.port}`

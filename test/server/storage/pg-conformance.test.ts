@@ -12,7 +12,7 @@ import { runStoreConformance } from './store-conformance.ts'
 
 runStoreConformance('PgStore', async () => {
   const schema = await createTestSchema()
-  const store = await PgStore.open({ url: schema.url })
+  const store = await PgStore.open({ url: PG_URL, schema: schema.schema })
   return {
     store,
     async cleanup () {
@@ -47,6 +47,7 @@ Pg('a URL is told to people without its password, with its schema', () => {
   assert.match(t.redacted, /schema=tenant_1/)
   assert.not.match(t.url, /schema=/)
   assert.is(parsePgUrl('postgres://localhost/test').schema, 'public')
+  assert.is(parsePgUrl('postgres://localhost/test?schema=a', 'b').schema, 'b')
   assert.throws(() => parsePgUrl('postgres://localhost/test?schema=Bad;Name'), /schema/)
   assert.throws(() => parsePgUrl('mysql://localhost/test'), /postgres:\/\//)
 })
