@@ -463,7 +463,9 @@ const importBatch = async (tx: Tx, batch: ImportBatch): Promise<void> => {
 const migrate = async (sql: Sql, schema: string): Promise<void> => {
   await sql.begin(async tx => {
     await tx`SELECT pg_advisory_xact_lock(hashtext(${`parley-migrate:${schema}`}))`
-    await tx`CREATE SCHEMA IF NOT EXISTS ${tx(schema)}`
+    // Created only when missing: a user may own a schema made for it without the right to create one.
+    const present = await tx`SELECT 1 FROM pg_namespace WHERE nspname = ${schema}`
+    if (present.length === 0) await tx`CREATE SCHEMA ${tx(schema)}`
     await tx`CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at bigint NOT NULL)`
     const [{ version }] = await tx`SELECT COALESCE(MAX(version), 0) AS version FROM schema_version`
     if ((version as number) > LATEST_VERSION) {
@@ -474,6 +476,9 @@ const migrate = async (sql: Sql, schema: string): Promise<void> => {
       for (const statement of m.statements) await tx.unsafe(statement)
       await tx`INSERT INTO schema_version (version, applied_at) VALUES (${m.version}, ${Date.now()})`
     }
+    // Set for every connection at its start (see connect); a commit must be durable when it returns.
+    const [{ synchronous_commit: sync }] = await tx`SHOW synchronous_commit`
+    if (sync === 'off') throw new Error('synchronous_commit is off for Parley\'s connections; it must be on')
   })
 }
 

@@ -26,6 +26,8 @@ export const parsePgUrl = (text: string, schemaOverride?: string): PgTarget => {
   const schema = schemaOverride ?? u.searchParams.get('schema') ?? 'public'
   if (!SCHEMA_NAME.test(schema)) throw new Error(`schema ${JSON.stringify(schema)} must be lower-case letters, digits and _`)
   u.searchParams.delete('schema')
+  // The client passes URL parameters on as session settings; durability is not negotiable.
+  if (u.searchParams.has('synchronous_commit')) throw new Error('synchronous_commit cannot be set in the URL: Parley always commits synchronously')
   const address = `${u.hostname === '' ? 'localhost' : u.hostname}:${u.port === '' ? '5432' : u.port}`
   const shown = new URL(u.href)
   shown.password = ''

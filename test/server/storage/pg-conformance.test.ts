@@ -50,6 +50,7 @@ Pg('a URL is told to people without its password, with its schema', () => {
   assert.is(parsePgUrl('postgres://localhost/test?schema=a', 'b').schema, 'b')
   assert.throws(() => parsePgUrl('postgres://localhost/test?schema=Bad;Name'), /schema/)
   assert.throws(() => parsePgUrl('mysql://localhost/test'), /postgres:\/\//)
+  assert.throws(() => parsePgUrl('postgres://localhost/test?synchronous_commit=off'), /synchronous_commit/)
 })
 
 Pg('tables are created on start, at the latest version, and a second open (another node) changes nothing', async () => {
@@ -80,6 +81,28 @@ Pg('a schema written by a newer version is refused with one line', async () => {
     }
   } finally {
     await schema.drop()
+  }
+})
+
+Pg('its connections commit synchronously whatever the role says, in a schema it may use but not create', async () => {
+  const schema = await createTestSchema()
+  const role = `parley_async_${schema.schema.slice(-12)}`
+  const q = schema.admin
+  await q`CREATE ROLE ${q(role)} LOGIN`
+  await q`ALTER ROLE ${q(role)} SET synchronous_commit = off`
+  await q`GRANT ALL ON SCHEMA ${q(schema.schema)} TO ${q(role)}`
+  try {
+    const url = new URL(schema.url)
+    url.username = role
+    // The store checks the setting of its connection at open, and refuses to run without it.
+    const store = await PgStore.open({ url: url.href })
+    await store.createConversation('c', 1)
+    assert.is(await store.conversationExists('c'), true)
+    await store.close()
+  } finally {
+    await schema.drop()
+    await q`DROP OWNED BY ${q(role)}`.catch(() => {})
+    await q`DROP ROLE IF EXISTS ${q(role)}`.catch(() => {})
   }
 })
 
