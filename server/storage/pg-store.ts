@@ -65,7 +65,7 @@ const connect = (target: PgTarget, max: number) => postgres(target.url, {
   connect_timeout: 5,
   onnotice: () => {},
   transform: { undefined: null },
-  connection: { application_name: 'parley', search_path: target.schema, synchronous_commit: 'on' },
+  connection: { application_name: `parley ${target.schema}`.slice(0, 63), search_path: target.schema, synchronous_commit: 'on' },
   types: {
     // bigint columns hold sequence numbers, positions, client ids and times: all safe integers.
     bigint: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) }

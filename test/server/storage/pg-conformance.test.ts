@@ -106,6 +106,24 @@ Pg('its connections commit synchronously whatever the role says, in a schema it 
   }
 })
 
+Pg('connections PostgreSQL ended while idle (a restart, pg_terminate_backend) cost nothing: the next write connects again', async () => {
+  const schema = await createTestSchema()
+  const store = await PgStore.open({ url: schema.url, heartbeatMs: 0 })
+  try {
+    await store.createConversation('a', 1)
+    // Its connections name the schema, so this ends no one else's.
+    const ended = await schema.admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${`parley ${schema.schema}`}`
+    assert.ok(ended.length > 0)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    await store.createConversation('b', 1)
+    assert.is(store.writeFailure, null)
+    assert.is(await store.conversationExists('a'), true)
+  } finally {
+    await store.close()
+    await schema.drop()
+  }
+})
+
 Pg('an unreachable server is refused at open with its address', async () => {
   const proxy = await startTcpProxy(5432)
   await proxy.stop()
