@@ -100,9 +100,9 @@ Pg('its connections commit synchronously whatever the role says, in a schema it 
     assert.is(await store.conversationExists('c'), true)
     await store.close()
   } finally {
+    await q`DROP OWNED BY ${q(role)}`
+    await q`DROP ROLE ${q(role)}`
     await schema.drop()
-    await q`DROP OWNED BY ${q(role)}`.catch(() => {})
-    await q`DROP ROLE IF EXISTS ${q(role)}`.catch(() => {})
   }
 })
 
