@@ -3,6 +3,7 @@
  * or throws a ConfigError whose message is the one line the process prints before exiting.
  */
 import { parseArgs } from 'node:util'
+import { parsePgUrl } from './storage/pg-url.ts'
 
 export interface ProcessOptions {
   host: string
@@ -17,6 +18,8 @@ export interface ProcessOptions {
   fsync: boolean
   /** Disk space kept in reserve in the data folder, for LevelDB to open on a full disk. */
   reserveBytes: number
+  /** PostgreSQL URL: keep everything there instead of the LevelDB folder (docs/cluster.md). */
+  postgres: string | undefined
   help: boolean
 }
 
@@ -35,6 +38,9 @@ Options (each also read from the environment variable in brackets):
   --smtp URL       SMTP server for notification emails, smtp://user:pass@host:port [PARLEY_SMTP]
   --fsync on|off   fsync each storage batch before acknowledging it [PARLEY_FSYNC]
                    (default on; off survives a crash of the process but not a power cut)
+  --postgres URL   keep everything in PostgreSQL instead of DIR [PARLEY_POSTGRES_URL]
+                   postgres://user:password@host:5432/db[?schema=NAME] (default schema public);
+                   tables are created or upgraded on start; the generated secret is kept there
   --help           print this help and exit
 
 Environment only:
@@ -57,6 +63,7 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
         demo: { type: 'string' },
         smtp: { type: 'string' },
         fsync: { type: 'string' },
+        postgres: { type: 'string' },
         help: { type: 'boolean' }
       },
       strict: true,
@@ -81,7 +88,15 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
   if (smtp !== undefined && !/^smtps?:\/\/[^\s]+$/.test(smtp)) throw new ConfigError('--smtp must be an smtp:// or smtps:// URL')
   const fsync = values.fsync ?? env.PARLEY_FSYNC ?? 'on'
   if (fsync !== 'on' && fsync !== 'off') throw new ConfigError(`--fsync must be on or off, got ${JSON.stringify(fsync)}`)
+  const postgres = values.postgres ?? env.PARLEY_POSTGRES_URL
+  if (postgres !== undefined) {
+    try {
+      parsePgUrl(postgres)
+    } catch (e) {
+      throw new ConfigError(`--postgres: ${(e as Error).message}`)
+    }
+  }
   const reserveText = env.PARLEY_RESERVE_MB ?? '8'
   if (!/^\d{1,4}$/.test(reserveText)) throw new ConfigError(`PARLEY_RESERVE_MB must be a whole number of MiB, got ${JSON.stringify(reserveText)}`)
-  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', reserveBytes: Number(reserveText) * 1024 * 1024, help: values.help ?? false }
+  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', reserveBytes: Number(reserveText) * 1024 * 1024, postgres, help: values.help ?? false }
 }

@@ -1,13 +1,17 @@
 /**
  * The `parley` process: reads flags and environment (the only module that does), opens the
- * store, starts the server and handles SIGTERM/SIGINT (close sockets with 1001, flush, exit 0).
+ * store (the LevelDB folder, or PostgreSQL with --postgres), starts the server and handles
+ * SIGTERM/SIGINT (close sockets with 1001, flush, exit 0).
  */
 import { mkdir } from 'node:fs/promises'
 import { ConfigError, HELP, parseProcessOptions } from './config.ts'
 import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts'
 import { createProcessLogger, logFormatFor } from './log.ts'
-import { loadOrCreateSecret } from './secret.ts'
+import { loadOrCreateSecret, newSecret } from './secret.ts'
 import { LevelStore } from './storage/level-store.ts'
+import { PgStore } from './storage/pg-store.ts'
+import { parsePgUrl } from './storage/pg-url.ts'
+import type { DocStore } from './storage/port.ts'
 import { removeServerInfo, writeServerInfo } from './server-info.ts'
 
 const isLoopback = (host: string): boolean =>
@@ -33,14 +37,27 @@ const main = async (): Promise<void> => {
   const format = logFormatFor(process.env.PARLEY_LOG_FORMAT, process.stdout.isTTY === true)
   if (format === null) return fail(`PARLEY_LOG_FORMAT must be json or pretty, got ${JSON.stringify(process.env.PARLEY_LOG_FORMAT)}`)
   const { logger, flush } = createProcessLogger(format, process.env.PARLEY_LOG_LEVEL ?? 'info')
-  let store: LevelStore
+  let store: DocStore
   let secret: string
-  try {
-    await mkdir(options.data, { recursive: true })
-    store = await LevelStore.open(options.data, { sync: options.fsync, reserveBytes: options.reserveBytes })
-    secret = options.secret ?? await loadOrCreateSecret(options.data)
-  } catch (e) {
-    return fail(`cannot use data folder ${options.data}: ${(e as Error).message.split('\n')[0]}`)
+  const postgres = options.postgres
+  if (postgres !== undefined) {
+    let pg: PgStore | null = null
+    try {
+      pg = await PgStore.open({ url: postgres })
+      secret = options.secret ?? await pg.loadOrCreateSecret(newSecret())
+      store = pg
+    } catch (e) {
+      await pg?.close().catch(() => {})
+      return fail(`cannot use PostgreSQL at ${parsePgUrl(postgres).redacted}: ${(e as Error).message.split('\n')[0]}`)
+    }
+  } else {
+    try {
+      await mkdir(options.data, { recursive: true })
+      store = await LevelStore.open(options.data, { sync: options.fsync, reserveBytes: options.reserveBytes })
+      secret = options.secret ?? await loadOrCreateSecret(options.data)
+    } catch (e) {
+      return fail(`cannot use data folder ${options.data}: ${(e as Error).message.split('\n')[0]}`)
+    }
   }
   let server: ParleyServer
   let url: string
@@ -70,7 +87,7 @@ const main = async (): Promise<void> => {
     const force = setTimeout(() => { logger.error('shutdown took over 4.5 s; exiting'); flush(); process.exit(1) }, 4500)
     force.unref()
     void server.close()
-      .then(async () => { await removeServerInfo(options.data).catch(() => {}) })
+      .then(async () => { if (postgres === undefined) await removeServerInfo(options.data).catch(() => {}) })
       .then(async () => { await store.close() })
       .then(() => { lifecycle.info('stopped'); flush(); process.exit(0) })
       .catch(err => { logger.error({ err }, 'shutdown failed'); flush(); process.exit(1) })
@@ -78,9 +95,9 @@ const main = async (): Promise<void> => {
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   // Lets `npm run backup` find this server (it holds the folder's lock).
-  await writeServerInfo(options.data, url).catch(err => logger.warn({ err }, 'cannot write server.json; backups need --url'))
+  if (postgres === undefined) await writeServerInfo(options.data, url).catch(err => logger.warn({ err }, 'cannot write server.json; backups need --url'))
   // Only now: whoever sees this line may send SIGTERM at once, and must get a clean stop.
-  lifecycle.info({ data: options.data }, `listening on ${url}`)
+  lifecycle.info(postgres === undefined ? { data: options.data } : { postgres: store.location }, `listening on ${url}`)
 }
 
 await main()

@@ -8,6 +8,9 @@ import { join } from 'node:path'
 
 export const SECRET_FILE = 'secret'
 
+/** A new random app secret. */
+export const newSecret = (): string => randomBytes(32).toString('base64url')
+
 export const loadOrCreateSecret = async (dataDir: string): Promise<string> => {
   const path = join(dataDir, SECRET_FILE)
   try {
@@ -16,7 +19,7 @@ export const loadOrCreateSecret = async (dataDir: string): Promise<string> => {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
   }
-  const secret = randomBytes(32).toString('base64url')
+  const secret = newSecret()
   await writeFile(path, secret + '\n', { mode: 0o600, flag: 'w' })
   await chmod(path, 0o600)
   return secret

@@ -1,6 +1,7 @@
 /**
  * The operations tools, one entry point: `node --import tsx server/ops/cli.ts <command> [flags]`
- * behind the npm scripts `backup`, `restore`, `check` and `repair` (docs/operations.md).
+ * behind the npm scripts `backup`, `restore`, `check`, `repair` (docs/operations.md) and `migrate`
+ * (docs/cluster.md).
  * Reads flags and PARLEY_SECRET; prints a summary; any failure is one line on stderr, exit 1.
  */
 import { parseArgs } from 'node:util'
@@ -9,6 +10,7 @@ import { checkBackupFile, checkDataFolder, formatReport } from './check.ts'
 import { BackupFormatError } from './format.ts'
 import { formatRepairReport, repairDataFolder } from './repair.ts'
 import { restoreBackup } from './restore.ts'
+import { formatMigrateReport, migrateToPostgres } from './migrate.ts'
 import { ToolError } from './tool-error.ts'
 import { isChatError } from '../../shared/errors.ts'
 
@@ -17,6 +19,7 @@ const USAGE = `Usage:
   npm run restore -- --from FILE --data DIR
   npm run check   -- --data DIR | --backup FILE
   npm run repair  -- --data DIR
+  npm run migrate -- --from DIR --to postgres://user@host:5432/db[?schema=NAME]
 `
 
 type Flags = Record<string, string | undefined>
@@ -47,6 +50,12 @@ const commands: Record<string, (flags: Flags) => Promise<number>> = {
     const report = flags.data !== undefined ? await checkDataFolder(flags.data) : await checkBackupFile(flags.backup as string)
     process.stdout.write(formatReport(flags.data ?? flags.backup as string, report))
     return report.ok ? 0 : 1
+  },
+  async migrate (flags) {
+    const from = need(flags, 'from')
+    const to = need(flags, 'to')
+    process.stdout.write(formatMigrateReport(from, await migrateToPostgres({ from, to })))
+    return 0
   },
   async repair (flags) {
     const data = need(flags, 'data')

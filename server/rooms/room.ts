@@ -11,9 +11,11 @@
  * that failed goes back to the head of the queue and the room stalls: nobody saw it, nobody was
  * told it is stored. Until `resumeWrites()` the room refuses every change (peers: close 1013, a
  * retryable code; server writes: 503), keeps its readers connected, and answers sync step 1 from
- * what the store holds. On resume the stalled batch is written (same sequence number, so a copy
- * that did reach the disk is simply overwritten) and only then forwarded. Any other failure
- * (a consistency error) closes the room with 1011; the store is the truth and a join reloads it.
+ * what the store holds. On resume the stalled batch is written (same sequence number; a copy
+ * that did reach the store byte for byte counts as written, see `DocStore.appendUpdates`) and
+ * only then forwarded. Any other failure (a consistency error, or a seq conflict: the store
+ * holds a different entry at that number) closes the room with 1011; the store is the truth and
+ * a join reloads it.
  */
 import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'

@@ -6,12 +6,14 @@
  * on disk, not only in the page cache. The first failed write stops all writing (fail-stop) until
  * `reopen()` has closed and reopened the database and `resumeWrites()` was called; reads go on.
  */
+import { readdir, stat, statfs } from 'node:fs/promises'
+import { join } from 'node:path'
 import { Level } from 'level'
 import * as keys from './keys.ts'
 import { ChatError } from '../../shared/errors.ts'
 import { verifyLevelLogs } from './log-integrity.ts'
 import type { Message } from '../../shared/schema.ts'
-import type { AppendWith, ArchivedMessage, DocStore, KvSection, SectionPut, StoredDoc, UserRecord } from './port.ts'
+import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type DocStore, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
 import { describeStorageError, WriteQueue, type WriteFailure } from './write-queue.ts'
 import { ensureReserve, isNoSpace, releaseReserve } from './space-reserve.ts'
 
@@ -40,6 +42,12 @@ export interface LevelStoreOptions {
 const CLEAR_CHUNK = 5000
 /** A key no other key can be: written and deleted to prove a reopened store writable. */
 const PROBE_KEY = '~probe'
+/** Conversations whose last sequence number is kept in memory (then the memory starts over). */
+const HEADS_KEPT = 10_000
+
+/** True when two byte arrays hold the same bytes. */
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.byteLength === b.byteLength && Buffer.compare(a, b) === 0
 
 export class LevelStore implements DocStore {
   private readonly db: Level<string, string>
@@ -49,6 +57,14 @@ export class LevelStore implements DocStore {
   private readonly sync: boolean
   private readonly reserveBytes: number
   private readonly writes: WriteQueue<Op>
+  /**
+   * The last sequence number stored per conversation (log or snapshot), for the conditional
+   * append. Exact because this handle is the only writer of the folder (LevelDB's lock holds
+   * out any other process); read from the disk on first use, moved forward by each append when
+   * it starts (so a second append of the same entry in flight is refused too), and forgotten
+   * when an append fails (the disk is the truth then).
+   */
+  private readonly heads = new Map<string, number>()
 
   private constructor (db: Level<string, string>, path: string, options: LevelStoreOptions) {
     this.db = db
@@ -102,6 +118,17 @@ export class LevelStore implements DocStore {
 
   /** The folder this store lives in. */
   get location (): string { return this.path }
+
+  /** Free bytes for an unprivileged writer in the folder, and what LevelDB writes to reopen it. */
+  async freeSpace (): Promise<{ free: number, needed: number }> {
+    const fs = await statfs(this.path)
+    let logs = 0
+    for (const name of await readdir(this.path)) {
+      if (name.endsWith('.log')) logs += (await stat(join(this.path, name))).size
+    }
+    // Reopening replays the log into a table file of about the same size.
+    return { free: fs.bavail * fs.bsize, needed: logs }
+  }
 
   get writeFailure (): WriteFailure | null { return this.writes.failure }
 
@@ -167,9 +194,15 @@ export class LevelStore implements DocStore {
     const sub = this.sectionLevel(name)
     return {
       get: async key => await sub.get(key),
-      put: async (key, value) => { await this.commit([{ type: 'put', sublevel: sub, key, value }]) },
+      put: async (key, value) => {
+        checkSectionValue(value)
+        await this.commit([{ type: 'put', sublevel: sub, key, value }])
+      },
       del: async key => { await this.commit([{ type: 'del', sublevel: sub, key }]) },
-      batch: async (ops, with_ = []) => { await this.commit([...ops.map(o => ({ ...o, sublevel: sub })), ...this.sectionOps(with_)]) },
+      batch: async (ops, with_ = []) => {
+        for (const o of ops) if (o.type === 'put') checkSectionValue(o.value)
+        await this.commit([...ops.map(o => ({ ...o, sublevel: sub })), ...this.sectionOps(with_)])
+      },
       entries: range => sub.iterator(range)
     }
   }
@@ -191,8 +224,41 @@ export class LevelStore implements DocStore {
     return { snapshot, snapshotSeq, updates, lastSeq }
   }
 
+  /** Reads the last sequence number stored for `conv` (0 when none) from the disk, see `heads`. */
+  private async readHead (conv: string): Promise<number> {
+    let head = 0
+    for (const prefix of [keys.logPrefix(conv), keys.snapPrefix(conv)]) {
+      for await (const key of this.bin.keys({ ...keys.prefixRange(prefix), reverse: true, limit: 1 })) {
+        head = Math.max(head, keys.parseSeq(key.slice(prefix.length)))
+      }
+    }
+    return head
+  }
+
+  private setHead (conv: string, seq: number): void {
+    if (this.heads.size >= HEADS_KEPT && !this.heads.has(conv)) this.heads.clear()
+    this.heads.set(conv, seq)
+  }
+
+  /** True when the log holds exactly `updates` from `firstSeq` on (a retried write that was stored). */
+  private async holds (conv: string, firstSeq: number, updates: readonly Uint8Array[]): Promise<boolean> {
+    const stored = await this.bin.getMany(updates.map((_, i) => keys.logKey(conv, firstSeq + i)))
+    return stored.every((value, i) => value !== undefined && sameBytes(value, updates[i]))
+  }
+
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
     const { archive = [], bindings = [], sections = [], conversation, members = [] } = with_
+    if (updates.length > 0) {
+      this.writes.assertWritable()
+      const read = this.heads.has(conv) ? 0 : await this.readHead(conv)
+      // Checked and moved in one synchronous step: an append that started meanwhile is seen.
+      const head = this.heads.get(conv) ?? read
+      if (firstSeq <= head) {
+        if (await this.holds(conv, firstSeq, updates)) return
+        throw new SeqConflictError(conv, firstSeq, head)
+      }
+      this.setHead(conv, firstSeq + updates.length - 1)
+    }
     const ops: Op[] = updates.map((value, i) => ({ type: 'put', sublevel: this.bin, key: keys.logKey(conv, firstSeq + i), value }))
     for (const a of archive) {
       ops.push({ type: 'put', sublevel: this.json, key: keys.archiveKey(conv, a.pos), value: a.message })
@@ -205,7 +271,12 @@ export class LevelStore implements DocStore {
       ops.push(m.joinedAt === null ? { type: 'del', sublevel: this.json, key } : { type: 'put', sublevel: this.json, key, value: { joinedAt: m.joinedAt } })
     }
     ops.push(...this.sectionOps(sections))
-    await this.commit(ops)
+    try {
+      await this.commit(ops)
+    } catch (e) {
+      this.heads.delete(conv)
+      throw e
+    }
   }
 
   async readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }> {
@@ -244,6 +315,8 @@ export class LevelStore implements DocStore {
       ...stale.filter(k => k !== keys.snapKey(conv, seq)).map(key => ({ type: 'del' as const, sublevel: this.bin, key })),
       { type: 'put', sublevel: this.bin, key: keys.snapKey(conv, seq), value: snapshot }
     ])
+    const head = this.heads.get(conv)
+    if (head !== undefined && seq > head) this.heads.set(conv, seq)
   }
 
   async loadClientOwners (conv: string): Promise<Map<number, string>> {
@@ -270,6 +343,7 @@ export class LevelStore implements DocStore {
   async deleteConversation (conv: string, members: readonly string[], sections: readonly SectionPut[] = []): Promise<void> {
     // The document first and the record last: a crash half-way leaves a conversation that
     // exists with less data, never data that outlives its conversation.
+    this.heads.delete(conv)
     await this.clearRange(this.bin, keys.prefixRange(keys.docPrefix(conv)))
     await this.clearRange(this.json, keys.prefixRange(keys.clientPrefix(conv)))
     await this.clearRange(this.json, keys.prefixRange(keys.archivePrefix(conv)))
@@ -279,9 +353,11 @@ export class LevelStore implements DocStore {
       { type: 'del', sublevel: this.json, key: keys.convKey(conv) },
       ...this.sectionOps(sections)
     ])
+    this.heads.delete(conv)
   }
 
   private sectionOps (sections: readonly SectionPut[]): Op[] {
+    for (const p of sections) checkSectionValue(p.value)
     return sections.map(p => ({ type: 'put', sublevel: this.sectionLevel(p.section), key: p.key, value: p.value }))
   }
 

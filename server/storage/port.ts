@@ -1,10 +1,38 @@
 import type { Message } from '../../shared/schema.ts'
-import type { WriteFailure } from './write-queue.ts'
+import type { WriteFailure } from './fail-stop.ts'
 
 /**
  * The storage port: what the server needs from a store, and nothing about how it is kept.
- * `level-store.ts` implements it on LevelDB, tested in `test/server/storage/level-store.test.ts`.
+ * `level-store.ts` implements it on LevelDB (the embedded default), `pg-store.ts` on PostgreSQL
+ * (`--postgres`). Both pass one conformance suite, `test/server/storage/store-conformance.ts`,
+ * which pins every promise below; a new store must pass it too.
  */
+
+/**
+ * An append refused because the conversation's log already holds an entry at one of its
+ * sequence numbers (or a snapshot covering one): someone else wrote there first (another node
+ * sharing the store, or a bug on a single node). Nothing of the append was written. The writer
+ * must catch up (reload what is stored) and judge its changes again; it is not a storage failure
+ * and does not stop writes. Not a ChatError: it never reaches a client.
+ */
+export class SeqConflictError extends Error {
+  readonly code = 'SEQ_CONFLICT'
+  readonly conversation: string
+  readonly firstSeq: number
+  /** The last sequence number stored when the append was refused. */
+  readonly storedSeq: number
+
+  constructor (conversation: string, firstSeq: number, storedSeq: number) {
+    super(`conversation ${conversation}: entry ${firstSeq} is already stored (stored up to ${storedSeq})`)
+    this.name = 'SeqConflictError'
+    this.conversation = conversation
+    this.firstSeq = firstSeq
+    this.storedSeq = storedSeq
+  }
+}
+
+/** True when `e` is a conditional append's conflict. */
+export const isSeqConflict = (e: unknown): e is SeqConflictError => e instanceof SeqConflictError
 
 /** A conversation's document as stored: load = snapshot, then the log in order. */
 export interface StoredDoc {
@@ -54,7 +82,15 @@ export interface SectionPut {
   value: unknown
 }
 
-/** A JSON key-value section of the store that one module owns (webhook outbox, inbox index...). */
+/**
+ * Refuses a section value no store can keep (LevelDB refuses null and undefined), before any
+ * write starts: a mistake of the caller must not look like a storage failure.
+ */
+export const checkSectionValue = (value: unknown): void => {
+  if (value === null || value === undefined) throw new TypeError('a section value must not be null or undefined')
+}
+
+/** A JSON key-value section of the store that one module owns (webhook outbox, inbox index...). Values are JSON, never null. */
 export interface KvSection {
   get (key: string): Promise<unknown>
   put (key: string, value: unknown): Promise<void>
@@ -77,7 +113,13 @@ export interface DocStore {
   /**
    * Appends updates with consecutive sequence numbers starting at `firstSeq`, and in the same
    * atomic write everything that must not outlive or predate them (`with`). Resolves only once
-   * it is written; rejects (and writes nothing) on failure.
+   * it is written (durably committed); rejects (and writes nothing) on failure.
+   *
+   * Conditional: when the log already holds an entry at `firstSeq` or later, or a snapshot
+   * covers it, rejects with SeqConflictError and writes nothing. One exception makes a retry
+   * safe: when the stored entries from `firstSeq` on are byte for byte these updates (a write
+   * whose acknowledgement was lost to a failure did reach the store), it resolves, writing
+   * nothing more. Gaps are not checked: `firstSeq` past the last stored entry is accepted.
    */
   appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_?: AppendWith): Promise<void>
 
@@ -115,8 +157,16 @@ export interface DocStore {
   getSettings (): Promise<Record<string, unknown> | undefined>
   putSettings (settings: Record<string, unknown>): Promise<void>
 
-  /** Where the data lives, for messages to people ("disk full at ./data"). */
+  /**
+   * Where the data lives, for messages to people ("disk full at ./data"): a folder, or for a
+   * database its URL without the password.
+   */
   readonly location: string
+  /**
+   * For a store in a folder: the free bytes there, and what reopening needs (LevelDB replays
+   * its log). The storage guard waits for enough before reopening. Absent for a database.
+   */
+  freeSpace? (): Promise<{ free: number, needed: number }>
   /**
    * Null while writes are accepted. After the first failed write, the failure: every write is
    * refused with STORAGE_UNAVAILABLE (fail-stop) until `reopen()` and `resumeWrites()`.

@@ -3,13 +3,12 @@
  *
  * When the store trips (its first failed write, see write-queue.ts) the guard says so once in
  * the log, counts it, and makes `/healthz` answer 503 with the reason. Then, every `retryMs`, it
- * checks the folder for free space and, once there is enough, reopens the store, checks that it
+ * checks the folder for free space (stores in a folder only, see `DocStore.freeSpace`) and, once
+ * there is enough, reopens the store (for PostgreSQL: connects again), checks that it
  * still holds every log entry the loaded rooms wrote (what peers may have seen), and only then
  * lets writes in again and tells the rooms to write what they kept. A store that comes back with
  * acknowledged entries missing stays refused: that needs a person (docs/operations.md).
  */
-import { readdir, stat, statfs } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Timers } from '../presence/presence-hub.ts'
 import type { Metrics } from '../metrics.ts'
@@ -41,17 +40,6 @@ export interface StorageGuard {
   stop (): void
 }
 
-/** Free bytes for an unprivileged writer in `dir`, and what LevelDB will write to reopen it. */
-const spaceFor = async (dir: string): Promise<{ free: number, needed: number }> => {
-  const fs = await statfs(dir)
-  let logs = 0
-  for (const name of await readdir(dir)) {
-    if (name.endsWith('.log')) logs += (await stat(join(dir, name))).size
-  }
-  // Reopening replays the log into a table file of about the same size.
-  return { free: fs.bavail * fs.bsize, needed: logs }
-}
-
 export const createStorageGuard = (deps: StorageGuardDeps): StorageGuard => {
   const { store, logger, metrics, timers } = deps
   let timer: unknown = null
@@ -69,8 +57,10 @@ export const createStorageGuard = (deps: StorageGuardDeps): StorageGuard => {
   const retry = async (): Promise<void> => {
     if (stopped || store.writeFailure === null || lost !== null) return
     try {
-      const { free, needed } = await spaceFor(store.location)
-      if (free < needed + deps.minFreeBytes) { schedule(); return }
+      if (store.freeSpace !== undefined) {
+        const { free, needed } = await store.freeSpace()
+        if (free < needed + deps.minFreeBytes) { schedule(); return }
+      }
       await store.reopen()
       const missing = await deps.findLostWrites()
       if (missing.length > 0) {

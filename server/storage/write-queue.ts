@@ -12,17 +12,9 @@
  * a failed append as if the record were there: later records written through the same handle are
  * misaligned and silently dropped by the next open's recovery (see facts.md).
  */
-import { ChatError } from '../../shared/errors.ts'
+import { FailStop, type WriteFailure } from './fail-stop.ts'
 
-/** Why writes stopped, told once in the log, on `/healthz` and to every refused writer. */
-export interface WriteFailure {
-  /** One line for people: "disk full at ./data (ENOSPC)". */
-  readonly reason: string
-  /** The first error, as the store reported it. */
-  readonly error: unknown
-  /** When it happened (ms since the epoch). */
-  readonly at: number
-}
+export type { WriteFailure } from './fail-stop.ts'
 
 interface Waiter<Op> { ops: readonly Op[], resolve: () => void, reject: (e: unknown) => void }
 
@@ -42,12 +34,9 @@ export const describeStorageError = (error: unknown, dir: string): string => {
 
 export class WriteQueue<Op> {
   private readonly write: (ops: Op[]) => Promise<void>
-  private readonly describe: (error: unknown) => string
-  private readonly now: () => number
-  private readonly listeners: Array<(f: WriteFailure) => void> = []
+  private readonly stop: FailStop
   private waiting: Array<Waiter<Op>> = []
   private running = false
-  private failed: WriteFailure | null = null
 
   /**
    * @param write performs one batch on the store; must reject when anything of it may not be stored
@@ -55,55 +44,51 @@ export class WriteQueue<Op> {
    */
   constructor (write: (ops: Op[]) => Promise<void>, describe: (error: unknown) => string, now: () => number = Date.now) {
     this.write = write
-    this.describe = describe
-    this.now = now
+    this.stop = new FailStop(describe, now)
   }
 
   /** Null while writes are accepted. */
-  get failure (): WriteFailure | null { return this.failed }
+  get failure (): WriteFailure | null { return this.stop.failure }
 
   /** Calls `fn` each time the queue trips (not again until it has been resumed). */
-  onFailure (fn: (f: WriteFailure) => void): void { this.listeners.push(fn) }
+  onFailure (fn: (f: WriteFailure) => void): void { this.stop.onFailure(fn) }
 
   /** Resolves once `ops` are written; rejects with STORAGE_UNAVAILABLE once the queue has tripped. */
   async enqueue (ops: readonly Op[]): Promise<void> {
-    if (this.failed !== null) throw this.refusal()
+    this.stop.assertWritable()
     if (ops.length === 0) return
     const done = new Promise<void>((resolve, reject) => { this.waiting.push({ ops, resolve, reject }) })
     if (!this.running) void this.drain()
     await done
   }
 
+  /** Throws STORAGE_UNAVAILABLE once the queue has tripped (to refuse before preparing a write). */
+  assertWritable (): void { this.stop.assertWritable() }
+
   /** Accepts writes again (after the store was reopened and checked). */
   resume (): void {
-    this.failed = null
+    this.stop.resume()
   }
 
   /** Trips the queue from outside (e.g. a read found the handle broken). No-op once tripped. */
   trip (error: unknown): void {
-    if (this.failed !== null) return
-    this.failed = { reason: this.describe(error), error, at: this.now() }
-    const refusal = this.refusal()
+    if (!this.stop.trip(error)) return
+    const refusal = this.stop.refusal()
     for (const w of this.waiting) w.reject(refusal)
     this.waiting = []
-    for (const fn of this.listeners) fn(this.failed)
-  }
-
-  private refusal (): ChatError {
-    return new ChatError('STORAGE_UNAVAILABLE', `Storage is failing (${this.failed?.reason ?? 'unknown'}); nothing can be written now, retry later`)
   }
 
   private async drain (): Promise<void> {
     this.running = true
     try {
-      while (this.waiting.length > 0 && this.failed === null) {
+      while (this.waiting.length > 0 && this.stop.failure === null) {
         const batch = this.waiting
         this.waiting = []
         try {
           await this.write(batch.flatMap(w => w.ops))
         } catch (error) {
           this.trip(error)
-          const refusal = this.refusal()
+          const refusal = this.stop.refusal()
           for (const w of batch) w.reject(refusal)
           return
         }

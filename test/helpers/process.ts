@@ -55,5 +55,5 @@ export const runServer = async (args: string[], env: Record<string, string> = {}
   await runToEnd(process.execPath, [...MAIN, ...args], env)
 
 /** Runs an operations tool through its npm script (`npm run backup -- ...`, see docs/operations.md). */
-export const runOps = async (command: 'backup' | 'restore' | 'check' | 'repair', args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> =>
+export const runOps = async (command: 'backup' | 'restore' | 'check' | 'repair' | 'migrate', args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> =>
   await runToEnd('npm', ['run', '-s', command, '--', ...args], env)

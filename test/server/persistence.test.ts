@@ -3,9 +3,9 @@ import * as assert from 'uvu/assert'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
 import { startServer } from '../helpers/server.ts'
 import { spawnServer } from '../helpers/process.ts'
+import { assertNothingLost, killMidBurst } from '../helpers/burst.ts'
 import { connectPeer, sendMessage, texts, waitFor } from '../helpers/clients.ts'
 import * as Y from 'yjs'
 import { messagesOf, metaOf, participantsOf } from '../../shared/doc.ts'
@@ -81,37 +81,9 @@ Persist('kill -9 in the middle of a 300-message burst loses no message a reader 
   const dir = await mkdtemp(join(tmpdir(), 'parley-kill-'))
   const secret = 'kill-secret-0123456789abc'
   const args = ['--port', '0', '--data', join(dir, 'data'), '--secret', secret]
-  const key = new TextEncoder().encode(secret)
-  const token = async (sub: string): Promise<string> => await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(key)
-  const s = await spawnServer(args)
-  const put = await fetch(s.url + '/v1/conversations/burst', { method: 'PUT', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }, body: JSON.stringify({ participants: ['w', 'r'] }) })
-  assert.is(put.status, 201)
-  const writer = connectPeer(s.wsUrl, 'burst', await token('w'))
-  const reader = connectPeer(s.wsUrl, 'burst', await token('r'))
-  await Promise.all([writer.synced, reader.synced])
-  const seen = new Set<string>()
-  messagesOf(reader.doc).observe(() => { for (const m of messagesOf(reader.doc).toArray()) seen.add(m.id) })
-  for (let i = 0; i < 300; i++) {
-    sendMessage(writer.doc, 'w', `b${i}`, `b${i}`)
-    if (i % 10 === 9) await new Promise(resolve => setImmediate(resolve))
-    if (i === 150) {
-      await waitFor(() => seen.size > 20, 10000, 'reader received part of the burst')
-      s.child.kill('SIGKILL')
-    }
-  }
-  await s.exited
-  const received = [...seen]
-  writer.destroy(); reader.destroy()
-  assert.ok(received.length > 0)
-
+  const received = await killMidBurst(await spawnServer(args), secret)
   const s2 = await spawnServer(args)
-  const fresh = connectPeer(s2.wsUrl, 'burst', await token('r'))
-  await fresh.synced
-  await waitFor(() => messagesOf(fresh.doc).length >= received.length, 5000, 'fresh reader syncs')
-  const after = new Set(messagesOf(fresh.doc).toArray().map(m => m.id))
-  const lost = received.filter(id => !after.has(id))
-  assert.equal(lost, [], `lost ${lost.length} of ${received.length} received messages`)
-  fresh.destroy()
+  await assertNothingLost(s2, secret, received)
   s2.child.kill('SIGTERM')
   await s2.exited
   await rm(dir, { recursive: true, force: true })

@@ -1,0 +1,167 @@
+/**
+ * The storage port's conformance suite against PgStore, each case in its own schema (dropped
+ * afterwards). Its fail-stop case reaches PostgreSQL through a loopback proxy the test stops.
+ */
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { PgStore } from '../../../server/storage/pg-store.ts'
+import { parsePgUrl } from '../../../server/storage/pg-url.ts'
+import { createTestSchema, PG_URL } from '../../helpers/postgres.ts'
+import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
+import { runStoreConformance } from './store-conformance.ts'
+
+runStoreConformance('PgStore', async () => {
+  const schema = await createTestSchema()
+  const store = await PgStore.open({ url: PG_URL, schema: schema.schema })
+  return {
+    store,
+    async cleanup () {
+      await store.close()
+      await schema.drop()
+    }
+  }
+}, async () => {
+  const schema = await createTestSchema()
+  const proxy = await startTcpProxy(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname)
+  const store = await PgStore.open({ url: schema.urlVia(proxy.port), heartbeatMs: 0 })
+  return {
+    store,
+    fault: { start: async () => { await proxy.stop() }, end: async () => { await proxy.start() } },
+    async cleanup () {
+      await proxy.start()
+      await store.close()
+      await proxy.stop()
+      await schema.drop()
+    }
+  }
+})
+
+const Pg = suite('PgStore')
+
+Pg('a URL is told to people without its password, with its schema', () => {
+  const t = parsePgUrl('postgres://parley:s3cret@db.example:6432/chat?schema=tenant_1&sslmode=require')
+  assert.is(t.schema, 'tenant_1')
+  assert.is(t.address, 'db.example:6432')
+  assert.not.match(t.redacted, /s3cret/)
+  assert.match(t.redacted, /^postgres:\/\/parley@db\.example:6432\/chat\?/)
+  assert.match(t.redacted, /schema=tenant_1/)
+  assert.not.match(t.url, /schema=/)
+  assert.is(parsePgUrl('postgres://localhost/test').schema, 'public')
+  assert.is(parsePgUrl('postgres://localhost/test?schema=a', 'b').schema, 'b')
+  assert.throws(() => parsePgUrl('postgres://localhost/test?schema=Bad;Name'), /schema/)
+  assert.throws(() => parsePgUrl('mysql://localhost/test'), /postgres:\/\//)
+  assert.throws(() => parsePgUrl('postgres://localhost/test?synchronous_commit=off'), /synchronous_commit/)
+})
+
+Pg('tables are created on start, at the latest version, and a second open (another node) changes nothing', async () => {
+  const schema = await createTestSchema()
+  try {
+    const [a, b] = await Promise.all([PgStore.open({ url: schema.url }), PgStore.open({ url: schema.url })])
+    const versions = await schema.admin`SELECT version FROM ${schema.admin(schema.schema)}.schema_version`
+    assert.equal(versions.map(r => r.version), [1])
+    await a.createConversation('c', 1)
+    assert.is(await b.conversationExists('c'), true)
+    await Promise.all([a.close(), b.close()])
+  } finally {
+    await schema.drop()
+  }
+})
+
+Pg('a schema written by a newer version is refused with one line', async () => {
+  const schema = await createTestSchema()
+  try {
+    const first = await PgStore.open({ url: schema.url })
+    await first.close()
+    await schema.admin`INSERT INTO ${schema.admin(schema.schema)}.schema_version (version, applied_at) VALUES (99, 0)`
+    try {
+      await PgStore.open({ url: schema.url })
+      assert.unreachable('opened')
+    } catch (e) {
+      assert.match((e as Error).message, /version 99, written by a newer Parley/)
+    }
+  } finally {
+    await schema.drop()
+  }
+})
+
+Pg('its connections commit synchronously whatever the role says, in a schema it may use but not create', async () => {
+  const schema = await createTestSchema()
+  const role = `parley_async_${schema.schema.slice(-12)}`
+  const q = schema.admin
+  await q`CREATE ROLE ${q(role)} LOGIN`
+  await q`ALTER ROLE ${q(role)} SET synchronous_commit = off`
+  await q`GRANT ALL ON SCHEMA ${q(schema.schema)} TO ${q(role)}`
+  try {
+    const url = new URL(schema.url)
+    url.username = role
+    // The store checks the setting of its connection at open, and refuses to run without it.
+    const store = await PgStore.open({ url: url.href })
+    await store.createConversation('c', 1)
+    assert.is(await store.conversationExists('c'), true)
+    await store.close()
+  } finally {
+    await q`DROP OWNED BY ${q(role)}`
+    await q`DROP ROLE ${q(role)}`
+    await schema.drop()
+  }
+})
+
+Pg('connections PostgreSQL ended while idle (a restart, pg_terminate_backend) cost nothing: the next write connects again', async () => {
+  const schema = await createTestSchema()
+  const store = await PgStore.open({ url: schema.url, heartbeatMs: 0 })
+  try {
+    await store.createConversation('a', 1)
+    // Its connections name the schema, so this ends no one else's.
+    const ended = await schema.admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${`parley ${schema.schema}`}`
+    assert.ok(ended.length > 0)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    await store.createConversation('b', 1)
+    assert.is(store.writeFailure, null)
+    assert.is(await store.conversationExists('a'), true)
+  } finally {
+    await store.close()
+    await schema.drop()
+  }
+})
+
+Pg('an unreachable server is refused at open with its address', async () => {
+  const proxy = await startTcpProxy(5432)
+  await proxy.stop()
+  try {
+    await PgStore.open({ url: `postgres://postgres@127.0.0.1:${proxy.port}/test` })
+    assert.unreachable('opened')
+  } catch (e) {
+    assert.match((e as Error).message, new RegExp(`PostgreSQL unreachable at 127\\.0\\.0\\.1:${proxy.port} \\(ECONNREFUSED\\)`))
+  }
+})
+
+Pg('the secret is generated once and the same for every node', async () => {
+  const schema = await createTestSchema()
+  try {
+    const [a, b] = await Promise.all([PgStore.open({ url: schema.url }), PgStore.open({ url: schema.url })])
+    const [sa, sb] = await Promise.all([a.loadOrCreateSecret('first-secret-0123456789'), b.loadOrCreateSecret('other-secret-0123456789')])
+    assert.is(sa, sb)
+    assert.is(await a.loadOrCreateSecret('third-secret-0123456789'), sa)
+    await Promise.all([a.close(), b.close()])
+  } finally {
+    await schema.drop()
+  }
+})
+
+Pg('the heartbeat notices a lost server before any write', async () => {
+  const schema = await createTestSchema()
+  const proxy = await startTcpProxy(5432)
+  const store = await PgStore.open({ url: schema.urlVia(proxy.port), heartbeatMs: 50 })
+  try {
+    await proxy.stop()
+    for (let i = 0; i < 200 && store.writeFailure === null; i++) await new Promise(resolve => setTimeout(resolve, 25))
+    assert.match(store.writeFailure?.reason ?? '', /PostgreSQL unreachable at 127\.0\.0\.1:\d+/)
+  } finally {
+    await proxy.start()
+    await store.close()
+    await proxy.stop()
+    await schema.drop()
+  }
+})
+
+Pg.run()
