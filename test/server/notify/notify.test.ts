@@ -132,6 +132,8 @@ Notify('the notification waits until every participant has stopped typing for no
   const arrived = notifications(ctx).filter(x => x.n.recipient.id === 'alice')[1]?.at ?? 0
   assert.ok(arrived - stoppedAt >= 900, `notified ${arrived - stoppedAt} ms after typing stopped`)
   assert.equal(notified(ctx, 'alice')[1].messages.map(m => m.id), [m2.id])
+  // Each recipient's notification is its own webhook post: they may arrive in any order.
+  await waitFor(() => notified(ctx, 'bob').length === 1, 4000, 'bob notified')
   const forBob = notified(ctx, 'bob')
   assert.equal(forBob.map(n => n.messages.map(m => m.id)), [[m2.id]], 'the guest message notifies bob, who is not viewing')
   assert.ok(notifications(ctx).every(x => x.n.recipient.id !== 'visitor'), 'a guest is never notified')
