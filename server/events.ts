@@ -9,6 +9,8 @@ export type ServerEvent =
   | { type: 'message.sent', conversationId: string, message: Message }
   | { type: 'message.updated', conversationId: string, message: Message, previous: Message | null }
   | { type: 'message.deleted', conversationId: string, message: Message }
+  /** A user's reactions to a message changed: `reactions` is the new array, [] when removed. */
+  | { type: 'message.reacted', conversationId: string, messageId: string, userId: string, reactions: string[] }
   | { type: 'participant.added', conversationId: string, userId: string, participant: Participant }
   | { type: 'participant.updated', conversationId: string, userId: string, participant: Participant }
   | { type: 'participant.removed', conversationId: string, userId: string }
