@@ -26,7 +26,7 @@ import { isMessage, type Message, type Participant, type Role } from '../../shar
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge, type Verdict } from '../../shared/update-judge.ts'
 import { moveEarlyMessages } from '../../shared/order.ts'
-import { StalePeer } from './stale-peer.ts'
+import { StalePeer, type RecoveredIntents } from './stale-peer.ts'
 import type { ServerClientIds } from './server-client-ids.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { AppendWith, ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
@@ -96,7 +96,7 @@ interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[], b
  * Refusals a peer's catch-up gets when it holds history the server lost (a system message or
  * another user's message the server no longer has, structs depending on them).
  */
-const RECOVERABLE: ReadonlySet<string> = new Set(['WRITE_FORBIDDEN', 'MISSING_DEPENDENCIES', 'CLIENT_ID_TAKEN', 'SENDER_MISMATCH', 'READ_ONLY', 'DUPLICATE_MESSAGE_ID'])
+const RECOVERABLE: ReadonlySet<string> = new Set(['WRITE_FORBIDDEN', 'MISSING_DEPENDENCIES', 'CLIENT_ID_TAKEN', 'SENDER_MISMATCH', 'READ_ONLY', 'DUPLICATE_MESSAGE_ID', 'REACTION_TARGET_NOT_FOUND'])
 
 /** True when a V1 update carries at least one struct (its first number counts client groups). */
 const hasStructs = (update: Uint8Array): boolean => {
@@ -274,9 +274,10 @@ export class Room {
     }
     let verdict: Extract<Verdict, { ok: true }>
     try {
-      verdict = this.judgeUpdate(conn, update)
+      verdict = await this.checkArchive(conn, update, this.judgeUpdate(conn, update))
     } catch (e) {
-      // A catch-up that carries history the server lost: recovery mode instead of a final 4403.
+      // A catch-up that carries history the server lost (or reacts to a message deleted while
+      // the peer was away): recovery mode instead of a final 4403.
       const peer = catchUp && isChatError(e) && RECOVERABLE.has(e.code)
         ? StalePeer.detect(this.doc, update, client => this.clientOwners.has(client) || this.deps.serverClientIds.isServers(client))
         : null
@@ -287,7 +288,6 @@ export class Room {
       await this.recover(conn, peer)
       return
     }
-    verdict = await this.checkArchive(conn, update, verdict)
     if (!verdict.changes) return
     this.assertWritable()
     if (verdict.newClientIds.length > 0) {
@@ -331,7 +331,13 @@ export class Room {
     const edited = conn.canWrite ? intents.edited : []
     const deleted = conn.canWrite ? intents.deleted : []
     const readUpTo = conn.role === 'participant' ? intents.readUpTo : null
-    if (added.length > 0 || edited.length > 0 || deleted.length > 0 || readUpTo !== null) {
+    // Reactions to messages that are gone (deleted while the peer was away) are dropped.
+    const reactions: RecoveredIntents['reactions'] = []
+    const addedIds = new Set(added.map(m => m.id))
+    for (const r of conn.canWrite ? intents.reactions : []) {
+      if (r.value === null || addedIds.has(r.messageId) || await this.messageExists(r.messageId)) reactions.push(r)
+    }
+    if (added.length > 0 || edited.length > 0 || deleted.length > 0 || readUpTo !== null || reactions.length > 0) {
       await this.transact(doc => {
         const arr = messagesOf(doc)
         for (const m of edited) {
@@ -346,6 +352,10 @@ export class Room {
         const fresh = added.filter(m => findMessageIndex(doc, m.id) < 0)
         if (fresh.length > 0) arr.push(fresh)
         if (readUpTo !== null) readsOf(doc).set(conn.userId, readUpTo)
+        for (const r of reactions) {
+          if (r.value === null) reactionsOf(doc).delete(r.key)
+          else reactionsOf(doc).set(r.key, r.value)
+        }
       })
     }
     const stale = peer.takeStale(this.doc)
