@@ -142,7 +142,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         await writeWithEvents(deps.events, [{ type: 'message.updated', conversationId: id, message: next, previous: archived.message }], async staged => {
           await deps.store.updateArchived(id, archived.pos, next, staged)
         })
-        return next
+        return withReactions(next, room.reactions)
       }
       const next = edit(messagesOf(room.doc).get(i))
       await room.transact(doc => {
@@ -150,7 +150,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         arr.delete(i, 1)
         arr.insert(i, [next])
       })
-      return next
+      return withReactions(next, room.reactions)
     })
   })
 

@@ -192,6 +192,8 @@ Reactions('reactions survive archiving, an archived message may get reactions, R
   assert.is(all.filter(m => m.reactions !== undefined).length, 1)
   const one = await ctx.s.api('GET', '/v1/conversations/c1/messages/a-first')
   assert.equal(one.body.reactions, all[0].reactions)
+  const edited = await ctx.s.api('PATCH', '/v1/conversations/c1/messages/a-first', { text: 'first, edited' })
+  assert.equal(edited.body.reactions, all[0].reactions, 'an edit keeps them')
   // After a restart too (the archive and the document both come from disk).
   const dir = ctx.s.dir
   for (const p of ctx.peers) p.destroy()
