@@ -149,6 +149,7 @@ export class UpdateJudge {
       if (target !== null) targets.push(target)
     }
     const kept = messages.filter(m => m.index >= 0)
+    if (targets.length === 0 && !kept.some(m => m.message.referencedMessageId !== undefined)) return { reactionTargets: [], references: [] }
     const added = new Set(kept.map(m => m.id))
     const before = (id: string): boolean => this.index.liveCount(id) > 0
     return checkTargets(targets, kept, {
