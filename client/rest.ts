@@ -107,6 +107,10 @@ export class RestClient {
     return await this.call('GET', `/v1/conversations/${encodeURIComponent(id)}/messages?${q.toString()}`)
   }
 
+  /** One message, live or archived, with its reactions. */
+  message = async (id: string, messageId: string): Promise<Message & { reactions?: Record<string, string[]> }> =>
+    await this.call('GET', `/v1/conversations/${encodeURIComponent(id)}/messages/${encodeURIComponent(messageId)}`)
+
   conversationsOf = async (userId: string): Promise<{ data: ConversationSummary[] }> =>
     await this.call('GET', `/v1/users/${encodeURIComponent(userId)}/conversations`)
 

@@ -18,7 +18,8 @@ import * as Y from 'yjs'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { ObservableV2 } from 'lib0/observable'
 import { ChatError, type ErrorCode } from '../shared/errors.ts'
-import { ensureRoots, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, readsOf } from '../shared/doc.ts'
+import { ensureRoots, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, reactionsOf, readsOf } from '../shared/doc.ts'
+import { isReaction, MAX_REACTIONS_PER_USER, parseReactionKey, ReactionIndex, reactionKey, type Reactions } from '../shared/reactions.ts'
 import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type Message } from '../shared/schema.ts'
 import { EMPTY_PRESENCE, presenceOf, type Presence, type PresenceUser } from './presence.ts'
 import { LocalBinding, STORAGE_ORIGIN } from './local-doc.ts'
@@ -32,8 +33,8 @@ import type { BackoffOptions } from './backoff.ts'
 
 export type MessageStatus = 'pending' | 'sent' | 'failed'
 
-/** A message as the view shows it. */
-export type ViewMessage = Message & { status: MessageStatus }
+/** A message as the view shows it, with its reactions (`{ "👍": ["alice", "bob"] }`) when it has any. */
+export type ViewMessage = Message & { status: MessageStatus, reactions?: Reactions }
 
 export interface OpenOptions {
   /** Join as a guest when the user is not a participant (contract §3). */
@@ -48,6 +49,8 @@ export interface ViewEvents {
   added: (message: ViewMessage) => void
   edited: (message: ViewMessage, previous: Message) => void
   deleted: (message: Message) => void
+  /** The reactions to a shown message changed (`message.reactions` holds the new ones). */
+  reacted: (message: ViewMessage) => void
   /** A message of this view went from pending to sent. */
   sent: (message: ViewMessage) => void
   presence: (presence: Presence) => void
@@ -79,7 +82,8 @@ export interface ViewDeps {
 /** Codes after which what this view wrote is refused for good: the local copy is dropped. */
 const WRITE_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'READ_ONLY', 'WRITE_FORBIDDEN', 'INVALID_MESSAGE', 'TEXT_TOO_LONG', 'DUPLICATE_MESSAGE_ID',
-  'SENDER_MISMATCH', 'CLIENT_ID_TAKEN', 'MISSING_DEPENDENCIES', 'CONVERSATION_DELETED', 'CONVERSATION_NOT_FOUND'
+  'SENDER_MISMATCH', 'CLIENT_ID_TAKEN', 'MISSING_DEPENDENCIES', 'CONVERSATION_DELETED', 'CONVERSATION_NOT_FOUND',
+  'INVALID_REACTION', 'REACTION_TARGET_NOT_FOUND', 'REFERENCED_MESSAGE_NOT_FOUND'
 ])
 
 const TYPING_TIMEOUT_MS = 5_000
@@ -132,6 +136,7 @@ export class ConversationView extends ObservableV2<ViewEvents> {
   private writingQueued = new Set<string>()
   private typingTimer: unknown = null
   private wasSynced = false
+  private readonly reactionIndex: ReactionIndex
 
   constructor (deps: ViewDeps, conversationId: string, opts: OpenOptions = {}) {
     super()
@@ -140,6 +145,7 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     this.asGuest = opts.asGuest ?? false
     this.pageSize = opts.pageSize ?? 30
     ensureRoots(this.doc)
+    this.reactionIndex = new ReactionIndex(this.doc)
     this.ownClients.add(this.doc.clientID)
     this.doc.on('update', (update: Uint8Array, origin: unknown) => {
       if (origin === STORAGE_ORIGIN) return
@@ -147,6 +153,7 @@ export class ConversationView extends ObservableV2<ViewEvents> {
       else this.local?.append(update)
     })
     messagesOf(this.doc).observe(event => this.onMessagesChanged(event))
+    reactionsOf(this.doc).observe(event => this.onReactionsChanged(event))
     this.doc.on('afterTransaction', () => this.refreshRole())
     this.ready = this.init()
   }
@@ -280,12 +287,13 @@ export class ConversationView extends ObservableV2<ViewEvents> {
    * Sends a message; returns it at once with status `pending`. Throws locally, with the code
    * the server would refuse it with: READ_ONLY in a read-only view, TEXT_TOO_LONG over the limit.
    */
-  send (text: string, opts: { custom?: Record<string, string>, referencedMessageId?: string } = {}): ViewMessage {
+  send (text: string, opts: { custom?: Record<string, string>, replyTo?: string, referencedMessageId?: string } = {}): ViewMessage {
     this.checkWritable()
     this.checkText(text)
     const m: Message = { id: this.deps.newId(), senderId: this.deps.userId, text, createdAt: this.deps.now(), type: 'UserMessage' }
     if (opts.custom !== undefined) m.custom = opts.custom
-    if (opts.referencedMessageId !== undefined) m.referencedMessageId = opts.referencedMessageId
+    const replyTo = opts.replyTo ?? opts.referencedMessageId
+    if (replyTo !== undefined) m.referencedMessageId = replyTo
     if (this.historyKnown) {
       this.ownClients.add(this.doc.clientID)
       this.doc.transact(() => { messagesOf(this.doc).push([m]) })
@@ -341,6 +349,56 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     const { index } = this.own(id, this.isModerator)
     this.ownClients.add(this.doc.clientID)
     this.doc.transact(() => { messagesOf(this.doc).delete(index, 1) })
+  }
+
+  /**
+   * Adds `reaction` (an emoji, 1 to 32 characters without whitespace) to the user's reactions to
+   * a shown message; works offline (written to the local document, delivered on reconnect).
+   * Throws INVALID_REACTION for a malformed reaction or past 20 per message, MESSAGE_NOT_FOUND
+   * for a message this view does not show or has not sent yet. Returns whether anything changed.
+   */
+  react (messageId: string, reaction: string): boolean {
+    const key = this.reactionTarget(messageId)
+    if (!isReaction(reaction)) throw new ChatError('INVALID_REACTION')
+    const current = this.ownReactions(key)
+    if (current.includes(reaction)) return false
+    if (current.length >= MAX_REACTIONS_PER_USER) throw new ChatError('INVALID_REACTION', `At most ${MAX_REACTIONS_PER_USER} reactions per message`)
+    this.ownClients.add(this.doc.clientID)
+    this.doc.transact(() => { reactionsOf(this.doc).set(key, [...current, reaction]) })
+    return true
+  }
+
+  /** Removes `reaction` from the user's reactions to a message. Returns whether anything changed. */
+  unreact (messageId: string, reaction: string): boolean {
+    const key = this.reactionTarget(messageId)
+    const current = this.ownReactions(key)
+    if (!current.includes(reaction)) return false
+    const next = current.filter(r => r !== reaction)
+    this.ownClients.add(this.doc.clientID)
+    this.doc.transact(() => {
+      if (next.length === 0) reactionsOf(this.doc).delete(key)
+      else reactionsOf(this.doc).set(key, next)
+    })
+    return true
+  }
+
+  /**
+   * The message that `messageId` replies to (its `referencedMessageId`), or null when it is not a
+   * reply or the referenced message was deleted. Read from the view when it is shown, else from
+   * the server (`GET /v1/conversations/:id/messages/:messageId`, archive included).
+   */
+  async getReferenced (messageId: string): Promise<ViewMessage | null> {
+    const ref = this.find(messageId)?.referencedMessageId
+    if (ref === undefined) return null
+    const shown = this.find(ref)
+    if (shown !== undefined) return shown
+    try {
+      const m = await this.deps.rest.message(this.conversationId, ref)
+      return { ...m, status: 'sent' }
+    } catch (e) {
+      if (e instanceof ChatError && e.code === 'MESSAGE_NOT_FOUND') return null
+      throw e
+    }
   }
 
   /** Shows or clears "typing" in presence; it clears itself after 5 s without a new call. */
@@ -404,6 +462,7 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     await this.ready.catch(() => {})
     this.transport?.destroy()
     this.awareness?.destroy()
+    this.reactionIndex.destroy()
     await this.local?.close()
     if (this.transport === null) this.emit('status', ['closed'])
     this.doc.destroy()
@@ -433,6 +492,44 @@ export class ConversationView extends ObservableV2<ViewEvents> {
   }
 
   private find (id: string): ViewMessage | undefined { return this.list.find(m => m.id === id) }
+
+  /** The user's reactions key for a shown message that the server has (not one still queued). */
+  private reactionTarget (messageId: string): string {
+    this.checkWritable()
+    if (this.find(messageId) === undefined || this.queued.some(m => m.id === messageId)) {
+      throw new ChatError('MESSAGE_NOT_FOUND', `No message ${messageId} to react to in this view`)
+    }
+    return reactionKey(messageId, this.deps.userId)
+  }
+
+  private ownReactions (key: string): string[] {
+    const v: unknown = reactionsOf(this.doc).get(key)
+    return Array.isArray(v) ? v.filter(isReaction) : []
+  }
+
+  /** A message with the reactions the document holds (REST's for older ones until the first sync). */
+  private shownWithReactions (m: Message & { reactions?: Reactions }, status: MessageStatus): ViewMessage {
+    const { reactions: fromRest, ...message } = m
+    const reactions = this.reactionIndex.summary(m.id) ?? (this.wasSynced ? undefined : fromRest)
+    return reactions === undefined ? { ...message, status } : { ...message, status, reactions }
+  }
+
+  private onReactionsChanged (event: Y.YMapEvent<string[]>): void {
+    this.rebuild()
+    const ids = new Set<string>()
+    for (const key of event.keysChanged) {
+      const target = parseReactionKey(key)
+      if (target !== null) ids.add(target.messageId)
+    }
+    let shown = false
+    for (const id of ids) {
+      const m = this.find(id)
+      if (m === undefined) continue
+      shown = true
+      this.emit('reacted', [m])
+    }
+    if (shown) this.emit('change', [])
+  }
 
   private statusOf (id: string): MessageStatus | undefined {
     const l = this.located.find(x => x.message.id === id)
@@ -488,8 +585,8 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     this.located = locateMessages(messagesOf(this.doc))
     const start = this.windowStart()
     const inDoc = new Set(this.located.map(l => l.message.id))
-    const older: ViewMessage[] = this.older.filter(m => !inDoc.has(m.id)).map(m => ({ ...m, status: 'sent' }))
-    const visible = this.located.slice(start).map(l => ({ ...l.message, status: this.statusFor(l) }))
+    const older: ViewMessage[] = this.older.filter(m => !inDoc.has(m.id)).map(m => this.shownWithReactions(m, 'sent'))
+    const visible = this.located.slice(start).map(l => this.shownWithReactions(l.message, this.statusFor(l)))
     const queuedStatus: MessageStatus = this.writeFailed ? 'failed' : 'pending'
     const queued = this.queued.map(m => ({ ...m, status: queuedStatus }))
     this.list = [...older, ...visible, ...queued]

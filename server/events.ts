@@ -10,6 +10,8 @@ export type ServerEvent =
   | { type: 'message.updated', conversationId: string, message: Message, previous: Message | null }
   /** `deletedBy`: the user whose token deleted it (its sender or a moderator); null for admin credentials. */
   | { type: 'message.deleted', conversationId: string, message: Message, deletedBy: string | null }
+  /** A user's reactions to a message changed: `reactions` is the new array, [] when removed. */
+  | { type: 'message.reacted', conversationId: string, messageId: string, userId: string, reactions: string[] }
   | { type: 'participant.added', conversationId: string, userId: string, participant: Participant }
   | { type: 'participant.updated', conversationId: string, userId: string, participant: Participant }
   /** `by`: the user whose token removed it; null for admin credentials (or the server, on a ban). */

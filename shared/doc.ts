@@ -4,7 +4,7 @@
  */
 import * as Y from 'yjs'
 import {
-  ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_READS, isAccess, isGuestAccess, isNotify, isParticipantRole,
+  ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_REACTIONS, ROOT_READS, isAccess, isGuestAccess, isNotify, isParticipantRole,
   isPlainObject, type GuestAccess, type Message, type Participant
 } from './schema.ts'
 
@@ -12,10 +12,12 @@ export const messagesOf = (doc: Y.Doc): Y.Array<Message> => doc.getArray<Message
 export const participantsOf = (doc: Y.Doc): Y.Map<Participant> => doc.getMap<Participant>(ROOT_PARTICIPANTS)
 export const metaOf = (doc: Y.Doc): Y.Map<unknown> => doc.getMap<unknown>(ROOT_META)
 export const readsOf = (doc: Y.Doc): Y.Map<number> => doc.getMap<number>(ROOT_READS)
+/** `<messageId>/<userId>` -> that user's reactions to that message (see reactions.ts). */
+export const reactionsOf = (doc: Y.Doc): Y.Map<string[]> => doc.getMap<string[]>(ROOT_REACTIONS)
 
 /** Creates every root, so that no peer update ever has to name a new one. */
 export const ensureRoots = (doc: Y.Doc): void => {
-  messagesOf(doc); participantsOf(doc); metaOf(doc); readsOf(doc)
+  messagesOf(doc); participantsOf(doc); metaOf(doc); readsOf(doc); reactionsOf(doc)
 }
 
 /** The participant entry of `userId`, when it is a well-formed one. */

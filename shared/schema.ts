@@ -7,15 +7,17 @@
  *   participants  Y.Map userId -> { access, notify, joinedAt, role? }   (server only)
  *   meta          Y.Map subject?, photoUrl?, custom?, createdAt, guestAccess (server only)
  *   reads         Y.Map userId -> newest createdAt read (each participant, own key)
+ *   reactions     Y.Map `<messageId>/<userId>` -> reaction strings (each writer, own keys; see reactions.ts)
  */
 
 export const ROOT_MESSAGES = 'messages'
 export const ROOT_PARTICIPANTS = 'participants'
 export const ROOT_META = 'meta'
 export const ROOT_READS = 'reads'
+export const ROOT_REACTIONS = 'reactions'
 
-/** Roots that peers may write to (the server writes all four). */
-export const PEER_WRITABLE_ROOTS: ReadonlySet<string> = new Set([ROOT_MESSAGES, ROOT_READS])
+/** Roots that peers may write to (the server writes all of them). */
+export const PEER_WRITABLE_ROOTS: ReadonlySet<string> = new Set([ROOT_MESSAGES, ROOT_READS, ROOT_REACTIONS])
 
 export const ACCESS_VALUES = ['ReadWrite', 'Read', 'None'] as const
 export type Access = typeof ACCESS_VALUES[number]

@@ -15,6 +15,7 @@
  *             another's message); an edit deletes the old object and inserts one with the same
  *             id and an `editedAt`;
  *   reads     the writer's own key only (participants only, also with access Read), a finite number;
+ *   reactions and replies: see update-judge/reactions.ts;
  *   anything else (participants, meta, other roots, nested types, map keys on the array): refused.
  *
  * Updates that would leave structs or deletions pending, or make Yjs throw mid-transaction, are
@@ -23,7 +24,7 @@
 import * as Y from 'yjs'
 import { ChatError, type ErrorCode } from './errors.ts'
 import {
-  messageShapeProblem, ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_READS, type Role
+  messageShapeProblem, ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_REACTIONS, ROOT_READS, type Message, type Role
 } from './schema.ts'
 import { MessageIndex, messageIdOf } from './update-judge/message-index.ts'
 import { CONTENT, MalformedUpdate, readUpdateV1, type ParsedUpdate } from './update-judge/read-update.ts'
@@ -31,6 +32,7 @@ import {
   findPartIndex, findStructIndex, ForbiddenPlacement, MissingDependencies, placeOfStored, simulateIntegration,
   type NewPart, type Place, type Simulation
 } from './update-judge/simulate.ts'
+import { checkTargets, judgeReactionDelete, judgeReactionPart, type ArchiveChecks } from './update-judge/reactions.ts'
 
 export interface Writer {
   userId: string
@@ -56,12 +58,14 @@ export type Verdict =
    * `writtenClientIds` every client id it adds structs under (bound or not).
    * `freshIds` the ids of the messages it adds that are not live now (not edits): the judge
    * knows only the live document, so the caller checks them against the archive.
+   * `archiveChecks` the reaction targets and reply references that are not live: the caller
+   * refuses the update unless each is an archived message.
    */
-  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[] }
+  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[]; archiveChecks: ArchiveChecks }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
-const KNOWN_ROOTS: ReadonlySet<string> = new Set([ROOT_MESSAGES, ROOT_PARTICIPANTS, ROOT_META, ROOT_READS])
+const KNOWN_ROOTS: ReadonlySet<string> = new Set([ROOT_MESSAGES, ROOT_PARTICIPANTS, ROOT_META, ROOT_READS, ROOT_REACTIONS])
 
 /** A refusal raised inside the judge and turned into a verdict at its edge. */
 class Refusal extends Error {
@@ -77,6 +81,7 @@ const refuse = (code: ErrorCode, message: string): never => { throw new Refusal(
 /** A new message element of the update. */
 interface NewMessage {
   id: string
+  message: Message
   edited: boolean
   part: NewPart
   index: number
@@ -138,7 +143,27 @@ export class UpdateJudge {
     for (const m of messages) {
       if (m.index >= 0 && othersDeleted.has(m.id)) refuse('SENDER_MISMATCH', 'a moderator deletes others\' messages but never edits them')
     }
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds }
+    const archiveChecks = this.checkReactionsAndReplies(sim, writer, messages, deletedIds)
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds, archiveChecks }
+  }
+
+  /** Reaction keys and values, and whether reaction targets and reply references exist (update-judge/reactions.ts). */
+  private checkReactionsAndReplies (sim: Simulation, writer: Writer, messages: NewMessage[], deletedIds: Map<string, number>): ArchiveChecks {
+    const targets: string[] = []
+    for (const part of sim.parts) {
+      if (part.place.kind !== 'item' || part.place.root !== ROOT_REACTIONS) continue
+      const target = judgeReactionPart(part.place, part, writer, refuse)
+      if (target !== null) targets.push(target)
+    }
+    const kept = messages.filter(m => m.index >= 0)
+    if (targets.length === 0 && !kept.some(m => m.message.referencedMessageId !== undefined)) return { reactionTargets: [], references: [] }
+    const added = new Set(kept.map(m => m.id))
+    const before = (id: string): boolean => this.index.liveCount(id) > 0
+    return checkTargets(targets, kept, {
+      before,
+      after: id => added.has(id) || this.index.liveCount(id) > (deletedIds.get(id) ?? 0),
+      current: id => before(id) ? liveMessage(this.doc, id) : undefined
+    }, refuse)
   }
 
   /** Client binding and placement of every new part; returns the client ids to bind. */
@@ -163,6 +188,7 @@ export class UpdateJudge {
     for (const part of sim.parts) {
       const { place, content } = part
       if (place.kind !== 'item' || content === null || content.kind !== 'any') continue
+      if (place.root === ROOT_REACTIONS) continue // checkReactionsAndReplies
       if (place.root === ROOT_READS) {
         for (const v of content.values) {
           if (typeof v !== 'number' || !Number.isFinite(v)) refuse('WRITE_FORBIDDEN', 'a read marker must be a finite number')
@@ -177,7 +203,7 @@ export class UpdateJudge {
         if (m.text.length > max) refuse('TEXT_TOO_LONG', `text is over ${max} characters`)
         if (m.type !== 'UserMessage') refuse('WRITE_FORBIDDEN', 'peers write only UserMessage')
         if (m.senderId !== writer.userId) refuse('SENDER_MISMATCH', 'a message must be sent as its writer')
-        out.push({ id: m.id, edited: Object.prototype.hasOwnProperty.call(v, 'editedAt'), part, index })
+        out.push({ id: m.id, message: v as Message, edited: Object.prototype.hasOwnProperty.call(v, 'editedAt'), part, index })
       })
     }
     return out
@@ -247,6 +273,7 @@ export class UpdateJudge {
     }
     if (!writer.canWrite) refuse('READ_ONLY', 'a read-only connection sent deletions')
     if (place.kind !== 'item') return
+    if (place.root === ROOT_REACTIONS) return judgeReactionDelete(place, writer, refuse)
     if (place.root !== ROOT_MESSAGES || place.parentSub !== null || !(item.content instanceof Y.ContentAny)) {
       refuse('WRITE_FORBIDDEN', `a deletion in ${place.root ?? 'a nested type'}`)
     }
@@ -310,7 +337,18 @@ const judgePlacement = (place: Place, part: NewPart, writer: Writer): void => {
     if (kind !== 'any' && kind !== 'deleted') refuse('WRITE_FORBIDDEN', 'a read marker is a number')
     return
   }
+  if (place.root === ROOT_REACTIONS) return // judged with its target in checkReactionsAndReplies
   refuse('WRITE_FORBIDDEN', `peers do not write ${place.root ?? 'nested types'}`)
+}
+
+/** The live message with `id` (walks the array without creating it). */
+const liveMessage = (doc: Y.Doc, id: string): Message | undefined => {
+  const messages = doc.share.get(ROOT_MESSAGES)
+  for (let item = messages?._start ?? null; item !== null; item = item.right) {
+    if (item.deleted || !(item.content instanceof Y.ContentAny)) continue
+    for (const v of item.content.arr) if (messageIdOf(v) === id) return v as Message
+  }
+  return undefined
 }
 
 /** Whether `x` lies in one of the sorted, disjoint half-open `ranges`. */

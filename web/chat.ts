@@ -1,6 +1,8 @@
 /**
  * The chatbox and presence panel for one open conversation view: history with "load older",
- * message statuses, the composer (absent when the view is read-only), the typing indicator,
+ * message statuses, reactions (counts, and a few buttons to toggle one's own), replies (the
+ * quoted message above the composer and on the reply), the composer (absent when the view is
+ * read-only), the typing indicator,
  * participants online, "N guests watching" and the guests when this user may see them.
  */
 import type { ConversationView, Presence, PresenceUser, ViewMessage } from '../client/index.ts'
@@ -26,6 +28,11 @@ const names = (p: Presence, id: string): string => {
   return u === undefined ? id : label(u)
 }
 
+/** The reaction buttons every message offers. */
+const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮']
+
+const excerpt = (text: string): string => text.length > 80 ? `${text.slice(0, 80)}…` : text
+
 export const createChatPane = (view: ConversationView, opts: { userId: string, name: string, title: string }): ChatPane => {
   const list = h('ol', { class: 'messages', 'data-testid': 'messages' })
   const olderButton = h('button', { class: 'link', type: 'button', 'data-testid': 'load-older' }, 'Load older messages')
@@ -44,7 +51,13 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
       presenceEl))
 
   const input = h('input', { name: 'text', placeholder: 'Write a message…', autocomplete: 'off', 'data-testid': 'composer-input', maxlength: 10000 })
-  const composer = h('form', { class: 'composer', 'data-testid': 'composer' }, input, h('button', { type: 'submit' }, 'Send'))
+  const replyBar = h('div', { class: 'reply-bar', 'data-testid': 'reply-bar', hidden: true })
+  const composer = h('form', { class: 'composer', 'data-testid': 'composer' }, replyBar, h('div', { class: 'composer-row' }, input, h('button', { type: 'submit' }, 'Send')))
+  /** The message the next send replies to. */
+  let replyTo: ViewMessage | null = null
+  /** Referenced messages not shown in the view, as loaded from the server (null: deleted). */
+  const quotes = new Map<string, ViewMessage | null>()
+  const loadingQuotes = new Set<string>()
   const readOnlyNote = h('p', { class: 'readonly', 'data-testid': 'readonly' }, 'Read-only: you can follow this conversation but not write in it.')
 
   composer.addEventListener('submit', ev => {
@@ -52,8 +65,9 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
     const text = field(composer, 'text')
     if (text === '') return
     try {
-      view.send(text)
+      view.send(text, replyTo === null ? {} : { replyTo: replyTo.id })
       input.value = ''
+      setReplyTo(null)
     } catch (e) {
       showError(e)
     }
@@ -69,13 +83,67 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
     banner.textContent = describeError(e)
   }
 
+  const senderName = (m: ViewMessage): string =>
+    m.senderId === null ? 'system' : m.senderId === opts.userId ? opts.name : names(view.presence, m.senderId)
+
+  const quoteOf = (m: ViewMessage | null, testId: string): HTMLElement =>
+    h('blockquote', { class: 'quote', 'data-testid': testId }, m === null ? 'a deleted message' : h('span', {}, h('b', {}, senderName(m)), ' ', excerpt(m.text)))
+
+  const setReplyTo = (m: ViewMessage | null): void => {
+    replyTo = m
+    replyBar.hidden = m === null
+    mount(replyBar, m === null ? null : quoteOf(m, 'reply-quote'),
+      h('button', { class: 'link', type: 'button', 'data-testid': 'reply-cancel', onclick: () => setReplyTo(null) }, '✕'))
+    if (m !== null) input.focus()
+  }
+
+  /** The quote above a reply: from the view, else loaded once from the server. */
+  const renderQuote = (m: ViewMessage): HTMLElement | null => {
+    const ref = m.referencedMessageId
+    if (ref === undefined) return null
+    const shown = view.messages.find(x => x.id === ref)
+    if (shown !== undefined) return quoteOf(shown, 'quote')
+    const loaded = quotes.get(ref)
+    if (loaded !== undefined) return quoteOf(loaded, 'quote')
+    if (!loadingQuotes.has(ref)) {
+      loadingQuotes.add(ref)
+      view.getReferenced(m.id).then(q => { quotes.set(ref, q); render() }, showError)
+    }
+    return h('blockquote', { class: 'quote', 'data-testid': 'quote' }, '…')
+  }
+
+  const toggleReaction = (m: ViewMessage, reaction: string): void => {
+    try {
+      if (m.reactions?.[reaction]?.includes(opts.userId) === true) view.unreact(m.id, reaction)
+      else view.react(m.id, reaction)
+    } catch (e) {
+      showError(e)
+    }
+  }
+
+  const renderReactions = (m: ViewMessage): HTMLElement => {
+    const shown = [...new Set([...Object.keys(m.reactions ?? {}), ...QUICK_REACTIONS])]
+    const canReact = view.canWrite === true && view.error === null
+    return h('div', { class: 'reactions', 'data-testid': 'reactions' }, ...shown.map(r => {
+      const users = m.reactions?.[r] ?? []
+      const mine = users.includes(opts.userId)
+      return h('button', {
+        type: 'button', class: `reaction ${users.length > 0 ? 'used' : ''}`, 'data-testid': 'reaction', 'data-reaction': r,
+        'aria-pressed': mine ? 'true' : 'false', title: users.join(', '), disabled: !canReact, onclick: () => toggleReaction(m, r)
+      }, r, users.length > 0 ? h('span', { class: 'count', 'data-testid': 'reaction-count' }, ` ${users.length}`) : null)
+    }))
+  }
+
   const renderMessage = (m: ViewMessage): HTMLElement => {
     const mine = m.senderId === opts.userId
     return h('li', { class: `msg ${mine ? 'mine' : ''} ${m.status}`, 'data-testid': 'message', 'data-id': m.id, 'data-status': m.status },
-      h('div', { class: 'meta' }, h('b', {}, m.senderId === null ? 'system' : mine ? opts.name : names(view.presence, m.senderId)), ' ', h('time', {}, timeOf(m.createdAt)),
+      h('div', { class: 'meta' }, h('b', {}, senderName(m)), ' ', h('time', {}, timeOf(m.createdAt)),
         m.editedAt !== undefined ? ' (edited)' : '',
-        mine ? h('span', { class: 'tick', title: m.status }, m.status === 'sent' ? ' ✓' : m.status === 'pending' ? ' …' : ' ✗') : null),
-      h('div', { class: 'text', 'data-testid': 'message-text' }, m.text))
+        mine ? h('span', { class: 'tick', title: m.status }, m.status === 'sent' ? ' ✓' : m.status === 'pending' ? ' …' : ' ✗') : null,
+        view.canWrite === true ? h('button', { class: 'link reply', type: 'button', 'data-testid': 'reply', onclick: () => setReplyTo(m) }, ' Reply') : null),
+      renderQuote(m),
+      h('div', { class: 'text', 'data-testid': 'message-text' }, m.text),
+      renderReactions(m))
   }
 
   let lastComposer: 'composer' | 'readonly' | 'none' | null = null

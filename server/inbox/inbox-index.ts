@@ -126,7 +126,8 @@ export class InboxIndex {
 
   /** Event subscriber: never throws, never waits. */
   handle (event: ServerEvent): void {
-    if (!('conversationId' in event)) return
+    // Reactions never count as messages: nothing in a conversation list changes.
+    if (!('conversationId' in event) || event.type === 'message.reacted') return
     const conv = event.conversationId
     if (event.type === 'conversation.deleted') {
       this.#known.delete(conv)

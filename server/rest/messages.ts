@@ -7,6 +7,8 @@ import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
 import type { Message, MessageType } from '../../shared/schema.ts'
+import { withReactions } from '../../shared/reactions.ts'
+import type { Room } from '../rooms/room.ts'
 import type { ArchivedMessage } from '../storage/port.ts'
 import { actorOf, requireAdmin, requireHistoryReader, requireModerator } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
@@ -37,6 +39,35 @@ const findArchived = async (deps: RestDeps, conv: string, messageId: string): Pr
   return hit
 }
 
+/** Refuses a reply whose `referencedMessageId` is not a message of this conversation (live or archived). */
+const checkReferences = async (room: Room, items: readonly NewMessage[]): Promise<void> => {
+  for (const ref of new Set(items.map(i => i.referencedMessageId))) {
+    if (ref !== undefined && !await room.messageExists(ref)) throw new ChatError('REFERENCED_MESSAGE_NOT_FOUND', `No message ${ref} in this conversation`)
+  }
+}
+
+/** A page of the conversation's messages before `before` (or the newest): live window, then archive. */
+const readPage = async (deps: RestDeps, room: Room, before: string | undefined, limit: number): Promise<{ data: Message[], hasMore: boolean }> => {
+  const id = room.id
+  const arr = messagesOf(room.doc)
+  let end = arr.length
+  if (before !== undefined) {
+    end = findMessageIndex(room.doc, before)
+    if (end < 0) {
+      // Not live: page the archive from that message on.
+      const pos = await deps.store.archivePosOf(id, before)
+      if (pos === undefined) throw new ChatError('MESSAGE_NOT_FOUND', `No message ${before} in this conversation`)
+      const page = await deps.store.readArchive(id, pos, limit)
+      return { data: page.messages.map(a => a.message), hasMore: page.hasMore }
+    }
+  }
+  const start = Math.max(0, end - limit)
+  const live = arr.slice(start, end)
+  if (live.length === limit || start > 0 || room.archivedCount === 0) return { data: live, hasMore: start > 0 || room.archivedCount > 0 && live.length === limit }
+  const page = await deps.store.readArchive(id, null, limit - live.length)
+  return { data: [...page.messages.map(a => a.message), ...live], hasMore: page.hasMore }
+}
+
 export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): void => {
   app.get('/v1/conversations/:id/messages', async req => {
     const principal = await principalOf(deps, req)
@@ -46,23 +77,20 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const before = query.before === undefined ? undefined : toMessageId(query.before)
     return await withConversation(deps, id, async room => {
       requireHistoryReader(principal, room.doc, deps.settings.current)
-      const arr = messagesOf(room.doc)
-      let end = arr.length
-      if (before !== undefined) {
-        end = findMessageIndex(room.doc, before)
-        if (end < 0) {
-          // Not live: page the archive from that message on.
-          const pos = await deps.store.archivePosOf(id, before)
-          if (pos === undefined) throw new ChatError('MESSAGE_NOT_FOUND', `No message ${before} in this conversation`)
-          const page = await deps.store.readArchive(id, pos, limit)
-          return { data: page.messages.map(a => a.message), hasMore: page.hasMore }
-        }
-      }
-      const start = Math.max(0, end - limit)
-      const live = arr.slice(start, end)
-      if (live.length === limit || start > 0 || room.archivedCount === 0) return { data: live, hasMore: start > 0 || room.archivedCount > 0 && live.length === limit }
-      const page = await deps.store.readArchive(id, null, limit - live.length)
-      return { data: [...page.messages.map(a => a.message), ...live], hasMore: page.hasMore }
+      const page = await readPage(deps, room, before, limit)
+      return { data: page.data.map(m => withReactions(m, room.reactions)), hasMore: page.hasMore }
+    })
+  })
+
+  app.get('/v1/conversations/:id/messages/:messageId', async req => {
+    const principal = await principalOf(deps, req)
+    const id = toConversationId(param(req, 'id'))
+    const messageId = toMessageId(param(req, 'messageId'))
+    return await withConversation(deps, id, async room => {
+      requireHistoryReader(principal, room.doc, deps.settings.current)
+      const i = findMessageIndex(room.doc, messageId)
+      const message = i >= 0 ? messagesOf(room.doc).get(i) : (await findArchived(deps, id, messageId)).message
+      return withReactions(message, room.reactions)
     })
   })
 
@@ -73,6 +101,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const items = req.body as NewMessage[]
     const { maxTextLength } = deps.settings.current
     const created = await withConversation(deps, id, async room => {
+      await checkReferences(room, items)
       const now = deps.now()
       const messages: Message[] = items.map(item => {
         if (item.text.length > maxTextLength) throw new ChatError('TEXT_TOO_LONG', `A text holds at most ${maxTextLength} characters`)
@@ -113,7 +142,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         await writeWithEvents(deps.events, [{ type: 'message.updated', conversationId: id, message: next, previous: archived.message }], async staged => {
           await deps.store.updateArchived(id, archived.pos, next, staged)
         })
-        return next
+        return withReactions(next, room.reactions)
       }
       const next = edit(messagesOf(room.doc).get(i))
       await room.transact(doc => {
@@ -121,7 +150,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         arr.delete(i, 1)
         arr.insert(i, [next])
       })
-      return next
+      return withReactions(next, room.reactions)
     })
   })
 
@@ -138,10 +167,8 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         await room.transact(doc => { messagesOf(doc).delete(i, 1) }, actor)
         return
       }
-      const archived = await findArchived(deps, id, messageId)
-      await writeWithEvents(deps.events, [{ type: 'message.deleted', conversationId: id, message: archived.message, deletedBy: actor }], async staged => {
-        await deps.store.updateArchived(id, archived.pos, null, staged)
-      })
+      // With its reactions (in the document) and its webhook in the same batch.
+      await room.deleteArchived(await findArchived(deps, id, messageId), actor)
     })
     return await reply.status(204).send()
   })

@@ -22,12 +22,13 @@ import * as decoding from 'lib0/decoding'
 import type { Logger } from 'pino'
 import { ChatError, isChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
-import { ensureRoots, findMessageIndex, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, participantsOf, readsOf } from '../../shared/doc.ts'
+import { ensureRoots, findMessageIndex, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, participantsOf, reactionsOf, readsOf } from '../../shared/doc.ts'
+import { messagesRemovedIn, parseReactionKey, ReactionIndex, removeReactionsTo } from '../../shared/reactions.ts'
 import { isMessage, type Message, type Participant, type Role } from '../../shared/schema.ts'
 import type { Settings } from '../../shared/settings.ts'
 import { UpdateJudge, type Verdict } from '../../shared/update-judge.ts'
 import { moveEarlyMessages } from '../../shared/order.ts'
-import { StalePeer } from './stale-peer.ts'
+import { StalePeer, type RecoveredIntents } from './stale-peer.ts'
 import type { ServerClientIds } from './server-client-ids.ts'
 import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { AppendWith, ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
@@ -97,7 +98,7 @@ interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[], b
  * Refusals a peer's catch-up gets when it holds history the server lost (a system message or
  * another user's message the server no longer has, structs depending on them).
  */
-const RECOVERABLE: ReadonlySet<string> = new Set(['WRITE_FORBIDDEN', 'MISSING_DEPENDENCIES', 'CLIENT_ID_TAKEN', 'SENDER_MISMATCH', 'READ_ONLY', 'DUPLICATE_MESSAGE_ID'])
+const RECOVERABLE: ReadonlySet<string> = new Set(['WRITE_FORBIDDEN', 'MISSING_DEPENDENCIES', 'CLIENT_ID_TAKEN', 'SENDER_MISMATCH', 'READ_ONLY', 'DUPLICATE_MESSAGE_ID', 'REACTION_TARGET_NOT_FOUND'])
 
 /** True when a V1 update carries at least one struct (its first number counts client groups). */
 const hasStructs = (update: Uint8Array): boolean => {
@@ -116,14 +117,17 @@ const applyStored = (doc: Y.Doc, stored: StoredDoc): void => {
   })
 }
 
-/** Store records a server change writes in the same LevelDB batch as its update (`transact`). */
-export type TransactRecords = Pick<AppendWith, 'conversation' | 'members'>
+/**
+ * Store records a server change writes in the same LevelDB batch as its update (`transact`),
+ * and events of changes outside the document (an archived message deleted) emitted with it.
+ */
+export type TransactRecords = Pick<AppendWith, 'conversation' | 'members' | 'archiveDeletes'> & { events?: ServerEvent[] }
 
-/** The records of several transactions as one batch's: the last conversation record, every membership change in order. */
-const mergeRecords = (records: readonly TransactRecords[]): TransactRecords => {
+/** The records of several transactions as one batch's: the last conversation record, every other change in order. */
+const mergeRecords = (records: readonly TransactRecords[]): Omit<TransactRecords, 'events'> => {
   let conversation: TransactRecords['conversation']
   for (const r of records) conversation = r.conversation ?? conversation
-  return { conversation, members: records.flatMap(r => r.members ?? []) }
+  return { conversation, members: records.flatMap(r => r.members ?? []), archiveDeletes: records.flatMap(r => r.archiveDeletes ?? []) }
 }
 
 const isArchiveMarker = (v: unknown): v is ArchiveMarker =>
@@ -135,6 +139,8 @@ export class Room {
   readonly presence: PresenceHub
   private readonly deps: RoomDeps
   private readonly judge: UpdateJudge
+  /** Who reacted to which message (live or archived: the reactions root is not windowed). */
+  readonly reactions: ReactionIndex
   private readonly clientOwners: Map<number, string>
   private readonly conns = new Set<RoomConnection>()
   private queue: Queued[] = []
@@ -157,6 +163,10 @@ export class Room {
   private txByServer = false
   /** Ids this room moved to the archive since it loaded (the store may not hold them yet). */
   private readonly archivedHere = new Set<string>()
+  /** Archived messages deleted since the room loaded: reactions and replies to them are refused. */
+  private readonly archiveDeletedHere = new Set<string>()
+  /** Messages whose reactions the transaction being committed removes with them (no `message.reacted`). */
+  private readonly txCascade = new Set<string>()
   /** Counts the updates the document emitted, so a judgment knows whether it went stale. */
   private docVersion = 0
   /** Who a server transaction acts for (a REST caller's user id; null: admin or the server). */
@@ -176,6 +186,7 @@ export class Room {
       clientOwner: clientId => this.clientOwners.get(clientId),
       reservedClientIds: new Set([doc.clientID])
     })
+    this.reactions = new ReactionIndex(doc)
     this.presence = new PresenceHub({ serverClientId: doc.clientID, timers: deps.timers, now: deps.now, keepaliveMs: deps.keepaliveMs })
     messagesOf(doc).observe(event => { this.collectMessageEvents(event) })
     participantsOf(doc).observe(event => {
@@ -188,6 +199,15 @@ export class Room {
         if (typeof readUpTo === 'number') this.txEvents.push({ type: 'reads.updated', conversationId: this.id, userId, readUpTo })
       }
     })
+    reactionsOf(doc).observe(event => {
+      for (const key of event.keysChanged) {
+        const target = parseReactionKey(key)
+        if (target === null || this.txCascade.has(target.messageId)) continue
+        const value: unknown = reactionsOf(doc).get(key)
+        this.txEvents.push({ type: 'message.reacted', conversationId: this.id, ...target, reactions: Array.isArray(value) ? value.filter(r => typeof r === 'string') : [] })
+      }
+    })
+    doc.on('afterTransaction', () => { this.txCascade.clear() })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
       this.docVersion++
       for (const peer of this.stalePeers.values()) peer.follow(update)
@@ -269,9 +289,10 @@ export class Room {
     }
     let verdict: Extract<Verdict, { ok: true }>
     try {
-      verdict = this.judgeUpdate(conn, update)
+      verdict = await this.checkArchive(conn, update, this.judgeUpdate(conn, update))
     } catch (e) {
-      // A catch-up that carries history the server lost: recovery mode instead of a final 4403.
+      // A catch-up that carries history the server lost (or reacts to a message deleted while
+      // the peer was away): recovery mode instead of a final 4403.
       const peer = catchUp && isChatError(e) && RECOVERABLE.has(e.code)
         ? StalePeer.detect(this.doc, update, client => this.clientOwners.has(client) || this.deps.serverClientIds.isServers(client))
         : null
@@ -281,19 +302,6 @@ export class Room {
       this.deps.logger.warn({ conversation: this.id, user: conn.userId, refusal: e instanceof ChatError ? e.code : undefined }, 'a peer holds changes the server does not have: recovery mode (its own changes are taken again, the rest dropped at the peer)')
       await this.recover(conn, peer)
       return
-    }
-    if (verdict.freshIds.length > 0 && this.archivedCount > 0) {
-      // The judge knows the live document only: an archived message's id is taken too.
-      const version = this.docVersion
-      for (const id of verdict.freshIds) {
-        if (await this.deps.store.archivePosOf(this.id, id) !== undefined) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
-      }
-      if (this.closedWith !== null) throw this.closedWith
-      // Ids live while the store was asked and archived since are in `archivedHere`.
-      if (this.docVersion !== version) verdict = this.judgeUpdate(conn, update)
-    }
-    for (const id of verdict.freshIds) {
-      if (this.archivedHere.has(id)) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
     }
     if (!verdict.changes) return
     this.assertWritable()
@@ -311,6 +319,7 @@ export class Room {
           this.txByServer = true
           this.deps.logger.debug({ conversation: this.id, user: conn.userId, moved }, 'moved messages written before sync to the end')
         }
+        if (this.removeReactionsOfRemoved(tr)) this.txByServer = true
       }, conn)
     } catch (e) {
       this.fail(e, 'applying a judged update threw')
@@ -337,7 +346,13 @@ export class Room {
     const edited = conn.canWrite ? intents.edited : []
     const deleted = conn.canWrite ? intents.deleted : []
     const readUpTo = conn.role === 'participant' ? intents.readUpTo : null
-    if (added.length > 0 || edited.length > 0 || deleted.length > 0 || readUpTo !== null) {
+    // Reactions to messages that are gone (deleted while the peer was away) are dropped.
+    const reactions: RecoveredIntents['reactions'] = []
+    const addedIds = new Set(added.map(m => m.id))
+    for (const r of conn.canWrite ? intents.reactions : []) {
+      if (r.value === null || addedIds.has(r.messageId) || await this.messageExists(r.messageId)) reactions.push(r)
+    }
+    if (added.length > 0 || edited.length > 0 || deleted.length > 0 || readUpTo !== null || reactions.length > 0) {
       await this.transact(doc => {
         const arr = messagesOf(doc)
         for (const m of edited) {
@@ -352,10 +367,85 @@ export class Room {
         const fresh = added.filter(m => findMessageIndex(doc, m.id) < 0)
         if (fresh.length > 0) arr.push(fresh)
         if (readUpTo !== null) readsOf(doc).set(conn.userId, readUpTo)
+        for (const r of reactions) {
+          if (r.value === null) reactionsOf(doc).delete(r.key)
+          else reactionsOf(doc).set(r.key, r.value)
+        }
       })
     }
     const stale = peer.takeStale(this.doc)
     if (stale !== null) conn.send(encodeSyncUpdate(stale))
+  }
+
+  /**
+   * The judge knows the live document only. Ids it reports are looked up in the archive: a new
+   * message's id must not be an archived message's; a reaction's target and a reply's reference
+   * must be one (not deleted since). When the document changed while the store was asked, the
+   * update is judged again (and ids new to that judgment looked up), so the verdict holds for
+   * the document it is applied to.
+   */
+  private async checkArchive (conn: RoomConnection, update: Uint8Array, first: Extract<Verdict, { ok: true }>): Promise<Extract<Verdict, { ok: true }>> {
+    let verdict = first
+    const inStore = new Map<string, boolean>()
+    for (;;) {
+      const { reactionTargets, references } = verdict.archiveChecks
+      const unknown = this.archivedCount === 0 ? [] : [...verdict.freshIds, ...reactionTargets, ...references].filter(id => !inStore.has(id))
+      if (unknown.length === 0) break
+      const version = this.docVersion
+      for (const id of unknown) inStore.set(id, await this.deps.store.archivePosOf(this.id, id) !== undefined)
+      if (this.closedWith !== null) throw this.closedWith
+      if (this.docVersion === version) break
+      verdict = this.judgeUpdate(conn, update)
+    }
+    // Ids archived while the store was asked (or not yet written to it) are in `archivedHere`.
+    const archived = (id: string): boolean => !this.archiveDeletedHere.has(id) && (inStore.get(id) === true || this.archivedHere.has(id))
+    for (const id of verdict.freshIds) {
+      if (inStore.get(id) === true || this.archivedHere.has(id)) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
+    }
+    for (const id of verdict.archiveChecks.reactionTargets) {
+      if (!archived(id)) this.refuseUpdate(new ChatError('REACTION_TARGET_NOT_FOUND', `No message ${id} in this conversation`))
+    }
+    for (const id of verdict.archiveChecks.references) {
+      if (!archived(id)) this.refuseUpdate(new ChatError('REFERENCED_MESSAGE_NOT_FOUND', `No message ${id} in this conversation`))
+    }
+    return verdict
+  }
+
+  /**
+   * Deleting a message deletes its reactions, in the transaction that deletes it (contract
+   * §4.2). True when it removed any.
+   */
+  private removeReactionsOfRemoved (tr: Y.Transaction): boolean {
+    const removed = messagesRemovedIn(this.doc, tr)
+    if (removed.length === 0) return false
+    for (const id of removed) this.txCascade.add(id)
+    return removeReactionsTo(this.doc, tr, this.reactions, removed) > 0
+  }
+
+  /** Whether a message with this id exists in the conversation, live or archived (for REST). */
+  async messageExists (id: string): Promise<boolean> {
+    if (this.judge.isLive(id)) return true
+    if (this.archiveDeletedHere.has(id)) return false
+    return this.archivedHere.has(id) || await this.deps.store.archivePosOf(this.id, id) !== undefined
+  }
+
+  /**
+   * Deletes an archived message (REST): its archive record, its reactions and its
+   * `message.deleted` event in one batch. Reactions and replies to it are refused from now on.
+   */
+  async deleteArchived (archived: ArchivedMessage, actor: string | null = null): Promise<void> {
+    const id = archived.message.id
+    this.archiveDeletedHere.add(id)
+    try {
+      await this.transact((doc, tr) => {
+        this.txCascade.add(id)
+        removeReactionsTo(doc, tr, this.reactions, [id])
+        return { archiveDeletes: [archived], events: [{ type: 'message.deleted', conversationId: this.id, message: archived.message, deletedBy: actor }] }
+      }, actor)
+    } catch (e) {
+      this.archiveDeletedHere.delete(id)
+      throw e
+    }
   }
 
   private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {
@@ -375,13 +465,14 @@ export class Room {
    * batch as the change's update, so a crash keeps both or neither. `actor`: the user whose
    * token asked for it (events name it), or null for admin credentials and the server.
    */
-  async transact (fn: (doc: Y.Doc) => TransactRecords | undefined | void, actor: string | null = null): Promise<void> {
+  async transact (fn: (doc: Y.Doc, tr: Y.Transaction) => TransactRecords | undefined | void, actor: string | null = null): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     this.assertWritable()
     this.txActor = actor
     try {
-      Y.transact(this.doc, () => {
-        const records = fn(this.doc)
+      Y.transact(this.doc, tr => {
+        const records = fn(this.doc, tr)
+        this.removeReactionsOfRemoved(tr)
         if (records !== undefined) this.pendingRecords.push(records)
       }, SERVER_OWNER)
     } finally {
@@ -501,6 +592,7 @@ export class Room {
     this.conns.clear()
     this.presence.destroy()
     this.judge.destroy()
+    this.reactions.destroy()
     this.deps.onClosed(this)
   }
 
@@ -546,7 +638,7 @@ export class Room {
       const merged = batch.length === 0 ? null : batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
       const seq = this.lastSeq + 1
       const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
-      const events = batch.flatMap(q => q.events)
+      const events = [...batch.flatMap(q => q.events), ...records.flatMap(r => r.events ?? [])]
       const staged = this.deps.events.stage(events)
       try {
         await this.deps.store.appendUpdates(this.id, seq, merged === null ? [] : [merged], { archive, bindings, sections: staged, ...mergeRecords(records) })

@@ -11,7 +11,7 @@
  * document (its own document plus what the peer holds beyond it) and never integrates the
  * peer's structs. After every update of the peer, the server re-issues what the peer may do as
  * the server: its new messages (same id, sender, text, createdAt, appended at the end), edits and
- * deletes of its own messages, and its read marker, each checked like any write. Everything the
+ * deletes of its own messages, its own reactions, and its read marker, each checked like any write. Everything the
  * peer holds beyond the server's document is then deleted at the peer (a delete set sent to it
  * alone), so it converges on what everybody else sees, without duplicates.
  *
@@ -19,8 +19,9 @@
  */
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
-import { messagesOf, readsOf } from '../../shared/doc.ts'
+import { messagesOf, reactionsOf, readsOf } from '../../shared/doc.ts'
 import { isMessage, type Message } from '../../shared/schema.ts'
+import { parseReactionKey, reactionValueProblem } from '../../shared/reactions.ts'
 
 /** What the peer did, re-expressed for the server to write. */
 export interface RecoveredIntents {
@@ -32,6 +33,8 @@ export interface RecoveredIntents {
   deleted: string[]
   /** The peer's read marker, when it moved past the server's. */
   readUpTo: number | null
+  /** Own reaction keys the peer changed: the new value, or null when it deleted the key. */
+  reactions: Array<{ key: string, messageId: string, value: string[] | null }>
 }
 
 const sameMessage = (a: Message, b: Message): boolean => JSON.stringify(a) === JSON.stringify(b)
@@ -121,7 +124,24 @@ export class StalePeer {
     const mine = readsOf(this.shadow).get(userId)
     const theirs = readsOf(server).get(userId)
     const readUpTo = typeof mine === 'number' && (typeof theirs !== 'number' || mine > theirs) ? mine : null
-    return { added, edited, deleted, readUpTo }
+    return { added, edited, deleted, readUpTo, reactions: this.reactionIntents(server, userId) }
+  }
+
+  /** The peer's own reaction keys that differ from the server's (well-formed values only). */
+  private reactionIntents (server: Y.Doc, userId: string): RecoveredIntents['reactions'] {
+    const held = reactionsOf(this.shadow)
+    const live = reactionsOf(server)
+    const out: RecoveredIntents['reactions'] = []
+    for (const [key, value] of held.entries()) {
+      const target = parseReactionKey(key)
+      if (target?.userId !== userId || reactionValueProblem(value) !== null) continue
+      if (JSON.stringify(live.get(key)) !== JSON.stringify(value)) out.push({ key, messageId: target.messageId, value })
+    }
+    for (const key of live.keys()) {
+      const target = parseReactionKey(key)
+      if (target?.userId === userId && !held.has(key)) out.push({ key, messageId: target.messageId, value: null })
+    }
+    return out
   }
 
   /**

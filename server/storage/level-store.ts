@@ -247,7 +247,7 @@ export class LevelStore implements DocStore {
   }
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
-    const { archive = [], bindings = [], sections = [], conversation, members = [] } = with_
+    const { archive = [], archiveDeletes = [], bindings = [], sections = [], conversation, members = [] } = with_
     if (updates.length > 0) {
       this.writes.assertWritable()
       const read = this.heads.has(conv) ? 0 : await this.readHead(conv)
@@ -263,6 +263,9 @@ export class LevelStore implements DocStore {
     for (const a of archive) {
       ops.push({ type: 'put', sublevel: this.json, key: keys.archiveKey(conv, a.pos), value: a.message })
       ops.push({ type: 'put', sublevel: this.json, key: keys.archiveIdKey(conv, a.message.id), value: a.pos })
+    }
+    for (const a of archiveDeletes) {
+      ops.push({ type: 'del', sublevel: this.json, key: keys.archiveKey(conv, a.pos) }, { type: 'del', sublevel: this.json, key: keys.archiveIdKey(conv, a.message.id) })
     }
     for (const b of bindings) for (const id of b.clientIds) ops.push({ type: 'put', sublevel: this.json, key: keys.clientKey(conv, id), value: b.userId })
     if (conversation !== undefined) ops.push({ type: 'put', sublevel: this.json, key: keys.convKey(conv), value: { createdAt: conversation.createdAt } })

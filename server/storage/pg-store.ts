@@ -268,7 +268,7 @@ export class PgStore implements DocStore {
   }
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
-    const { archive = [], bindings = [], sections = [], conversation, members = [] } = with_
+    const { archive = [], archiveDeletes = [], bindings = [], sections = [], conversation, members = [] } = with_
     const lastSeq = firstSeq + updates.length - 1
     const claimed = await this.write(async tx => {
       if (updates.length > 0) {
@@ -282,6 +282,7 @@ export class PgStore implements DocStore {
         await Promise.all(updates.map(async (u, i) => await tx`INSERT INTO doc_log (conv, seq, bytes) VALUES (${conv}, ${firstSeq + i}, ${bufferOf(u)})`))
       }
       await putArchive(tx, archive.map(a => ({ conv, ...a })))
+      if (archiveDeletes.length > 0) await tx`DELETE FROM archive WHERE conv = ${conv} AND pos = ANY(${archiveDeletes.map(a => a.pos)}::int8[])`
       await putClients(tx, bindings.flatMap(b => b.clientIds.map(clientId => ({ conv, clientId, userId: b.userId }))))
       if (conversation !== undefined) {
         await tx`INSERT INTO conversations (conv, created_at) VALUES (${conv}, ${conversation.createdAt}) ON CONFLICT (conv) DO UPDATE SET created_at = excluded.created_at`

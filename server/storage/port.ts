@@ -65,6 +65,8 @@ export interface UserRecord {
 export interface AppendWith {
   /** Messages these updates move out of the live document. */
   archive?: readonly ArchivedMessage[]
+  /** Archived messages deleted (record and id) together with these updates (their reactions). */
+  archiveDeletes?: readonly ArchivedMessage[]
   /** Yjs client ids first used in these updates, bound to their users. */
   bindings?: ReadonlyArray<{ userId: string, clientIds: readonly number[] }>
   /** Puts into named sections (the webhook outbox). */

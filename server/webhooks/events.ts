@@ -6,7 +6,7 @@
 import type { ServerEvent } from '../events.ts'
 
 export const WEBHOOK_EVENT_TYPES = [
-  'message.sent', 'message.updated', 'message.deleted', 'conversation.deleted',
+  'message.sent', 'message.updated', 'message.deleted', 'message.reacted', 'conversation.deleted',
   'participant.added', 'participant.removed', 'user.updated', 'notification.triggered',
   'conversation.user_banned', 'conversation.user_unbanned', 'conversation.guest_kicked'
 ] as const

@@ -487,7 +487,7 @@ Auth('fact 2: an update naming an unknown root is refused and the root is not cr
   // A struct the server already has (so Yjs would skip it), naming another root.
   await refusedUpdate(ctx, a, craft([{ client: c, clock: 0, structs: [{ parent: 'evil', content: { any: [1] } }] }]), 'WRITE_FORBIDDEN', 'a known struct naming root evil')
   assert.not.ok(room(ctx).doc.share.has('evil'))
-  assert.equal([...room(ctx).doc.share.keys()].sort(), ['messages', 'meta', 'participants', 'reads'])
+  assert.equal([...room(ctx).doc.share.keys()].sort(), ['messages', 'meta', 'participants', 'reactions', 'reads'])
   a = await rawPeer(ctx, 'alice')
   await refusedUpdate(ctx, a, changesOf(a.doc, d => d.getArray('notes').push(['x'])), 'WRITE_FORBIDDEN', 'an honest doc writing root notes')
   assert.not.ok(room(ctx).doc.share.has('notes'))

@@ -34,6 +34,7 @@ const makeFixture = (maxTextLength = 100): Fixture => {
     meta.set('guestAccess', 'write')
     server.getArray('messages')
     server.getMap('reads')
+    server.getMap('reactions')
   })
   const bindings = new Map<number, string>()
   const judge = new UpdateJudge(server, {
@@ -52,6 +53,7 @@ const clientOf = (f: Fixture, clientID: number): Y.Doc => {
   doc.getMap('participants')
   doc.getMap('meta')
   doc.getMap('reads')
+  doc.getMap('reactions')
   Y.applyUpdate(doc, Y.encodeStateAsUpdate(f.server))
   return doc
 }
@@ -111,6 +113,7 @@ const cloneOf = (f: Fixture): Y.Doc => {
   doc.getMap('participants')
   doc.getMap('meta')
   doc.getMap('reads')
+  doc.getMap('reactions')
   Y.applyUpdate(doc, Y.encodeStateAsUpdate(f.server))
   return doc
 }
@@ -699,7 +702,76 @@ malformed('never throws on random bytes', () => {
   }
 })
 
+const reactions = suite('UpdateJudge: reactions and replies')
+
+/** The server holds m1 by alice and m2 by bob; returns alice's synced client. */
+const withTwoMessages = (f: Fixture): Y.Doc => {
+  const alice = clientOf(f, 100)
+  pushMessages(alice, msg('m1', 'alice'), msg('m2', 'bob'))
+  Y.applyUpdate(f.server, Y.encodeStateAsUpdate(alice), 'seed')
+  return alice
+}
+
+reactions('a reaction under the own key to a live message passes with nothing to look up', () => {
+  const f = makeFixture()
+  const alice = withTwoMessages(f)
+  alice.getMap('reactions').set('m2/alice', ['👍'])
+  const v = accepts(f, diff(alice, f.server), ALICE)
+  assert.equal(v.ok && v.archiveChecks, { reactionTargets: [], references: [] })
+  alice.getMap('reactions').delete('m2/alice')
+  accepts(f, diff(alice, f.server), ALICE)
+  assert.is(f.server.getMap('reactions').size, 0)
+})
+
+reactions("another user's key, a read-only writer, and a bad value are refused", () => {
+  const f = makeFixture()
+  const alice = withTwoMessages(f)
+  alice.getMap('reactions').set('m2/bob', ['👍'])
+  refuses(f, diff(alice, f.server), ALICE, 'WRITE_FORBIDDEN')
+  const carol = clientOf(f, 101)
+  carol.getMap('reactions').set('m2/carol', ['👍'])
+  refuses(f, diff(carol, f.server), CAROL_READ_ONLY, 'READ_ONLY')
+  refuses(f, craft([{ client: 102, clock: 0, structs: [{ parent: 'reactions', parentSub: 'm1/alice', content: { any: [['👍'], ['🎉']] } }] }]), ALICE, 'INVALID_REACTION')
+  refuses(f, craft([{ client: 102, clock: 0, structs: [{ parent: 'reactions', content: { any: [['👍']] } }] }]), ALICE, 'WRITE_FORBIDDEN')
+})
+
+reactions("deleting another user's reaction is refused", () => {
+  const f = makeFixture()
+  withTwoMessages(f)
+  const bob = clientOf(f, 103)
+  bob.getMap('reactions').set('m1/bob', ['👍'])
+  accepts(f, diff(bob, f.server), BOB)
+  f.bindings.set(103, 'bob')
+  refuses(f, craft([], [[...mapEntryId(f.server, 'reactions', 'm1/bob'), 1]]), ALICE, 'WRITE_FORBIDDEN')
+})
+
+reactions('targets and references not live are reported for the archive; those the update deletes are refused', () => {
+  const f = makeFixture()
+  const alice = withTwoMessages(f)
+  alice.getMap('reactions').set('old/alice', ['👍'])
+  pushMessages(alice, msg('m3', 'alice', { referencedMessageId: 'older' }), msg('m4', 'alice', { referencedMessageId: 'm3' }))
+  const v = accepts(f, diff(alice, f.server), ALICE)
+  assert.equal(v.ok && v.archiveChecks, { reactionTargets: ['old'], references: ['older'] })
+
+  const gone = clientOf(f, 104)
+  gone.transact(() => {
+    gone.getArray('messages').delete(0, 1) // m1, alice's own
+    gone.getMap('reactions').set('m1/alice', ['👍'])
+  })
+  refuses(f, diff(gone, f.server), ALICE, 'REACTION_TARGET_NOT_FOUND')
+  const reply = clientOf(f, 105)
+  reply.transact(() => {
+    reply.getArray('messages').delete(0, 1)
+    pushMessages(reply, msg('m5', 'alice', { referencedMessageId: 'm1' }))
+  })
+  refuses(f, diff(reply, f.server), ALICE, 'REFERENCED_MESSAGE_NOT_FOUND')
+  const self = clientOf(f, 106)
+  pushMessages(self, msg('m6', 'alice', { referencedMessageId: 'm6' }))
+  refuses(f, diff(self, f.server), ALICE, 'REFERENCED_MESSAGE_NOT_FOUND')
+})
+
 basics.run()
 rules.run()
 facts.run()
 malformed.run()
+reactions.run()

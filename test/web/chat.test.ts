@@ -120,4 +120,46 @@ Web('a participant goes offline, sends, comes back, and the other side gets the 
   assert.equal(stored.body.data.map((m: { text: string }) => m.text), ['sent while offline'])
 })
 
+Web('reactions toggle with counts on both sides; a reply shows its quote, also of a message the view does not show (loaded from the server)', async ctx => {
+  await ctx.s.api('PUT', '/v1/conversations/rich', { participants: ['alice', 'bob'], subject: 'Rich messages' })
+  const posted = await ctx.s.api('POST', '/v1/conversations/rich/messages', [{ text: 'An old question from long ago', sender: 'bob', type: 'UserMessage' }])
+  const oldId = posted.body[0].id as string
+  for (let i = 0; i < 4; i++) await ctx.s.api('POST', '/v1/conversations/rich/messages', Array.from({ length: 10 }, (_, j) => ({ text: `filler ${i * 10 + j}`, sender: 'bob', type: 'UserMessage' })))
+  await ctx.s.api('POST', '/v1/conversations/rich/messages', [{ text: 'Lunch at noon?', sender: 'bob', type: 'UserMessage' }])
+  const { page: alice } = await open(ctx)
+  const { page: bob } = await open(ctx)
+  await signIn(alice, ctx.s.url, 'alice', 'Alice', '#/c/rich')
+  await signIn(bob, ctx.s.url, 'bob', 'Bob', '#/c/rich')
+  const lunch = (page: typeof alice) => page.locator('[data-testid=message]', { hasText: 'Lunch at noon?' })
+  await lunch(alice).waitFor()
+  await lunch(alice).locator('[data-testid=reaction][data-reaction="👍"]').click()
+  await lunch(bob).locator('[data-testid=reaction][data-reaction="👍"] [data-testid=reaction-count]').filter({ hasText: '1' }).waitFor()
+  await lunch(bob).locator('[data-testid=reaction][data-reaction="👍"]').click()
+  await lunch(alice).locator('[data-testid=reaction][data-reaction="👍"] [data-testid=reaction-count]').filter({ hasText: '2' }).waitFor()
+  await lunch(alice).locator('[data-testid=reaction][data-reaction="🎉"]').click()
+  assert.is(await lunch(alice).locator('[data-testid=reaction][data-reaction="👍"]').getAttribute('aria-pressed'), 'true')
+  await lunch(bob).locator('[data-testid=reaction][data-reaction="🎉"] [data-testid=reaction-count]').waitFor()
+  await lunch(alice).locator('[data-testid=reaction][data-reaction="👍"]').click() // toggles alice's off
+  await lunch(bob).locator('[data-testid=reaction][data-reaction="👍"] [data-testid=reaction-count]').filter({ hasText: /^ ?1$/ }).waitFor()
+  await shot(bob, '11-reactions')
+
+  await lunch(alice).locator('[data-testid=reply]').click()
+  await alice.getByTestId('reply-quote').filter({ hasText: 'Lunch at noon?' }).waitFor()
+  await sendText(alice, 'Yes, see you there')
+  await alice.getByTestId('reply-bar').waitFor({ state: 'hidden' })
+  const reply = (page: typeof alice) => page.locator('[data-testid=message]', { hasText: 'Yes, see you there' })
+  await reply(bob).locator('[data-testid=quote]', { hasText: 'Lunch at noon?' }).waitFor()
+  await shot(bob, '12-reply')
+
+  // A reply (over REST) to a message the view does not show: its quote is loaded over REST.
+  await ctx.s.api('POST', '/v1/conversations/rich/messages', [{ text: 'About that old question', sender: 'bob', type: 'UserMessage', referencedMessageId: oldId }])
+  const late = alice.locator('[data-testid=message]', { hasText: 'About that old question' })
+  await late.locator('[data-testid=quote]', { hasText: 'An old question from long ago' }).waitFor()
+  assert.is(await alice.getByTestId('message-text').filter({ hasText: /^An old question from long ago$/ }).count(), 0, 'the old message is not shown')
+  const stored = await ctx.s.api('GET', '/v1/conversations/rich/messages?limit=3')
+  const byText = (t: string) => stored.body.data.find((m: { text: string }) => m.text === t)
+  assert.equal(byText('Lunch at noon?').reactions, { '👍': ['bob'], '🎉': ['alice'] })
+  assert.is(byText('Yes, see you there').referencedMessageId, byText('Lunch at noon?').id)
+})
+
 Web.run()

@@ -186,6 +186,15 @@ export const runStoreConformance = (name: string, open: () => Promise<OpenedStor
     assert.is(await store.section('outbox').get('x'), undefined)
   })
 
+  S('an append deletes archived messages (record and id) in the same write', async ({ store }) => {
+    await store.appendUpdates('a', 1, [u8(1)], { archive: [{ pos: 0, message: msg('m0') }, { pos: 1, message: msg('m1') }] })
+    await store.appendUpdates('a', 2, [u8(2)], { archiveDeletes: [{ pos: 0, message: msg('m0') }], sections: [{ section: 'outbox', key: 'del', value: 'm0' }] })
+    assert.is(await store.archivePosOf('a', 'm0'), undefined)
+    assert.is(await store.archivePosOf('a', 'm1'), 1)
+    assert.equal((await store.readArchive('a', null, 10)).messages.map(m => m.pos), [1])
+    assert.is(await store.section('outbox').get('del'), 'm0')
+  })
+
   S('a section batch carries puts into other sections in the same write', async ({ store }) => {
     await store.section('bans').batch([{ type: 'put', key: 'c/u', value: { until: null } }], [{ section: 'outbox', key: 'w', value: 'banned' }])
     assert.equal(await store.section('bans').get('c/u'), { until: null })

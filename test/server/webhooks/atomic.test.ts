@@ -55,11 +55,17 @@ test('user and conversation-deletion webhooks are written in the same batch as t
   await s.stop()
 })
 
-test('edits and deletes of archived messages are written in the same batch as their webhooks', async () => {
+test('edits and deletes of archived messages are written in the same batch as their webhooks (a delete with its reactions)', async () => {
   const s = await startServer({ config: { historyWindow: 2, archiveChunk: 1 } })
   const seen: Array<{ message: unknown, sections: readonly SectionPut[] }> = []
   const updateArchived = s.store.updateArchived.bind(s.store)
   s.store.updateArchived = async (conv, pos, message, sections = []) => { seen.push({ message, sections }); await updateArchived(conv, pos, message, sections) }
+  // A delete goes with the removal of the message's reactions from the document: one append.
+  const appendUpdates = s.store.appendUpdates.bind(s.store)
+  s.store.appendUpdates = async (conv, seq, updates, with_ = {}) => {
+    for (const a of with_.archiveDeletes ?? []) seen.push({ message: null, sections: with_.sections ?? [] })
+    await appendUpdates(conv, seq, updates, with_)
+  }
   await s.api('PATCH', '/v1/settings', { webhookUrl: 'http://127.0.0.1:9/never' })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
   const posted: Array<{ id: string }> = []
