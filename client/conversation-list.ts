@@ -22,6 +22,7 @@ export interface ConversationListOptions {
 }
 
 export interface ConversationListEvents {
+  /** The list changed, or (the first time) it is known, even when empty: see `loaded`. */
   change: (items: readonly ConversationSummary[]) => void
   error: (error: ChatError | Error) => void
 }
@@ -96,9 +97,11 @@ export class ConversationList extends ObservableV2<ConversationListEvents> {
     try {
       const { data } = await this.rest.conversationsOf(this.userId)
       this.failures = 0
+      const first = !this.loadedOnce
       this.loadedOnce = true
       if (this.closed) return
-      if (JSON.stringify(data) !== JSON.stringify(this.itemsValue)) {
+      // The first answer is news even when it is the initial empty list: the list is now known.
+      if (first || JSON.stringify(data) !== JSON.stringify(this.itemsValue)) {
         this.itemsValue = data
         this.emit('change', [data])
       }

@@ -6,6 +6,7 @@ export { createSession, browserNetwork, type Session, type SessionOptions } from
 export { ConversationView, type ViewMessage, type MessageStatus, type OpenOptions, type ViewEvents } from './view.ts'
 export { ConversationList, type ConversationListOptions, type ConversationListEvents } from './conversation-list.ts'
 export type { Presence, PresenceUser } from './presence.ts'
+export { UserDirectory, initialsOf, type UserCard, type UserDirectoryEvents } from './users.ts'
 export type { ConversationInfo, ConversationAttributes, ConversationSummary, UserProfile, MessagePage } from './rest.ts'
 export type { ConnectionStatus, NetworkSignal, WebSocketCtor, WebSocketLike, ClientTimers } from './transport.ts'
 export { memoryStore, type ClientStore, type LocalDoc, type LocalMeta, type LocalState } from './storage.ts'

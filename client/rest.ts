@@ -114,6 +114,10 @@ export class RestClient {
   conversationsOf = async (userId: string): Promise<{ data: ConversationSummary[] }> =>
     await this.call('GET', `/v1/users/${encodeURIComponent(userId)}/conversations`)
 
+  /** A user record (another user's: its public profile, `{ id, name, photoUrl? }`). */
+  getUser = async (userId: string): Promise<{ id: string, name: string, photoUrl?: string | null }> =>
+    await this.call('GET', `/v1/users/${encodeURIComponent(userId)}`)
+
   putUser = async (userId: string, profile: Partial<UserProfile>): Promise<UserProfile & { id: string }> =>
     await this.call('PUT', `/v1/users/${encodeURIComponent(userId)}`, profile)
 }

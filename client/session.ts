@@ -14,6 +14,7 @@ import { ConversationList, type ConversationListOptions } from './conversation-l
 import { RestClient, type ConversationAttributes, type ConversationInfo, type UserProfile } from './rest.ts'
 import type { ClientStore } from './storage.ts'
 import { TokenKeeper } from './token.ts'
+import { UserDirectory } from './users.ts'
 import type { ClientTimers, NetworkSignal, WebSocketCtor } from './transport.ts'
 import { ConversationView, type OpenOptions } from './view.ts'
 
@@ -45,6 +46,8 @@ export interface SessionOptions {
 export interface Session {
   readonly userId: string
   readonly serverUrl: string
+  /** Names and photos of users from their records, fetched once and cached (see users.ts). */
+  readonly users: UserDirectory
   /** Writes the session's profile (`options.profile`, or `profile`) to the server. */
   syncProfile (profile?: UserProfile): Promise<void>
   /** Returns the conversation, creating it (the user becomes a participant) or merging `attributes`. */
@@ -103,14 +106,17 @@ export const createSession = (options: SessionOptions): Session => {
   const views = new Set<ConversationView>()
   const lists = new Set<ConversationList>()
   const onActivity = (): void => { for (const l of lists) l.refreshSoon() }
+  const users = new UserDirectory(rest)
 
   return {
     userId,
     serverUrl,
+    users,
     async syncProfile (profile) {
       const p = profile ?? options.profile
       if (p === undefined) return
       await rest.putUser(userId, p)
+      users.forget(userId)
     },
     async getOrCreateConversation (id, attributes) {
       const cid = toConversationId(id)

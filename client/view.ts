@@ -18,9 +18,9 @@ import * as Y from 'yjs'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { ObservableV2 } from 'lib0/observable'
 import { ChatError, type ErrorCode } from '../shared/errors.ts'
-import { ensureRoots, getGuestAccess, getParticipant, isModerator, messagesOf, metaOf, reactionsOf, readsOf } from '../shared/doc.ts'
+import { ensureRoots, getGuestAccess, getParticipant, isModerator, listParticipants, messagesOf, metaOf, participantsOf, reactionsOf, readsOf } from '../shared/doc.ts'
 import { isReaction, MAX_REACTIONS_PER_USER, parseReactionKey, ReactionIndex, reactionKey, type Reactions } from '../shared/reactions.ts'
-import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type Message } from '../shared/schema.ts'
+import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type GuestAccess, type Message, type Participant } from '../shared/schema.ts'
 import { EMPTY_PRESENCE, presenceOf, type Presence, type PresenceUser } from './presence.ts'
 import { LocalBinding, STORAGE_ORIGIN } from './local-doc.ts'
 import { localKey, type ClientStore } from './storage.ts'
@@ -154,7 +154,12 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     })
     messagesOf(this.doc).observe(event => this.onMessagesChanged(event))
     reactionsOf(this.doc).observe(event => this.onReactionsChanged(event))
-    this.doc.on('afterTransaction', () => this.refreshRole())
+    const watched = [metaOf(this.doc), readsOf(this.doc), participantsOf(this.doc)] as unknown as Array<Y.AbstractType<unknown>>
+    this.doc.on('afterTransaction', (tr: Y.Transaction) => {
+      if (this.refreshRole()) return
+      // Subject, guest access, participants and read markers are shown too.
+      if (watched.some(t => tr.changed.has(t as Y.AbstractType<Y.YEvent<any>>))) this.emit('change', [])
+    })
     this.ready = this.init()
   }
 
@@ -240,6 +245,25 @@ export class ConversationView extends ObservableV2<ViewEvents> {
 
   /** Whether this user moderates the conversation (v1.1): it may delete anyone's message. */
   get isModerator (): boolean { return isModerator(this.doc, this.deps.userId) }
+
+  /** The conversation's subject as its document holds it (guests see it too), or null. */
+  get subject (): string | null {
+    const v = metaOf(this.doc).get('subject')
+    return typeof v === 'string' && v !== '' ? v : null
+  }
+
+  /** The conversation's guest access as its document holds it. */
+  get guestAccess (): GuestAccess { return getGuestAccess(this.doc) }
+
+  /** The participants as the document holds them (empty before the first sync). */
+  get participants (): ReadonlyMap<string, Participant> { return listParticipants(this.doc) }
+
+  /** Every participant's read marker: user id to the `createdAt` of the last message it read. */
+  get reads (): ReadonlyMap<string, number> {
+    const out = new Map<string, number>()
+    for (const [id, v] of readsOf(this.doc).entries()) if (typeof v === 'number') out.set(id, v)
+    return out
+  }
 
   /** The participant's access, when this user is one. */
   get access (): Access | null { return getParticipant(this.doc, this.deps.userId)?.access ?? null }
@@ -679,12 +703,14 @@ export class ConversationView extends ObservableV2<ViewEvents> {
 
   private lastRole: string | null = null
 
-  private refreshRole (): void {
+  /** Emits `change` when the role or write right changed; returns whether it did. */
+  private refreshRole (): boolean {
     const key = `${this.role ?? ''}:${String(this.canWrite)}`
-    if (key === this.lastRole) return
+    if (key === this.lastRole) return false
     this.lastRole = key
     this.refreshPresence()
     this.emit('change', [])
+    return true
   }
 
   private refreshPresence (): void {

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { ChatError } from '../../shared/errors.ts'
 import { toUserId } from '../../shared/ids.ts'
 import type { UserRecord } from '../storage/port.ts'
-import { requireAdmin, requireBrowserSync, requireSelfOrAdmin } from './permissions.ts'
+import { requireAdmin, requireBrowserSync } from './permissions.ts'
 import { userBody } from './schemas.ts'
 import { writeWithEvents } from '../events.ts'
 import { checkDisplayText } from '../../shared/text.ts'
@@ -16,6 +16,10 @@ interface UserPatch {
   photoUrl?: string | null
   custom?: Record<string, string>
 }
+
+/** What any signed-in user may read of another: how it is shown in a chat, never how it is reached. */
+const publicProfile = (u: UserRecord): { id: string, name: string, photoUrl?: string | null } =>
+  u.photoUrl === undefined ? { id: u.id, name: u.name } : { id: u.id, name: u.name, photoUrl: u.photoUrl }
 
 const asList = (v: string | string[] | undefined): string[] | undefined => v === undefined ? undefined : Array.isArray(v) ? v : [v]
 
@@ -55,9 +59,10 @@ export const registerUserRoutes = (app: FastifyInstance, deps: RestDeps): void =
   app.get('/v1/users/:userId', async req => {
     const principal = await principalOf(deps, req)
     const userId = toUserId(param(req, 'userId'))
-    requireSelfOrAdmin(principal, userId)
     const user = await deps.store.getUser(userId)
     if (user === undefined) throw new ChatError('USER_NOT_FOUND')
+    // Another user's record: its public profile only (what chats show next to a message).
+    if (principal.kind === 'user' && principal.userId !== userId) return publicProfile(user)
     return user
   })
 

@@ -296,3 +296,52 @@ Client('a moderator\'s view deletes anyone\'s message; another participant\'s vi
 })
 
 Client.run()
+
+Client('an empty conversation list emits change once it is known, so a UI can leave "Loading…"', async ctx => {
+  const session = await sessionFor(ctx.s, `lonely-${convId()}`, {}, ctx.sessions)
+  const list = session.conversations({ intervalMs: 200 })
+  assert.not.ok(list.loaded)
+  let seen: readonly unknown[] | null = null
+  list.on('change', items => { seen = items })
+  await waitFor(() => seen !== null, 5000, 'change for the empty list')
+  assert.equal(seen, [])
+  assert.ok(list.loaded)
+  list.close()
+})
+
+Client('users: names and photos come from user records, fetched once and cached; unknown users show their id', async ctx => {
+  await ctx.s.api('PUT', '/v1/users/carol', { name: 'Carol', photoUrl: 'https://example.com/c.png', email: 'c@example.com' })
+  let fetched = 0
+  const counting: typeof fetch = async (input, init) => {
+    if (String(input).includes('/v1/users/')) fetched++
+    return await fetch(input, init)
+  }
+  const session = await sessionFor(ctx.s, 'dave', { fetch: counting }, ctx.sessions)
+  assert.is(session.users.get('carol'), null, 'not loaded yet')
+  let changed: string[] = []
+  session.users.on('change', ids => { changed = ids })
+  await waitFor(() => changed.length > 0, 5000, 'carol loaded')
+  assert.equal(changed, ['carol'])
+  assert.equal(session.users.get('carol'), { id: 'carol', name: 'Carol', photoUrl: 'https://example.com/c.png', known: true })
+  assert.equal(await session.users.load('carol'), session.users.get('carol'))
+  assert.equal(await session.users.load('nobody-here'), { id: 'nobody-here', name: 'nobody-here', photoUrl: null, known: false })
+  session.users.get('nobody-here')
+  assert.is(fetched, 2, 'each user fetched once')
+})
+
+Client('a guest\'s view knows the subject, guest access and participants from the document; read markers are shown', async ctx => {
+  const id = await room(ctx, ['alice'], { subject: 'Open day', guestAccess: 'read' })
+  const alice = (await sessionFor(ctx.s, 'alice', {}, ctx.sessions)).open(id)
+  await alice.whenSynced()
+  await alice.whenSent(alice.send('welcome').id)
+  const guest = (await sessionFor(ctx.s, 'gz', {}, ctx.sessions)).open(id, { asGuest: true })
+  await guest.whenSynced()
+  assert.is(guest.subject, 'Open day')
+  assert.is(guest.guestAccess, 'read')
+  assert.equal([...guest.participants.keys()], ['alice'])
+  let changes = 0
+  guest.on('change', () => { changes++ })
+  assert.ok(alice.markRead())
+  await waitFor(() => guest.reads.get('alice') === alice.messages[0].createdAt, 5000, 'read marker seen')
+  assert.ok(changes > 0, 'a read marker change is a change')
+})
