@@ -83,6 +83,8 @@ export interface TransportEvents {
   acked: (stateVector: Map<number, number>) => void
   /** A final refusal; the transport is closed. */
   error: (error: ChatError) => void
+  /** The connection was lost: the next attempt starts in `delayMs`. */
+  retry: (delayMs: number) => void
 }
 
 const CODE_BY_CLOSE: Record<number, ErrorCode> = {
@@ -359,5 +361,6 @@ export class SyncTransport extends ObservableV2<TransportEvents> {
     const delay = backoffDelay(this.attempt++, this.opts.random, this.opts.backoff ?? DEFAULT_BACKOFF)
     if (this.retryTimer !== null) this.opts.timers.clearTimeout(this.retryTimer)
     this.retryTimer = this.opts.timers.setTimeout(() => { this.retryTimer = null; void this.connect() }, delay)
+    this.emit('retry', [delay])
   }
 }

@@ -55,6 +55,8 @@ export interface ViewEvents {
   sent: (message: ViewMessage) => void
   presence: (presence: Presence) => void
   status: (status: ConnectionStatus) => void
+  /** The connection was lost and is retried in `delayMs` (for a "reconnecting in 3 s" countdown). */
+  retry: (delayMs: number) => void
   /** A final refusal: the view is closed. */
   error: (error: ChatError) => void
 }
@@ -219,6 +221,7 @@ export class ConversationView extends ObservableV2<ViewEvents> {
       this.emit('status', [s])
     })
     transport.on('acked', sv => this.onAcked(sv))
+    transport.on('retry', ms => this.emit('retry', [ms]))
     transport.on('error', e => this.onFinalError(e))
     transport.start()
   }

@@ -31,3 +31,39 @@ export const field = (form: HTMLFormElement, name: string): string => {
 }
 
 export const timeOf = (ms: number): string => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+
+const sameDay = (a: Date, b: Date): boolean => a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate()
+
+/** A day separator's label: "Today", "Yesterday" or the date. */
+export const dayLabel = (ms: number, now = Date.now()): string => {
+  const d = new Date(ms)
+  const today = new Date(now)
+  if (sameDay(d, today)) return 'Today'
+  if (sameDay(d, new Date(now - 86_400_000))) return 'Yesterday'
+  return d.toLocaleDateString([], { weekday: 'long', day: 'numeric', month: 'long', ...(d.getFullYear() !== today.getFullYear() ? { year: 'numeric' } : {}) })
+}
+
+/** A short relative time: "now", "5 min", the time today, else the date. */
+export const relativeTime = (ms: number, now = Date.now()): string => {
+  const s = Math.round((now - ms) / 1000)
+  if (s < 45) return 'now'
+  if (s < 3600) return `${Math.max(1, Math.round(s / 60))} min`
+  if (sameDay(new Date(ms), new Date(now))) return timeOf(ms)
+  return new Date(ms).toLocaleDateString([], { day: 'numeric', month: 'short' })
+}
+
+/** The exact time, for a title on hover. */
+export const exactTime = (ms: number): string => new Date(ms).toLocaleString([], { dateStyle: 'full', timeStyle: 'short' })
+
+/** A `<time>` with a relative label, the exact time on hover, refreshed by `refreshTimes`. */
+export const timeEl = (ms: number, cls = 'when'): HTMLTimeElement =>
+  h('time', { class: cls, datetime: new Date(ms).toISOString(), title: exactTime(ms), 'data-ms': ms }, relativeTime(ms))
+
+/** Refreshes the relative labels of every `<time data-ms>` under `root`. */
+export const refreshTimes = (root: ParentNode): void => {
+  const now = Date.now()
+  root.querySelectorAll<HTMLTimeElement>('time[data-ms]').forEach(t => {
+    const label = relativeTime(Number(t.dataset.ms), now)
+    if (t.textContent !== label) t.textContent = label
+  })
+}

@@ -18,9 +18,22 @@ const MESSAGES: Partial<Record<string, string>> = {
   TOKEN_EXPIRED: 'Your sign-in has expired. Sign in again.',
   TOKEN_INVALID: 'Your sign-in is not valid here. Sign in again.',
   TOKEN_MISSING: 'You need to sign in.',
-  INVALID_ID: 'Ids are 1 to 128 characters of letters, digits and _ - . ~',
-  TEXT_TOO_LONG: 'That message is too long.'
+  INVALID_ID: 'Ids are 1 to 128 characters: letters, digits and _ - . ~ (no spaces).',
+  TEXT_TOO_LONG: 'That message is too long. Split it into shorter messages.',
+  USER_NOT_FOUND: 'There is no user with this id.',
+  MESSAGE_NOT_FOUND: 'That message is gone (it was deleted).',
+  SENDER_MISMATCH: 'You can only change your own messages.',
+  ADMIN_REQUIRED: 'Only the server administrator can do that.',
+  WRITE_FORBIDDEN: 'You are not allowed to write that here.',
+  PARTICIPANT_NOT_FOUND: 'That user is not a participant of this conversation.',
+  SHUTTING_DOWN: 'The server is restarting. Parley reconnects by itself in a moment.',
+  STORAGE_UNAVAILABLE: 'The server cannot store anything right now. Try again in a minute.'
 }
+
+/** A failed `fetch` (the browser says only "Failed to fetch"): the server is out of reach. */
+const isNetworkError = (e: unknown): boolean => e instanceof TypeError && /fetch|network|load failed/i.test(e.message)
+
+export const OFFLINE_TEXT = 'Cannot reach the server: check your connection. Parley retries by itself and this notice goes away once it is back.'
 
 /** What to tell the user about `e`. */
 export const describeError = (e: unknown): string => {
@@ -28,5 +41,6 @@ export const describeError = (e: unknown): string => {
     const err = e as ChatError
     return MESSAGES[err.code] ?? `${err.message} (${err.code})`
   }
+  if (isNetworkError(e)) return OFFLINE_TEXT
   return e instanceof Error ? e.message : String(e)
 }
