@@ -7,7 +7,7 @@ export { ConversationView, type ViewMessage, type MessageStatus, type OpenOption
 export { ConversationList, type ConversationListOptions, type ConversationListEvents } from './conversation-list.ts'
 export type { Presence, PresenceUser } from './presence.ts'
 export { UserDirectory, initialsOf, type UserCard, type UserDirectoryEvents } from './users.ts'
-export type { ConversationInfo, ConversationAttributes, ConversationSummary, UserProfile, MessagePage } from './rest.ts'
+export type { ConversationInfo, ConversationAttributes, ConversationSummary, UserProfile, MessagePage, ParticipantSettings, BanInfo } from './rest.ts'
 export type { ConnectionStatus, NetworkSignal, WebSocketCtor, WebSocketLike, ClientTimers } from './transport.ts'
 export { memoryStore, type ClientStore, type LocalDoc, type LocalMeta, type LocalState } from './storage.ts'
 export { indexedDbStore } from './storage-idb.ts'

@@ -13,7 +13,7 @@ export interface ConversationInfo {
   custom: Record<string, string>
   guestAccess: GuestAccess
   createdAt: number | null
-  participants: Record<string, { access: Access, notify: Notify }>
+  participants: Record<string, { access: Access, notify: Notify, role?: 'moderator' }>
 }
 
 export interface ConversationAttributes {
@@ -40,6 +40,12 @@ export interface UserProfile {
   photoUrl?: string | null
   custom?: Record<string, string>
 }
+
+/** A participant's settings (`role: 'moderator'` appoints a moderator, `null` removes the role). */
+export interface ParticipantSettings { access?: Access, notify?: Notify, role?: 'moderator' | null }
+
+/** A ban (v1.1): who, why, until when (ms since the epoch; null: for good). */
+export interface BanInfo { userId: string, reason: string | null, until: number | null, createdAt: number, by: string | null }
 
 export interface MessagePage { data: Message[], hasMore: boolean }
 
@@ -94,12 +100,25 @@ export class RestClient {
   putConversation = async (id: string, attributes: ConversationAttributes): Promise<ConversationInfo> =>
     await this.call('PUT', `/v1/conversations/${encodeURIComponent(id)}`, attributes)
 
-  putParticipant = async (id: string, userId: string, body: { access?: Access, notify?: Notify }): Promise<{ access: Access, notify: Notify }> =>
+  putParticipant = async (id: string, userId: string, body: ParticipantSettings): Promise<ParticipantSettings & { access: Access, notify: Notify }> =>
     await this.call('PUT', `/v1/conversations/${encodeURIComponent(id)}/participants/${encodeURIComponent(userId)}`, body)
 
   deleteParticipant = async (id: string, userId: string): Promise<void> => {
     await this.call('DELETE', `/v1/conversations/${encodeURIComponent(id)}/participants/${encodeURIComponent(userId)}`)
   }
+
+  putBan = async (id: string, userId: string, body: { reason?: string, until?: number }): Promise<BanInfo> =>
+    await this.call('PUT', `/v1/conversations/${encodeURIComponent(id)}/bans/${encodeURIComponent(userId)}`, body)
+
+  deleteBan = async (id: string, userId: string): Promise<void> => {
+    await this.call('DELETE', `/v1/conversations/${encodeURIComponent(id)}/bans/${encodeURIComponent(userId)}`)
+  }
+
+  bans = async (id: string): Promise<{ data: BanInfo[] }> =>
+    await this.call('GET', `/v1/conversations/${encodeURIComponent(id)}/bans`)
+
+  kickGuest = async (id: string, userId: string): Promise<unknown> =>
+    await this.call('DELETE', `/v1/conversations/${encodeURIComponent(id)}/guests/${encodeURIComponent(userId)}`)
 
   messagesBefore = async (id: string, before: string | undefined, limit: number): Promise<MessagePage> => {
     const q = new URLSearchParams({ limit: String(limit) })

@@ -11,7 +11,7 @@ import { toConversationId, toUserId } from '../shared/ids.ts'
 import type { Access, Notify } from '../shared/schema.ts'
 import type { BackoffOptions } from './backoff.ts'
 import { ConversationList, type ConversationListOptions } from './conversation-list.ts'
-import { RestClient, type ConversationAttributes, type ConversationInfo, type UserProfile } from './rest.ts'
+import { RestClient, type BanInfo, type ConversationAttributes, type ConversationInfo, type ParticipantSettings, type UserProfile } from './rest.ts'
 import type { ClientStore } from './storage.ts'
 import { TokenKeeper } from './token.ts'
 import { UserDirectory } from './users.ts'
@@ -52,10 +52,15 @@ export interface Session {
   syncProfile (profile?: UserProfile): Promise<void>
   /** Returns the conversation, creating it (the user becomes a participant) or merging `attributes`. */
   getOrCreateConversation (id: string, attributes?: ConversationAttributes): Promise<ConversationInfo>
-  /** Adds or changes a participant (`PUT …/participants/:userId`; needs browserSync and ReadWrite). */
-  setParticipant (conversationId: string, userId: string, opts?: { access?: Access, notify?: Notify }): Promise<{ access: Access, notify: Notify }>
+  /** Adds or changes a participant (`PUT …/participants/:userId`; needs browserSync and ReadWrite; a moderator for `role`). */
+  setParticipant (conversationId: string, userId: string, opts?: ParticipantSettings): Promise<ParticipantSettings & { access: Access, notify: Notify }>
   /** Removes a participant. */
   removeParticipant (conversationId: string, userId: string): Promise<void>
+  /** Moderators (v1.1): bans a user (`until` in ms since the epoch), lifts a ban, lists bans, closes a guest's views. */
+  ban (conversationId: string, userId: string, opts?: { reason?: string, until?: number }): Promise<BanInfo>
+  unban (conversationId: string, userId: string): Promise<void>
+  bans (conversationId: string): Promise<BanInfo[]>
+  kickGuest (conversationId: string, userId: string): Promise<void>
   /** Opens a live view of a conversation. */
   open (conversationId: string, opts?: OpenOptions): ConversationView
   /** The user's live conversation list. */
@@ -135,6 +140,18 @@ export const createSession = (options: SessionOptions): Session => {
     },
     async removeParticipant (conversationId, participantId) {
       await rest.deleteParticipant(toConversationId(conversationId), toUserId(participantId))
+    },
+    async ban (conversationId, bannedId, opts = {}) {
+      return await rest.putBan(toConversationId(conversationId), toUserId(bannedId), opts)
+    },
+    async unban (conversationId, bannedId) {
+      await rest.deleteBan(toConversationId(conversationId), toUserId(bannedId))
+    },
+    async bans (conversationId) {
+      return (await rest.bans(toConversationId(conversationId))).data
+    },
+    async kickGuest (conversationId, guestId) {
+      await rest.kickGuest(toConversationId(conversationId), toUserId(guestId))
     },
     open (conversationId, opts = {}) {
       const cid = toConversationId(conversationId)

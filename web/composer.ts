@@ -31,7 +31,7 @@ export const createComposer = (hooks: ComposerHooks): Composer => {
   const listId = `mentions-${++composerCount}`
   const input = h('textarea', {
     name: 'text', rows: 1, placeholder: 'Write a message…', autocomplete: 'off', maxlength: 10000,
-    'aria-label': 'Message', 'data-testid': 'composer-input', 'aria-autocomplete': 'list', 'aria-controls': listId, 'aria-expanded': 'false'
+    'aria-label': 'Message', 'data-testid': 'composer-input', 'aria-autocomplete': 'list', 'aria-controls': listId
   })
   const bar = h('div', { class: 'composer-bar', 'data-testid': 'reply-bar', hidden: true })
   const mentions = h('ul', { class: 'mentions', id: listId, role: 'listbox', 'aria-label': 'Mention someone', 'data-testid': 'mentions', hidden: true })
@@ -73,7 +73,6 @@ export const createComposer = (hooks: ComposerHooks): Composer => {
   const closeMentions = (): void => {
     options = []
     mentions.hidden = true
-    input.setAttribute('aria-expanded', 'false')
     input.removeAttribute('aria-activedescendant')
   }
 
@@ -83,7 +82,6 @@ export const createComposer = (hooks: ComposerHooks): Composer => {
       onmousedown: (ev: Event) => { ev.preventDefault(); pick(i) }
     }, h('b', {}, o.name), o.name !== o.id ? h('span', { class: 'muted' }, ` @${o.id}`) : null)))
     mentions.hidden = options.length === 0
-    input.setAttribute('aria-expanded', options.length > 0 ? 'true' : 'false')
     if (options.length > 0) input.setAttribute('aria-activedescendant', `${listId}-${active}`)
   }
 

@@ -1,19 +1,25 @@
 /**
- * The Parley web UI: sign in (in demo mode the server issues the token), the conversation
- * list with unread counts, a chatbox per conversation, "open as guest" for any conversation id,
- * and creating a conversation through REST with the user's own token (needs browserSync).
+ * The Parley web UI: sign in (in demo mode the server issues the token), the conversation list
+ * (search, unread badges, last message with its author, the open one highlighted), a chatbox per
+ * conversation, and "new conversation" / "open as guest" in a dialog. Responsive: on a wide
+ * screen list and conversation side by side, on a phone one screen at a time with back
+ * navigation (the layout follows the route: `#/` is the list, a conversation its own screen).
  *
  * Routes (the URL hash): `#/c/<id>` opens a conversation, `#/g/<id>` opens it as a guest.
  */
 import { createSession, indexedDbStore, type ConversationList, type ConversationSummary, type Session } from '../client/index.ts'
 import { createChatPane, type ChatPane } from './chat.ts'
-import { field, h, mount, timeOf } from './dom.ts'
+import { field, h, mount, timeEl } from './dom.ts'
+import { createPeople, type People } from './people.ts'
 import { parseRoute } from './route.ts'
-import { describeError } from './refusals.ts'
+import { describeError, OFFLINE_TEXT } from './refusals.ts'
+import { openSettings } from './settings.ts'
 
 const root = document.getElementById('app') as HTMLElement
 const demo = document.body.dataset.demo === '1'
 const SIGNIN_KEY = 'parley.signin'
+const ID_RULE = /^[A-Za-z0-9_.~-]{1,128}$/
+const ID_HELP = 'Letters, digits and _ - . ~ only, no spaces, at most 128 characters.'
 
 interface SignIn { userId: string, name: string, token?: string }
 
@@ -24,25 +30,48 @@ const fetchDemoToken = async (userId: string): Promise<string> => {
   return body.token
 }
 
+/**
+ * A labelled text field whose value must be an id: the error says what is allowed (instead of
+ * the browser's "Please match the requested format") and is tied to the field for screen readers.
+ */
+const idField = (opts: { name: string, label: string, testId: string, placeholder?: string, autocomplete?: string, list?: boolean }): { el: HTMLElement, check: () => boolean } => {
+  const errId = `${opts.testId}-error`
+  const input = h('input', { id: opts.testId, name: opts.name, placeholder: opts.placeholder, autocomplete: opts.autocomplete ?? 'off', 'aria-describedby': `${errId}-help ${errId}`, 'data-testid': opts.testId })
+  const err = h('p', { class: 'field-error', id: errId, 'data-testid': errId, 'aria-live': 'polite' })
+  const check = (): boolean => {
+    const values = opts.list === true ? input.value.split(/[\s,]+/).filter(v => v !== '') : [input.value.trim()]
+    const bad = opts.list === true ? values.find(v => !ID_RULE.test(v)) : (ID_RULE.test(values[0]) ? undefined : values[0])
+    const msg = bad === undefined ? '' : bad === '' ? `Enter ${opts.label.toLowerCase()}.` : `“${bad}” is not a valid id. ${ID_HELP}`
+    err.textContent = msg
+    input.setAttribute('aria-invalid', msg === '' ? 'false' : 'true')
+    if (msg !== '') input.focus()
+    return msg === ''
+  }
+  input.addEventListener('input', () => { if (err.textContent !== '') check() })
+  return { el: h('div', { class: 'field' }, h('label', { for: opts.testId }, opts.label), input, h('p', { class: 'help', id: `${errId}-help` }, opts.list === true ? 'Separate ids with commas or spaces.' : ID_HELP), err), check }
+}
+
 const signInScreen = (error?: string): void => {
-  const form = h('form', { class: 'signin', 'data-testid': 'signin' },
-    h('h1', {}, 'Parley'),
-    h('p', {}, demo
+  const user = idField({ name: 'userId', label: 'User id', testId: 'signin-user', autocomplete: 'username' })
+  const form = h('form', { class: 'signin card', 'data-testid': 'signin', novalidate: true, 'aria-labelledby': 'signin-title' },
+    h('h1', { id: 'signin-title' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'P'), 'Parley'),
+    h('p', { class: 'muted' }, demo
       ? 'Demo mode: sign in as any user id, no password. (The server issues the token; never run it like this in production.)'
       : 'Paste a user token signed by your app backend.'),
-    h('label', {}, 'User id', h('input', { name: 'userId', required: true, pattern: '[A-Za-z0-9_.~\\-]{1,128}', autocomplete: 'username', 'data-testid': 'signin-user' })),
-    h('label', {}, 'Display name', h('input', { name: 'name', placeholder: 'optional', 'data-testid': 'signin-name' })),
-    demo ? null : h('label', {}, 'Token', h('textarea', { name: 'token', required: true, rows: 3 })),
-    error !== undefined ? h('p', { class: 'banner', role: 'alert' }, error) : null,
+    user.el,
+    h('div', { class: 'field' }, h('label', { for: 'signin-name' }, 'Display name'), h('input', { id: 'signin-name', name: 'name', placeholder: 'optional', autocomplete: 'name', 'data-testid': 'signin-name' })),
+    demo ? null : h('div', { class: 'field' }, h('label', { for: 'signin-token' }, 'Token'), h('textarea', { id: 'signin-token', name: 'token', rows: 3 })),
+    error !== undefined ? h('p', { class: 'banner', role: 'alert', 'data-testid': 'signin-error' }, error) : null,
     h('button', { type: 'submit', 'data-testid': 'signin-submit' }, 'Sign in'))
   form.addEventListener('submit', ev => {
     ev.preventDefault()
+    if (!user.check()) return
     const s: SignIn = { userId: field(form, 'userId'), name: field(form, 'name') || field(form, 'userId') }
     if (!demo) s.token = field(form, 'token')
     sessionStorage.setItem(SIGNIN_KEY, JSON.stringify(s))
     void start(s)
   })
-  mount(root, form)
+  mount(root, h('main', { class: 'signin-page' }, form))
 }
 
 const start = async (s: SignIn): Promise<void> => {
@@ -75,59 +104,50 @@ class App {
   private readonly session: Session
   private readonly me: SignIn
   private readonly list: ConversationList
+  private readonly people: People
   private pane: ChatPane | null = null
   private openId: string | null = null
-  private readonly listEl = h('ul', { class: 'conversations', 'data-testid': 'conversation-list' })
-  private readonly main = h('main', { class: 'main' })
-  private readonly notice = h('p', { class: 'banner', role: 'alert', hidden: true, 'data-testid': 'notice' })
+  private query = ''
+  private readonly listEl = h('ul', { class: 'conversations', 'data-testid': 'conversation-list', 'aria-label': 'Your conversations' })
+  private readonly main = h('main', { class: 'main', id: 'main' })
+  private readonly notice = h('p', { class: 'banner', role: 'status', hidden: true, 'data-testid': 'notice' })
+  private readonly shell = h('div', { class: 'app', 'data-screen': 'list' })
 
   constructor (session: Session, me: SignIn) {
     this.session = session
     this.me = me
     this.list = session.conversations({ intervalMs: 5000 })
+    this.people = createPeople(session.users, () => null)
   }
 
   run (): void {
-    const newForm = h('form', { class: 'new', 'data-testid': 'new-conversation' },
-      h('h3', {}, 'New conversation'),
-      h('input', { name: 'id', placeholder: 'id, e.g. support-42', required: true, 'data-testid': 'new-id' }),
-      h('input', { name: 'subject', placeholder: 'subject', 'data-testid': 'new-subject' }),
-      h('input', { name: 'participants', placeholder: 'participants: bob, carol', 'data-testid': 'new-participants' }),
-      h('label', { class: 'inline' }, 'Guests ', h('select', { name: 'guestAccess', 'data-testid': 'new-guest-access' },
-        h('option', { value: 'write' }, 'may write'), h('option', { value: 'read' }, 'read only'), h('option', { value: 'none' }, 'not allowed'))),
-      h('button', { type: 'submit' }, 'Create'))
-    newForm.addEventListener('submit', ev => {
-      ev.preventDefault()
-      const id = field(newForm, 'id')
-      const participants = field(newForm, 'participants').split(/[\s,]+/).filter(p => p !== '')
-      const subject = field(newForm, 'subject')
-      const guestAccess = field(newForm, 'guestAccess')
-      this.session.getOrCreateConversation(id, {
-        ...(subject !== '' ? { subject } : {}),
-        participants,
-        guestAccess: guestAccess === 'read' || guestAccess === 'none' ? guestAccess : 'write'
-      }).then(() => { newForm.reset(); void this.list.refresh(); location.hash = `#/c/${encodeURIComponent(id)}` }, e => this.showNotice(e))
-    })
-    const guestForm = h('form', { class: 'guest', 'data-testid': 'open-guest' },
-      h('h3', {}, 'Open as guest'),
-      h('input', { name: 'id', placeholder: 'conversation id', required: true, 'data-testid': 'guest-id' }),
-      h('button', { type: 'submit', 'data-testid': 'guest-submit' }, 'Watch'))
-    guestForm.addEventListener('submit', ev => {
-      ev.preventDefault()
-      location.hash = `#/g/${encodeURIComponent(field(guestForm, 'id'))}`
-    })
-    const signOut = h('button', { class: 'link', type: 'button', 'data-testid': 'signout' }, 'Sign out')
+    const signOut = h('button', { class: 'ghost small', type: 'button', 'data-testid': 'signout' }, 'Sign out')
     signOut.addEventListener('click', () => {
       sessionStorage.removeItem(SIGNIN_KEY)
       void this.session.close().then(() => { location.hash = ''; location.reload() })
     })
-    mount(root,
-      h('header', { class: 'top' }, h('strong', {}, 'Parley'), h('span', { 'data-testid': 'me' }, `Signed in as ${this.me.name} (${this.me.userId})`), signOut),
-      h('div', { class: 'layout' },
-        h('nav', { class: 'side' }, h('h3', {}, 'Conversations'), this.listEl, newForm, guestForm),
-        h('div', { class: 'center' }, this.notice, this.main)))
-    this.list.on('change', items => this.renderList(items))
+    const search = h('input', { type: 'search', placeholder: 'Search conversations', 'aria-label': 'Search conversations', 'data-testid': 'search', autocomplete: 'off' })
+    search.addEventListener('input', () => { this.query = search.value.trim().toLowerCase(); this.renderList(this.list.items) })
+    const newButton = h('button', { type: 'button', class: 'small', 'data-testid': 'new-open', 'aria-haspopup': 'dialog' }, '+ New')
+    newButton.addEventListener('click', () => this.newDialog('new'))
+    const guestButton = h('button', { type: 'button', class: 'ghost small', 'data-testid': 'guest-open', 'aria-haspopup': 'dialog' }, 'Open as guest')
+    guestButton.addEventListener('click', () => this.newDialog('guest'))
+    mount(this.shell,
+      h('a', { class: 'skip', href: '#main' }, 'Skip to the conversation'),
+      h('nav', { class: 'side', 'aria-label': 'Conversations' },
+        h('header', { class: 'side-head' },
+          h('h1', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'P'), 'Parley'),
+          h('span', { class: 'me', 'data-testid': 'me', title: `Signed in as ${this.me.name} (${this.me.userId})` }, this.people.avatar(this.me.userId, 'sm'), h('span', { class: 'sr-only' }, 'Signed in as '), h('span', { class: 'me-name' }, this.me.name)),
+          signOut),
+        h('div', { class: 'side-tools' }, search, h('div', { class: 'row' }, newButton, guestButton)),
+        this.notice,
+        this.listEl),
+      this.main)
+    mount(root, this.shell)
+    this.list.on('change', items => { this.notice.hidden = true; this.renderList(items) })
     this.list.on('error', e => this.showNotice(e))
+    this.session.users.on('change', () => this.renderList(this.list.items))
+    window.addEventListener('online', () => { this.notice.hidden = true; void this.list.refresh() })
     this.renderList(this.list.items)
     window.addEventListener('hashchange', () => this.route())
     this.route()
@@ -135,28 +155,94 @@ class App {
 
   private showNotice (e: unknown): void {
     this.notice.hidden = false
-    this.notice.textContent = describeError(e)
+    this.notice.textContent = navigator.onLine === false ? OFFLINE_TEXT : describeError(e)
+  }
+
+  /** The "new conversation" and "open as guest" dialog. */
+  private newDialog (tab: 'new' | 'guest'): void {
+    const status = h('p', { class: 'form-status bad', role: 'alert', 'data-testid': 'dialog-error' })
+    const id = idField({ name: 'id', label: 'Conversation id', testId: 'new-id', placeholder: 'e.g. support-42' })
+    const participants = idField({ name: 'participants', label: 'Participants', testId: 'new-participants', placeholder: 'bob, carol', list: true })
+    const newForm = h('form', { class: 'stack', 'data-testid': 'new-conversation', novalidate: true },
+      h('h2', {}, 'New conversation'),
+      id.el,
+      h('div', { class: 'field' }, h('label', { for: 'new-subject' }, 'Subject'), h('input', { id: 'new-subject', name: 'subject', placeholder: 'optional', 'data-testid': 'new-subject' })),
+      participants.el,
+      h('div', { class: 'field' }, h('label', { for: 'new-guest-access' }, 'Guests'), h('select', { id: 'new-guest-access', name: 'guestAccess', 'data-testid': 'new-guest-access' },
+        h('option', { value: 'write' }, 'may write'), h('option', { value: 'read' }, 'may read only'), h('option', { value: 'none' }, 'not allowed'))),
+      h('button', { type: 'submit', 'data-testid': 'new-submit' }, 'Create'))
+    const guestId = idField({ name: 'id', label: 'Conversation id', testId: 'guest-id', placeholder: 'e.g. support-42' })
+    const guestForm = h('form', { class: 'stack', 'data-testid': 'open-guest', novalidate: true },
+      h('h2', {}, 'Open as guest'),
+      h('p', { class: 'muted' }, 'Watch a conversation you are not a participant of, if it lets guests in.'),
+      guestId.el,
+      h('button', { type: 'submit', 'data-testid': 'guest-submit' }, 'Open'))
+    const dialog = h('dialog', { class: 'dialog', 'aria-label': tab === 'new' ? 'New conversation' : 'Open as guest', 'data-testid': 'new-dialog' },
+      h('header', { class: 'dialog-head' }, h('span', {}),
+        h('button', { type: 'button', class: 'icon', 'aria-label': 'Close', 'data-testid': 'dialog-close', onclick: () => dialog.close() }, '✕')),
+      tab === 'new' ? newForm : guestForm, status)
+    newForm.addEventListener('submit', ev => {
+      ev.preventDefault()
+      if (!id.check() || !participants.check()) return
+      const cid = field(newForm, 'id')
+      const subject = field(newForm, 'subject')
+      const guestAccess = field(newForm, 'guestAccess')
+      status.textContent = ''
+      this.session.getOrCreateConversation(cid, {
+        ...(subject !== '' ? { subject } : {}),
+        participants: field(newForm, 'participants').split(/[\s,]+/).filter(p => p !== ''),
+        guestAccess: guestAccess === 'read' || guestAccess === 'none' ? guestAccess : 'write'
+      }).then(() => { dialog.close(); void this.list.refresh(); location.hash = `#/c/${encodeURIComponent(cid)}` }, e => { status.textContent = describeError(e) })
+    })
+    guestForm.addEventListener('submit', ev => {
+      ev.preventDefault()
+      if (!guestId.check()) return
+      dialog.close()
+      location.hash = `#/g/${encodeURIComponent(field(guestForm, 'id'))}`
+    })
+    dialog.addEventListener('close', () => dialog.remove())
+    document.body.append(dialog)
+    dialog.showModal()
   }
 
   private renderList (items: readonly ConversationSummary[]): void {
     const open = this.pane === null ? undefined : items.find(c => c.id === this.openId)
     if (open?.subject != null) this.pane?.setTitle(open.subject)
-    if (items.length === 0) {
-      mount(this.listEl, h('li', { class: 'empty' }, this.list.loaded ? 'No conversations yet.' : 'Loading…'))
+    if (!this.list.loaded) {
+      mount(this.listEl, h('li', { class: 'empty', 'data-testid': 'list-loading' }, 'Loading your conversations…'))
       return
     }
-    mount(this.listEl, ...items.map(c => h('li', { 'data-testid': 'conversation', 'data-id': c.id },
-      h('a', { href: `#/c/${encodeURIComponent(c.id)}` },
-        h('span', { class: 'subject' }, c.subject ?? c.id),
-        c.unreadCount > 0 ? h('span', { class: 'badge', 'data-testid': 'unread' }, c.unreadCount) : null,
-        h('span', { class: 'last' }, c.lastMessage === null ? 'no messages' : `${c.lastMessage.senderId ?? 'system'}: ${c.lastMessage.text}`),
-        h('time', {}, c.lastActivityAt > 0 ? timeOf(c.lastActivityAt) : '')))))
+    if (items.length === 0) {
+      mount(this.listEl, h('li', { class: 'empty', 'data-testid': 'list-empty' },
+        h('p', {}, h('b', {}, 'No conversations yet.')),
+        h('p', {}, 'Start one with “New”, or open one you were invited to watch with “Open as guest”.')))
+      return
+    }
+    const q = this.query
+    const shown = q === '' ? items : items.filter(c => (c.subject ?? '').toLowerCase().includes(q) || c.id.toLowerCase().includes(q) || (c.lastMessage?.text.toLowerCase().includes(q) ?? false))
+    if (shown.length === 0) {
+      mount(this.listEl, h('li', { class: 'empty', 'data-testid': 'search-empty' }, `No conversation matches “${q}”.`))
+      return
+    }
+    mount(this.listEl, ...shown.map(c => {
+      const last = c.lastMessage
+      const author = last === null ? '' : last.senderId === null ? '' : last.senderId === this.me.userId ? 'You: ' : `${this.people.name(last.senderId)}: `
+      const current = c.id === this.openId
+      const title = c.subject ?? c.id
+      return h('li', { 'data-testid': 'conversation', 'data-id': c.id },
+        h('a', { href: `#/c/${encodeURIComponent(c.id)}`, 'aria-current': current ? 'page' : null, class: c.unreadCount > 0 ? 'unread' : null },
+          h('span', { class: 'avatar md conv', 'aria-hidden': 'true' }, [...title][0]?.toUpperCase() ?? '#'),
+          h('span', { class: 'subject' }, title),
+          h('span', { class: 'last', 'data-testid': 'last-message' }, last === null ? 'No messages yet' : `${author}${last.text}`),
+          c.lastActivityAt > 0 ? timeEl(c.lastActivityAt) : h('span', {}),
+          c.unreadCount > 0 ? h('span', { class: 'badge', 'data-testid': 'unread', 'aria-label': `${c.unreadCount} unread` }, c.unreadCount > 99 ? '99+' : c.unreadCount) : null))
+    }))
   }
 
   private route (): void {
     const route = parseRoute(location.hash)
     void this.openPane(route.kind === 'open' ? route : null).then(() => {
-      if (route.kind === 'bad') this.showNotice(new Error('This link does not name a conversation (its address is not valid percent-encoding)'))
+      if (route.kind === 'bad') this.showNotice(new Error('This link does not name a conversation (its address is not valid percent-encoding). Pick one from the list.'))
     })
   }
 
@@ -165,20 +251,27 @@ class App {
     this.pane = null
     this.notice.hidden = true
     if (old !== null) await old.destroy()
-    this.openId = null
+    this.openId = target?.id ?? null
+    this.shell.dataset.screen = target === null ? 'list' : 'chat'
+    this.renderList(this.list.items)
     if (target === null) {
-      mount(this.main, h('p', { class: 'hint' }, 'Pick a conversation, create one, or open one as a guest.'))
+      mount(this.main, h('div', { class: 'hint' }, h('p', {}, 'Pick a conversation, start a new one, or open one as a guest.')))
       return
     }
-    this.openId = target.id
     try {
       const view = this.session.open(target.id, { asGuest: target.asGuest })
       const subject = this.list.items.find(c => c.id === target.id)?.subject
-      this.pane = createChatPane(view, { userId: this.me.userId, name: this.me.name, title: subject ?? target.id })
+      const people = createPeople(this.session.users, () => view.presence)
+      this.pane = createChatPane(view, {
+        userId: this.me.userId,
+        title: subject ?? target.id,
+        people,
+        users: this.session.users,
+        ...(target.asGuest ? {} : { openSettings: () => openSettings(this.session, view, people) })
+      })
       mount(this.main, this.pane.element)
     } catch (e) {
-      this.showNotice(e)
-      mount(this.main)
+      mount(this.main, h('div', { class: 'refusal', role: 'alert', 'data-testid': 'error' }, h('p', { class: 'big' }, describeError(e)), h('a', { class: 'button', href: '#/' }, 'Back to your conversations')))
     }
   }
 }
