@@ -40,6 +40,8 @@ export const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢'
 const GROUP_MS = 5 * 60_000
 /** "Seen by" is shown in conversations with at most this many participants. */
 const SEEN_BY_MAX = 10
+/** The newest messages always fully rendered (older ones use `content-visibility: auto`). */
+const FULLY_RENDERED = 40
 
 const excerpt = (text: string): string => text.length > 80 ? `${text.slice(0, 80)}…` : text
 const dayKey = (ms: number): string => new Date(ms).toDateString()
@@ -235,7 +237,9 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
     return h('li', { class: `msg ${mine ? 'mine' : 'theirs'} ${cont ? 'cont' : ''} ${m.status}`, 'data-testid': 'message', 'data-id': m.id, 'data-status': m.status, 'data-sender': sender },
       !mine && !cont ? people.avatar(sender) : h('span', { class: 'avatar-gap' }),
       h('div', { class: 'bubble-wrap' },
-        cont ? null : h('div', { class: 'meta' }, mine ? null : h('b', { class: 'name', 'data-testid': 'sender' }, senderName(m)), ' ', timeEl(m.createdAt)),
+        cont ? null : h('div', { class: 'meta' }, mine ? null : h('b', { class: 'name', 'data-testid': 'sender' }, senderName(m)),
+          !mine && sender !== '' && view.participants.size > 0 && !view.participants.has(sender) ? h('span', { class: 'tag' }, 'guest') : null,
+          ' ', timeEl(m.createdAt)),
         h('div', { class: 'bubble' },
           renderQuote(m),
           renderText(m.text),
@@ -251,7 +255,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
   /** Kept message elements, rebuilt only when what they show changed. */
   const cache = new Map<string, { sig: string, el: HTMLElement }>()
   const signature = (m: ViewMessage, cont: boolean): string => JSON.stringify([
-    m.text, m.status, m.editedAt, m.reactions, cont, m.senderId === null ? '' : people.name(m.senderId),
+    m.text, m.status, m.editedAt, m.reactions, cont, m.senderId === null ? '' : people.name(m.senderId), view.participants.has(m.senderId ?? ''),
     pickerFor === m.id, confirmDelete === m.id, canAct(), view.isModerator,
     m.referencedMessageId === undefined ? null : (view.messages.find(x => x.id === m.referencedMessageId)?.text ?? quotes.get(m.referencedMessageId)?.text ?? quotes.has(m.referencedMessageId))
   ])
@@ -312,6 +316,9 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
       prev = m
     }
     for (const id of cache.keys()) if (!keep.has(id)) cache.delete(id)
+    // The browser skips rendering old messages while they are off screen; the newest are always
+    // laid out, so that "stick to the bottom" lands exactly.
+    messages.forEach((m, i) => cache.get(m.id)?.el.classList.toggle('far', i < messages.length - FULLY_RENDERED))
     const seen = seenBy(messages)
     if (seen !== null) items.push(seen)
     if (messages.length === 0) items.push(h('li', { class: 'empty', 'data-testid': 'empty-chat' }, view.status === 'synced' || view.role !== null ? 'No messages yet. Say hello!' : 'Loading messages…'))
@@ -319,6 +326,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
     mount(list, olderSlot, ...items)
     if (wasAtBottom) {
       list.scrollTop = list.scrollHeight
+      requestAnimationFrame(() => { list.scrollTop = list.scrollHeight })
       newBelow = 0
     } else if (firstBefore !== undefined && firstBefore !== list.querySelector('[data-testid=message]')?.getAttribute('data-id')) {
       // Older messages came in above: keep what the reader looks at in place.
@@ -380,7 +388,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
     const n = p.participants.length
     whoEl.textContent = view.status !== 'synced' ? '' : `${n} online${p.guestCount > 0 ? ` · ${p.guestCount} ${p.guestCount === 1 ? 'guest' : 'guests'}` : ''}`
     const person = (id: string, extra: string | null, cls: string | null): HTMLElement =>
-      h('li', { 'data-user': id, class: cls }, people.avatar(id, 'sm'), h('span', {}, people.name(id)), extra !== null ? h('span', { class: 'muted' }, extra) : null)
+      h('li', { 'data-user': id, class: cls }, people.avatar(id, 'sm'), h('span', {}, people.label(id)), extra !== null ? h('span', { class: 'muted' }, extra) : null)
     mount(presenceEl,
       h('h3', {}, 'Online'),
       h('ul', { 'data-testid': 'online' }, ...p.participants.map(u => person(u.id, u.id === opts.userId ? ' (you)' : null, null))),
@@ -409,8 +417,11 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
       e => { loadingOlder = false; olderButton.disabled = false; olderButton.textContent = 'Load older messages'; showNotice(e) })
   }
   olderButton.addEventListener('click', loadOlder)
+  let lastTop = 0
   list.addEventListener('scroll', () => {
-    if (list.scrollTop < 150) loadOlder()
+    // Reading upwards near the top loads the archive (never when the list only jumped down).
+    if (list.scrollTop < lastTop && list.scrollTop < 150) loadOlder()
+    lastTop = list.scrollTop
     const bottom = atBottom()
     jump.hidden = bottom
     if (bottom) { newBelow = 0; jump.textContent = '↓ Newest'; maybeMarkRead() }

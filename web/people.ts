@@ -11,6 +11,8 @@ import { h } from './dom.ts'
 export interface People {
   /** The name to show for `id`. */
   name (id: string): string
+  /** The name, marked as a guest's when `id` is a guest here now: "“Bob” (guest bob)". */
+  label (id: string): string
   /** A round avatar: the photo, or initials on a colour derived from the id. */
   avatar (id: string, size?: 'sm' | 'md'): HTMLElement
 }
@@ -38,6 +40,13 @@ export const createPeople = (users: UserDirectory, presence: () => Presence | nu
   }
   return {
     name,
+    label (id) {
+      const p = presence()
+      const guest = p?.guests.find(u => u.id === id)
+      if (guest === undefined) return name(id)
+      const shown = users.get(id)?.known === true ? name(id) : guest.name
+      return shown === undefined ? `guest ${id}` : `“${shown}” (guest ${id})`
+    },
     avatar (id, size = 'md') {
       const card = users.get(id)
       const shown = name(id)

@@ -36,7 +36,7 @@ export const signIn = async (page: Page, baseUrl: string, userId: string, name =
   await page.getByTestId('signin-user').fill(userId)
   await page.getByTestId('signin-name').fill(name)
   await page.getByTestId('signin-submit').click()
-  await page.getByTestId('me').waitFor()
+  await page.getByTestId('me').waitFor({ state: 'attached' })
 }
 
 /** Creates a conversation through the "New" dialog and waits for its composer. */

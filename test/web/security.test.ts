@@ -6,7 +6,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { startServer } from '../helpers/server.ts'
-import { launch, newPage, sendText, signIn } from './helpers.ts'
+import { createConversation, launch, newPage, sendText, signIn } from './helpers.ts'
 import { parseRoute } from '../../web/route.ts'
 
 const Security = suite('web UI security in Chromium')
@@ -27,19 +27,17 @@ Security('the page works under its CSP (no violation) and survives #/c/%E0%A4%A'
       document.addEventListener('securitypolicyviolation', e => console.error(`Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI}`))
     })
     await signIn(page, s.url, 'alice', 'Alice')
-    await page.getByTestId('new-id').fill('csp-1')
-    await page.getByTestId('new-conversation').locator('button').click()
-    await page.getByTestId('composer-input').waitFor()
+    await createConversation(page, { id: 'csp-1' })
     await sendText(page, 'styled and connected')
     await page.locator('[data-testid=message][data-status=sent]').waitFor()
     // The inline stylesheet applied (it is allowed by its hash): the layout is a grid or flex box.
-    const display = await page.locator('.layout').evaluate(el => getComputedStyle(el).display)
+    const display = await page.locator('.app').evaluate(el => getComputedStyle(el).display)
     assert.ok(display === 'grid' || display === 'flex', `layout display is ${display}`)
 
     await page.evaluate(() => { location.hash = '#/c/%E0%A4%A' })
     await page.getByText('This link does not name a conversation').waitFor()
     await page.evaluate(() => { location.hash = '#/c/csp-1' })
-    await page.getByText('styled and connected').waitFor()
+    await page.getByTestId('messages').getByText('styled and connected').waitFor()
     assert.equal(errors, [])
     assert.equal(violations, [])
   } finally {

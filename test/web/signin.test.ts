@@ -1,7 +1,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { startServer } from '../helpers/server.ts'
-import { launch, newPage, sendText, signIn } from './helpers.ts'
+import { createConversation, launch, newPage, sendText, signIn } from './helpers.ts'
 
 const SignIn = suite('demo sign-in in Chromium')
 
@@ -13,9 +13,7 @@ SignIn('one sign-in asks the server for one demo token, used for REST and the sy
     let asked = 0
     page.on('request', r => { if (new URL(r.url()).pathname === '/demo/token') asked++ })
     await signIn(page, s.url, 'dana', 'Dana')
-    await page.getByTestId('new-id').fill('signin-1')
-    await page.getByTestId('new-conversation').locator('button').click()
-    await page.getByTestId('composer-input').waitFor()
+    await createConversation(page, { id: 'signin-1' })
     await sendText(page, 'hello')
     await page.locator('[data-testid=message][data-status=sent]').waitFor()
     assert.is(asked, 1)
