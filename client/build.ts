@@ -15,7 +15,9 @@ await rm(root + 'dist/client', { recursive: true, force: true })
 await rm(root + 'dist/types', { recursive: true, force: true })
 await build({
   absWorkingDir: root,
-  entryPoints: { index: 'client/index.ts', node: 'client/node.ts' },
+  entryPoints: { index: 'client/index.ts', node: 'client/node.ts', ui: 'client/ui.ts' },
+  // The chat UI's stylesheet goes into parley/client/ui as a string (see web/embed.ts).
+  loader: { '.css': 'text' },
   outdir: 'dist/client',
   bundle: true,
   splitting: true,

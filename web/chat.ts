@@ -12,10 +12,11 @@
  * changed, and the browser skips rendering those off screen (`content-visibility`).
  * A final refusal replaces the whole pane with what happened and what to do next.
  */
-import type { ConversationView, Presence, UserDirectory, ViewMessage } from '../client/index.ts'
+import type { ConversationView, Presence, Session, ViewMessage } from '../client/index.ts'
 import { createComposer } from './composer.ts'
 import { dayLabel, exactTime, h, mount, refreshTimes, timeEl } from './dom.ts'
-import type { People } from './people.ts'
+import { createPeople, type People } from './people.ts'
+import { openSettings } from './settings.ts'
 import { describeError } from './refusals.ts'
 
 export interface ChatPane {
@@ -28,7 +29,8 @@ export interface ChatPaneOptions {
   userId: string
   title: string
   people: People
-  users: UserDirectory
+  /** The back button (shown on narrow screens): a link to the list (`'#/'`), a callback, or none. */
+  back?: string | (() => void) | null
   /** Opens the settings of this conversation (absent: no settings button). */
   openSettings?: () => void
 }
@@ -58,6 +60,13 @@ const nextStep = (code: string, id: string): { text: string, href?: string, link
   }
 }
 
+const backEl = (back: string | (() => void) | null): HTMLElement | null => {
+  if (back === null) return null
+  return typeof back === 'string'
+    ? h('a', { class: 'icon back', href: back, 'aria-label': 'Back to conversations', 'data-testid': 'back' }, '←')
+    : h('button', { class: 'icon back', type: 'button', 'aria-label': 'Back to conversations', 'data-testid': 'back', onclick: back }, '←')
+}
+
 export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): ChatPane => {
   const { people } = opts
   const cid = view.conversationId
@@ -82,7 +91,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
     presenceEl)
   const element = h('section', { class: 'chat', 'data-testid': 'chat', 'data-conversation': cid, 'aria-labelledby': `title-${cid}` },
     h('header', { class: 'chat-head' },
-      h('a', { class: 'icon back', href: '#/', 'aria-label': 'Back to conversations', 'data-testid': 'back' }, '←'),
+      backEl(opts.back === undefined ? '#/' : opts.back),
       headAvatar,
       h('div', { class: 'title-block' }, titleEl, h('div', { class: 'sub' }, roleEl, statusEl, whoEl)),
       peopleButton, settingsButton),
@@ -455,7 +464,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
   view.on('retry', onRetry)
   view.on('error', onError)
   view.on('presence', onPresence)
-  opts.users.on('change', onUsers)
+  people.onChange(onUsers)
   render()
   renderPresence(view.presence)
 
@@ -473,8 +482,31 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
       view.off('retry', onRetry)
       view.off('error', onError)
       view.off('presence', onPresence)
-      opts.users.off('change', onUsers)
+      people.offChange(onUsers)
       await view.close()
     }
   }
+}
+
+/**
+ * Opens `id` in `session` and builds its pane, with settings for participants. An id the
+ * session refuses at once (not a valid id) gives a pane that says so.
+ */
+export const openChatPane = (session: Session, id: string, o: { asGuest: boolean, userId: string, title: string, back?: ChatPaneOptions['back'] }): ChatPane => {
+  let view: ConversationView
+  try {
+    view = session.open(id, { asGuest: o.asGuest })
+  } catch (e) {
+    const element = h('div', { class: 'refusal', role: 'alert', 'data-testid': 'error' }, h('p', { class: 'big' }, describeError(e)),
+      typeof o.back === 'string' ? h('a', { class: 'button', href: o.back }, 'Back to your conversations') : null)
+    return { element, setTitle () {}, async destroy () {} }
+  }
+  const people = createPeople(session.users, () => view.presence)
+  return createChatPane(view, {
+    userId: o.userId,
+    title: o.title,
+    people,
+    back: o.back,
+    ...(o.asGuest ? {} : { openSettings: () => openSettings(session, view, people) })
+  })
 }

@@ -110,6 +110,7 @@ export const createComposer = (hooks: ComposerHooks): Composer => {
     if (text === '') return
     if (editing !== null) hooks.edit(editing, text)
     else hooks.send(text, replying)
+    hooks.typing(false)
     input.value = ''
     editing = null
     replying = null

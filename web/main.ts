@@ -7,13 +7,13 @@
  *
  * Routes (the URL hash): `#/c/<id>` opens a conversation, `#/g/<id>` opens it as a guest.
  */
-import { createSession, indexedDbStore, type ConversationList, type ConversationSummary, type Session } from '../client/index.ts'
-import { createChatPane, type ChatPane } from './chat.ts'
-import { field, h, mount, timeEl } from './dom.ts'
+import { createSession, indexedDbStore, type ConversationList, type Session } from '../client/index.ts'
+import { openChatPane, type ChatPane } from './chat.ts'
+import { field, h, mount } from './dom.ts'
+import { createInbox, type Inbox } from './inbox.ts'
 import { createPeople, type People } from './people.ts'
 import { parseRoute } from './route.ts'
-import { describeError, OFFLINE_TEXT } from './refusals.ts'
-import { openSettings } from './settings.ts'
+import { describeError } from './refusals.ts'
 
 const root = document.getElementById('app') as HTMLElement
 const demo = document.body.dataset.demo === '1'
@@ -71,7 +71,7 @@ const signInScreen = (error?: string): void => {
     sessionStorage.setItem(SIGNIN_KEY, JSON.stringify(s))
     void start(s)
   })
-  mount(root, h('main', { class: 'signin-page' }, form))
+  mount(root, h('main', { class: 'parley signin-page' }, form))
 }
 
 const start = async (s: SignIn): Promise<void> => {
@@ -105,19 +105,21 @@ class App {
   private readonly me: SignIn
   private readonly list: ConversationList
   private readonly people: People
+  private readonly inbox: Inbox
   private pane: ChatPane | null = null
-  private openId: string | null = null
-  private query = ''
-  private readonly listEl = h('ul', { class: 'conversations', 'data-testid': 'conversation-list', 'aria-label': 'Your conversations' })
   private readonly main = h('main', { class: 'main', id: 'main' })
-  private readonly notice = h('p', { class: 'banner', role: 'status', hidden: true, 'data-testid': 'notice' })
-  private readonly shell = h('div', { class: 'app', 'data-screen': 'list' })
+  private readonly shell = h('div', { class: 'parley app', 'data-screen': 'list' })
 
   constructor (session: Session, me: SignIn) {
     this.session = session
     this.me = me
     this.list = session.conversations({ intervalMs: 5000 })
     this.people = createPeople(session.users, () => null)
+    const newButton = h('button', { type: 'button', class: 'small', 'data-testid': 'new-open', 'aria-haspopup': 'dialog' }, '+ New')
+    newButton.addEventListener('click', () => this.newDialog('new'))
+    const guestButton = h('button', { type: 'button', class: 'ghost small', 'data-testid': 'guest-open', 'aria-haspopup': 'dialog' }, 'Open as guest')
+    guestButton.addEventListener('click', () => this.newDialog('guest'))
+    this.inbox = createInbox(this.list, { userId: me.userId, people: this.people, hrefOf: id => `#/c/${encodeURIComponent(id)}`, tools: h('div', { class: 'row' }, newButton, guestButton) })
   }
 
   run (): void {
@@ -126,12 +128,6 @@ class App {
       sessionStorage.removeItem(SIGNIN_KEY)
       void this.session.close().then(() => { location.hash = ''; location.reload() })
     })
-    const search = h('input', { type: 'search', placeholder: 'Search conversations', 'aria-label': 'Search conversations', 'data-testid': 'search', autocomplete: 'off' })
-    search.addEventListener('input', () => { this.query = search.value.trim().toLowerCase(); this.renderList(this.list.items) })
-    const newButton = h('button', { type: 'button', class: 'small', 'data-testid': 'new-open', 'aria-haspopup': 'dialog' }, '+ New')
-    newButton.addEventListener('click', () => this.newDialog('new'))
-    const guestButton = h('button', { type: 'button', class: 'ghost small', 'data-testid': 'guest-open', 'aria-haspopup': 'dialog' }, 'Open as guest')
-    guestButton.addEventListener('click', () => this.newDialog('guest'))
     mount(this.shell,
       h('a', { class: 'skip', href: '#main' }, 'Skip to the conversation'),
       h('nav', { class: 'side', 'aria-label': 'Conversations' },
@@ -139,23 +135,11 @@ class App {
           h('h1', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'P'), 'Parley'),
           h('span', { class: 'me', 'data-testid': 'me', title: `Signed in as ${this.me.name} (${this.me.userId})` }, this.people.avatar(this.me.userId, 'sm'), h('span', { class: 'sr-only' }, 'Signed in as '), h('span', { class: 'me-name' }, this.me.name)),
           signOut),
-        h('div', { class: 'side-tools' }, search, h('div', { class: 'row' }, newButton, guestButton)),
-        this.notice,
-        this.listEl),
+        this.inbox.element),
       this.main)
     mount(root, this.shell)
-    this.list.on('change', items => { this.notice.hidden = true; this.renderList(items) })
-    this.list.on('error', e => this.showNotice(e))
-    this.session.users.on('change', () => this.renderList(this.list.items))
-    window.addEventListener('online', () => { this.notice.hidden = true; void this.list.refresh() })
-    this.renderList(this.list.items)
     window.addEventListener('hashchange', () => this.route())
     this.route()
-  }
-
-  private showNotice (e: unknown): void {
-    this.notice.hidden = false
-    this.notice.textContent = navigator.onLine === false ? OFFLINE_TEXT : describeError(e)
   }
 
   /** The "new conversation" and "open as guest" dialog. */
@@ -177,7 +161,7 @@ class App {
       h('p', { class: 'muted' }, 'Watch a conversation you are not a participant of, if it lets guests in.'),
       guestId.el,
       h('button', { type: 'submit', 'data-testid': 'guest-submit' }, 'Open'))
-    const dialog = h('dialog', { class: 'dialog', 'aria-label': tab === 'new' ? 'New conversation' : 'Open as guest', 'data-testid': 'new-dialog' },
+    const dialog = h('dialog', { class: 'parley dialog', 'aria-label': tab === 'new' ? 'New conversation' : 'Open as guest', 'data-testid': 'new-dialog' },
       h('header', { class: 'dialog-head' }, h('span', {}),
         h('button', { type: 'button', class: 'icon', 'aria-label': 'Close', 'data-testid': 'dialog-close', onclick: () => dialog.close() }, '✕')),
       tab === 'new' ? newForm : guestForm, status)
@@ -205,74 +189,25 @@ class App {
     dialog.showModal()
   }
 
-  private renderList (items: readonly ConversationSummary[]): void {
-    const open = this.pane === null ? undefined : items.find(c => c.id === this.openId)
-    if (open?.subject != null) this.pane?.setTitle(open.subject)
-    if (!this.list.loaded) {
-      mount(this.listEl, h('li', { class: 'empty', 'data-testid': 'list-loading' }, 'Loading your conversations…'))
-      return
-    }
-    if (items.length === 0) {
-      mount(this.listEl, h('li', { class: 'empty', 'data-testid': 'list-empty' },
-        h('p', {}, h('b', {}, 'No conversations yet.')),
-        h('p', {}, 'Start one with “New”, or open one you were invited to watch with “Open as guest”.')))
-      return
-    }
-    const q = this.query
-    const shown = q === '' ? items : items.filter(c => (c.subject ?? '').toLowerCase().includes(q) || c.id.toLowerCase().includes(q) || (c.lastMessage?.text.toLowerCase().includes(q) ?? false))
-    if (shown.length === 0) {
-      mount(this.listEl, h('li', { class: 'empty', 'data-testid': 'search-empty' }, `No conversation matches “${q}”.`))
-      return
-    }
-    mount(this.listEl, ...shown.map(c => {
-      const last = c.lastMessage
-      const author = last === null ? '' : last.senderId === null ? '' : last.senderId === this.me.userId ? 'You: ' : `${this.people.name(last.senderId)}: `
-      const current = c.id === this.openId
-      const title = c.subject ?? c.id
-      return h('li', { 'data-testid': 'conversation', 'data-id': c.id },
-        h('a', { href: `#/c/${encodeURIComponent(c.id)}`, 'aria-current': current ? 'page' : null, class: c.unreadCount > 0 ? 'unread' : null },
-          h('span', { class: 'avatar md conv', 'aria-hidden': 'true' }, [...title][0]?.toUpperCase() ?? '#'),
-          h('span', { class: 'subject' }, title),
-          h('span', { class: 'last', 'data-testid': 'last-message' }, last === null ? 'No messages yet' : `${author}${last.text}`),
-          c.lastActivityAt > 0 ? timeEl(c.lastActivityAt) : h('span', {}),
-          c.unreadCount > 0 ? h('span', { class: 'badge', 'data-testid': 'unread', 'aria-label': `${c.unreadCount} unread` }, c.unreadCount > 99 ? '99+' : c.unreadCount) : null))
-    }))
-  }
-
   private route (): void {
     const route = parseRoute(location.hash)
     void this.openPane(route.kind === 'open' ? route : null).then(() => {
-      if (route.kind === 'bad') this.showNotice(new Error('This link does not name a conversation (its address is not valid percent-encoding). Pick one from the list.'))
+      if (route.kind === 'bad') this.inbox.notice(new Error('This link does not name a conversation (its address is not valid percent-encoding). Pick one from the list.'))
     })
   }
 
   private async openPane (target: { id: string, asGuest: boolean } | null): Promise<void> {
     const old = this.pane
     this.pane = null
-    this.notice.hidden = true
     if (old !== null) await old.destroy()
-    this.openId = target?.id ?? null
     this.shell.dataset.screen = target === null ? 'list' : 'chat'
-    this.renderList(this.list.items)
+    const subject = this.inbox.setOpen(target?.id ?? null)
     if (target === null) {
       mount(this.main, h('div', { class: 'hint' }, h('p', {}, 'Pick a conversation, start a new one, or open one as a guest.')))
       return
     }
-    try {
-      const view = this.session.open(target.id, { asGuest: target.asGuest })
-      const subject = this.list.items.find(c => c.id === target.id)?.subject
-      const people = createPeople(this.session.users, () => view.presence)
-      this.pane = createChatPane(view, {
-        userId: this.me.userId,
-        title: subject ?? target.id,
-        people,
-        users: this.session.users,
-        ...(target.asGuest ? {} : { openSettings: () => openSettings(this.session, view, people) })
-      })
-      mount(this.main, this.pane.element)
-    } catch (e) {
-      mount(this.main, h('div', { class: 'refusal', role: 'alert', 'data-testid': 'error' }, h('p', { class: 'big' }, describeError(e)), h('a', { class: 'button', href: '#/' }, 'Back to your conversations')))
-    }
+    this.pane = openChatPane(this.session, target.id, { asGuest: target.asGuest, userId: this.me.userId, title: subject ?? target.id, back: '#/' })
+    mount(this.main, this.pane.element)
   }
 }
 

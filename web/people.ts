@@ -13,6 +13,9 @@ export interface People {
   name (id: string): string
   /** The name, marked as a guest's when `id` is a guest here now: "“Bob” (guest bob)". */
   label (id: string): string
+  /** Calls `fn` when user records arrived (names may read differently now). */
+  onChange (fn: () => void): void
+  offChange (fn: () => void): void
   /** A round avatar: the photo, or initials on a colour derived from the id. */
   avatar (id: string, size?: 'sm' | 'md'): HTMLElement
 }
@@ -40,6 +43,8 @@ export const createPeople = (users: UserDirectory, presence: () => Presence | nu
   }
   return {
     name,
+    onChange (fn) { users.on('change', fn) },
+    offChange (fn) { users.off('change', fn) },
     label (id) {
       const p = presence()
       const guest = p?.guests.find(u => u.id === id)

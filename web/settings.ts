@@ -17,7 +17,7 @@ export const openSettings = (session: Session, view: ConversationView, people: P
   const cid = view.conversationId
   const status = h('p', { class: 'form-status', role: 'status', 'data-testid': 'settings-status' })
   const content = h('div', { class: 'settings-body' }, h('p', { class: 'muted' }, 'Loading…'))
-  const dialog = h('dialog', { class: 'dialog settings', 'aria-labelledby': 'settings-title', 'data-testid': 'settings' },
+  const dialog = h('dialog', { class: 'parley dialog settings', 'aria-labelledby': 'settings-title', 'data-testid': 'settings' },
     h('header', { class: 'dialog-head' }, h('h2', { id: 'settings-title' }, 'Conversation settings'),
       h('button', { type: 'button', class: 'icon', 'aria-label': 'Close settings', 'data-testid': 'settings-close', onclick: () => dialog.close() }, '✕')),
     content, status)

@@ -6,6 +6,7 @@
 import { build } from 'esbuild'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
+import { scopedStyles } from '../../web/scope-css.ts'
 
 /** The folder holding the web UI sources. */
 export const WEB_DIR = fileURLToPath(new URL('../../web/', import.meta.url))
@@ -13,29 +14,52 @@ export const WEB_DIR = fileURLToPath(new URL('../../web/', import.meta.url))
 export interface WebAssets {
   /** The bundled script. */
   js: string
-  /** The page's HTML shell, `{{STYLES}}` filled in, `{{DEMO}}` left for the server. */
+  /** The page's HTML shell, `{{STYLES}}` filled in (web/page.css, then the chat's web/styles.css), `{{DEMO}}` left for the server. */
   html: string
   /** The inlined stylesheet, for the page's Content-Security-Policy (its hash). */
   styles: string
 }
 
-/** Bundles the UI; throws esbuild's error (with file and line) when the sources do not build. */
-export const buildWebAssets = async (opts: { minify?: boolean } = {}): Promise<WebAssets> => {
+const bundle = async (entry: string, minify: boolean): Promise<string> => {
   const result = await build({
-    entryPoints: [WEB_DIR + 'main.ts'],
+    entryPoints: [WEB_DIR + entry],
     bundle: true,
     format: 'esm',
     platform: 'browser',
     target: 'es2022',
-    minify: opts.minify ?? true,
+    minify,
     write: false,
     logLevel: 'silent',
-    legalComments: 'none'
+    legalComments: 'none',
+    loader: { '.css': 'text' }
   })
-  const js = result.outputFiles[0]?.text ?? ''
-  const [template, styles] = await Promise.all([
-    readFile(WEB_DIR + 'index.html', 'utf8'),
+  return result.outputFiles[0]?.text ?? ''
+}
+
+export interface ExampleAssets extends WebAssets {
+  /** The stylesheet the embedded chat adds to the page at run time (its hash goes in the CSP too). */
+  injected: string
+}
+
+/** The embedding example (`/embed-example`, demo mode): web/embed-example.{ts,html,css}. */
+export const buildEmbedExample = async (): Promise<ExampleAssets> => {
+  const [js, template, styles, chat] = await Promise.all([
+    bundle('embed-example.ts', true),
+    readFile(WEB_DIR + 'embed-example.html', 'utf8'),
+    readFile(WEB_DIR + 'embed-example.css', 'utf8'),
     readFile(WEB_DIR + 'styles.css', 'utf8')
   ])
+  return { js, html: template.replace('{{STYLES}}', () => styles), styles, injected: scopedStyles(chat) }
+}
+
+/** Bundles the UI; throws esbuild's error (with file and line) when the sources do not build. */
+export const buildWebAssets = async (opts: { minify?: boolean } = {}): Promise<WebAssets> => {
+  const js = await bundle('main.ts', opts.minify ?? true)
+  const [template, page, chat] = await Promise.all([
+    readFile(WEB_DIR + 'index.html', 'utf8'),
+    readFile(WEB_DIR + 'page.css', 'utf8'),
+    readFile(WEB_DIR + 'styles.css', 'utf8')
+  ])
+  const styles = page + chat
   return { js, html: template.replace('{{STYLES}}', () => styles), styles }
 }

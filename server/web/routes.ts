@@ -4,6 +4,8 @@
  *   GET  /             the page (HTML shell, styles inlined; `data-demo` tells it whether demo
  *                      sign-in is on)
  *   GET  /app.js       the bundled UI (built once, on first request, see `bundle.ts`)
+ *   GET  /embed-example, /embed-example.js   demo mode only: the embedding example page
+ *                      (web/embed-example.*), with the chatbox and inbox of parley/client/ui
  *   POST /demo/token   `{ userId }` -> `{ token, expiresAt }`: a one-hour user token for anyone
  *                      who asks. Only in demo mode (`config.demo`, decided and loudly logged by
  *                      main.ts: on by default only while listening on loopback); otherwise 404.
@@ -15,7 +17,7 @@ import type { Logger } from 'pino'
 import { toUserId } from '../../shared/ids.ts'
 import { ChatError } from '../../shared/errors.ts'
 import type { Authenticator } from '../auth.ts'
-import { buildWebAssets, type WebAssets } from './bundle.ts'
+import { buildEmbedExample, buildWebAssets, type ExampleAssets, type WebAssets } from './bundle.ts'
 import { pagePolicy, styleHashSource } from './security-headers.ts'
 
 export interface WebDeps {
@@ -53,6 +55,25 @@ export const registerWebRoutes = (http: FastifyInstance, deps: WebDeps): void =>
 
   http.get('/app.js', async (_req, reply) => {
     const { js } = await load()
+    void reply.header('cache-control', 'no-cache')
+    return await reply.type('text/javascript; charset=utf-8').send(js)
+  })
+
+  // The embedding example (docs/client.md#embedding), with the demo sign-in: demo mode only.
+  let example: Promise<ExampleAssets> | null = null
+  const loadExample = async (): Promise<ExampleAssets> => {
+    if (!deps.config.demo) throw new ChatError('ROUTE_NOT_FOUND', 'The embedding example needs demo mode')
+    example ??= buildEmbedExample().catch(e => { example = null; throw e })
+    return await example
+  }
+  http.get('/embed-example', async (_req, reply) => {
+    const { html, styles, injected } = await loadExample()
+    void reply.header('cache-control', 'no-cache')
+    void reply.header('content-security-policy', pagePolicy(`${styleHashSource(styles)} ${styleHashSource(injected)}`))
+    return await reply.type('text/html; charset=utf-8').send(html)
+  })
+  http.get('/embed-example.js', async (_req, reply) => {
+    const { js } = await loadExample()
     void reply.header('cache-control', 'no-cache')
     return await reply.type('text/javascript; charset=utf-8').send(js)
   })
