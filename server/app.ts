@@ -27,6 +27,11 @@ import { createStorageGuard, type StorageGuard } from './storage/storage-guard.t
 import { createServerClientIds } from './rooms/server-client-ids.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
 import { registerOpenApi } from './openapi.ts'
+import { join } from 'node:path'
+import { FileService } from './files/file-service.ts'
+import type { BlobStore } from './storage/blob-port.ts'
+import { FsBlobStore } from './storage/fs-blob-store.ts'
+import { registerFileRoutes } from './rest/files.ts'
 
 export interface ServerConfig {
   host: string
@@ -61,6 +66,10 @@ export interface ServerConfig {
   storageRetryMs: number
   /** Free bytes the data folder needs (beyond LevelDB's log replay) before storage is reopened. */
   storageMinFreeBytes: number
+  /** Uploaded files no message carries are deleted this long after their upload. */
+  fileOrphanMs: number
+  /** How often that sweep runs. */
+  fileSweepMs: number
 }
 
 export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
@@ -79,7 +88,9 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   smtpUrl: null,
   delivery: DEFAULT_DELIVERY_TUNING,
   storageRetryMs: 1000,
-  storageMinFreeBytes: 1024 * 1024
+  storageMinFreeBytes: 1024 * 1024,
+  fileOrphanMs: 24 * 3600_000,
+  fileSweepMs: 3600_000
 }
 
 export interface ServerDeps {
@@ -89,6 +100,8 @@ export interface ServerDeps {
   now?: () => number
   /** Collect process metrics (off in tests that run many servers). */
   processMetrics?: boolean
+  /** Where uploaded files' bytes go (default: `files/` in the store's folder). */
+  blobs?: BlobStore
 }
 
 export interface ParleyServer {
@@ -103,6 +116,8 @@ export interface ParleyServer {
   readonly eventServices: EventServices
   /** Storage health (fail-stop and recovery); `/healthz` answers from it. */
   readonly storage: StorageGuard
+  /** Uploaded files: records, attachment checks, life cycle. */
+  readonly files: FileService
   /** Starts listening; resolves with the bound address. */
   listen (): Promise<{ host: string, port: number, url: string }>
   /** Stops accepting, closes sockets with 1001, flushes every room. Does not close the store. */
@@ -146,6 +161,19 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   const metrics = createMetrics(deps.processMetrics ?? false)
   const auth = createAuthenticator(config.secret, now)
   const events = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event subscriber failed'))
+  const newId = (): string => randomUUID()
+  const files = new FileService({
+    section: store.section('files'),
+    blobs: deps.blobs ?? await FsBlobStore.open(join(store.location, 'files')),
+    settings: () => settings.current,
+    timers,
+    now,
+    newId,
+    orphanMs: config.fileOrphanMs,
+    sweepMs: config.fileSweepMs,
+    onError: (err, what) => logger.error({ err }, `${what} failed`)
+  })
+  events.subscribe(e => { files.handle(e) })
   const rooms: RoomManager = new RoomManager({
     store,
     logger,
@@ -160,7 +188,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     historyWindow: config.historyWindow,
     archiveChunk: config.archiveChunk,
     keepaliveMs: config.keepaliveMs,
-    serverClientIds: createServerClientIds(config.secret)
+    serverClientIds: createServerClientIds(config.secret),
+    checkAttachments: async (conv, claims) => { await files.check(conv, claims) }
   })
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
@@ -218,11 +247,12 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId: () => randomUUID() }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId, files }
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
   registerBackupRoutes(http, restDeps)
+  await registerFileRoutes(http, restDeps, files)
   const eventServices = createEventServices({
     secret: config.secret, smtpUrl: config.smtpUrl, tuning: config.delivery,
     store, logger, timers, now, rooms, settings: () => settings.current, events
@@ -245,9 +275,11 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     events,
     eventServices,
     storage,
+    files,
     async listen () {
       await http.listen({ host: config.host, port: config.port })
       await eventServices.start()
+      files.start()
       const addr = http.server.address() as AddressInfo
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
       return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` }
@@ -259,6 +291,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])
         await eventServices.stop()
+        await files.stop()
         metrics.stop()
       })()
       await closing

@@ -21,9 +21,10 @@
 import * as Y from 'yjs'
 import { ChatError, type ErrorCode } from './errors.ts'
 import {
-  messageShapeProblem, ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_READS, type Role
+  messageShapeProblem, ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_READS, type Message, type Role
 } from './schema.ts'
 import { MessageIndex, messageIdOf } from './update-judge/message-index.ts'
+import { claimOf, type AttachmentClaim } from './update-judge/attachments.ts'
 import { CONTENT, MalformedUpdate, readUpdateV1, type ParsedUpdate } from './update-judge/read-update.ts'
 import {
   findPartIndex, findStructIndex, ForbiddenPlacement, MissingDependencies, placeOfStored, simulateIntegration,
@@ -52,8 +53,10 @@ export type Verdict =
    * `writtenClientIds` every client id it adds structs under (bound or not).
    * `freshIds` the ids of the messages it adds that are not live now (not edits): the judge
    * knows only the live document, so the caller checks them against the archive.
+   * `attachments` the attachments of the messages it adds or edits, for the caller to check
+   * against the uploads (`update-judge/attachments.ts`).
    */
-  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[] }
+  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[]; attachments: AttachmentClaim[] }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
@@ -76,6 +79,7 @@ interface NewMessage {
   edited: boolean
   part: NewPart
   index: number
+  attachment: AttachmentClaim | null
 }
 
 /**
@@ -131,7 +135,8 @@ export class UpdateJudge {
     const messages = this.collectNewMessages(sim, writer)
     const { deletedIds, effective } = this.judgeDeletes(parsed, sim, writer, messages)
     const freshIds = this.checkUniqueIds(messages, deletedIds)
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds }
+    const attachments = messages.flatMap(m => m.index >= 0 && m.attachment !== null ? [m.attachment] : [])
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds, attachments }
   }
 
   /** Client binding and placement of every new part; returns the client ids to bind. */
@@ -166,11 +171,11 @@ export class UpdateJudge {
         if (content.tainted?.[index] === true) refuse('INVALID_MESSAGE', 'a message must not hold a __proto__ key')
         const problem = messageShapeProblem(v, Number.POSITIVE_INFINITY)
         if (problem !== null) refuse('INVALID_MESSAGE', problem)
-        const m = v as { id: string, senderId: unknown, text: string, type: unknown }
+        const m = v as Message
         if (m.text.length > max) refuse('TEXT_TOO_LONG', `text is over ${max} characters`)
         if (m.type !== 'UserMessage') refuse('WRITE_FORBIDDEN', 'peers write only UserMessage')
         if (m.senderId !== writer.userId) refuse('SENDER_MISMATCH', 'a message must be sent as its writer')
-        out.push({ id: m.id, edited: Object.prototype.hasOwnProperty.call(v, 'editedAt'), part, index })
+        out.push({ id: m.id, edited: Object.prototype.hasOwnProperty.call(v, 'editedAt'), part, index, attachment: claimOf(m) })
       })
     }
     return out

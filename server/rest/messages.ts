@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify'
 import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
-import type { Message, MessageType } from '../../shared/schema.ts'
+import type { Attachment, Message, MessageType } from '../../shared/schema.ts'
+import { claimOf, type AttachmentClaim } from '../../shared/update-judge/attachments.ts'
 import type { ArchivedMessage } from '../storage/port.ts'
 import { requireAdmin, requireHistoryReader } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
@@ -14,7 +15,7 @@ import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
 import { writeWithEvents } from '../events.ts'
 
-interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string }
+interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string, attachment?: Attachment }
 
 const DEFAULT_LIMIT = 30
 const MAX_LIMIT = 100
@@ -84,8 +85,11 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         const m: Message = { id: deps.newId(), senderId: item.sender ?? null, text: item.text, createdAt: now, type: item.type }
         if (item.custom !== undefined) m.custom = item.custom
         if (item.referencedMessageId !== undefined) m.referencedMessageId = item.referencedMessageId
+        if (item.attachment !== undefined) m.attachment = item.attachment
         return m
       })
+      const claims = messages.map(claimOf).filter((c): c is AttachmentClaim => c !== null)
+      if (claims.length > 0) await deps.files.check(id, claims)
       await room.transact(doc => { messagesOf(doc).push(messages) })
       return messages
     })

@@ -31,6 +31,7 @@ import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { AppendWith, ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EventSink, ServerEvent } from '../events.ts'
+import type { AttachmentClaim } from '../../shared/update-judge/attachments.ts'
 
 /** The owner recorded for the server's own Yjs client ids; never a valid user id. */
 export const SERVER_OWNER = '#server'
@@ -82,6 +83,8 @@ export interface RoomDeps {
   events: EventSink
   /** Makes and recognises the server's own Yjs client ids. */
   serverClientIds: ServerClientIds
+  /** Checks attachments against the conversation's uploads (and claims them); throws INVALID_ATTACHMENT. */
+  checkAttachments: (conv: string, claims: readonly AttachmentClaim[]) => Promise<void>
 }
 
 /**
@@ -279,6 +282,13 @@ export class Room {
     }
     for (const id of verdict.freshIds) {
       if (this.archivedHere.has(id)) this.refuseUpdate(new ChatError('DUPLICATE_MESSAGE_ID', `message id ${id} belongs to an archived message`))
+    }
+    if (verdict.attachments.length > 0) {
+      // The judge knows the document only: each attachment must match its upload (contract §4.2).
+      const version = this.docVersion
+      await this.deps.checkAttachments(this.id, verdict.attachments).catch((e: unknown) => this.refuseUpdate(isChatError(e) ? e : new ChatError('INTERNAL')))
+      if (this.closedWith !== null) throw this.closedWith
+      if (this.docVersion !== version) verdict = this.judgeUpdate(conn, update)
     }
     if (!verdict.changes) return
     this.assertWritable()
