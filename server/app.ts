@@ -16,7 +16,7 @@ import { SettingsState } from './settings-state.ts'
 import type { DocStore } from './storage/port.ts'
 import { createSyncEndpoint, type SyncEndpoint } from './sync/endpoint.ts'
 import { registerConversationRoutes } from './rest/conversations.ts'
-import { registerMessageRoutes } from './rest/messages.ts'
+import { readLimit, registerMessageRoutes } from './rest/messages.ts'
 import { registerUserRoutes } from './rest/users.ts'
 import type { RestDeps } from './rest/deps.ts'
 import { registerWebRoutes } from './web/routes.ts'
@@ -32,6 +32,8 @@ import { FileService } from './files/file-service.ts'
 import type { BlobStore } from './storage/blob-port.ts'
 import { FsBlobStore } from './storage/fs-blob-store.ts'
 import { registerFileRoutes } from './rest/files.ts'
+import { SearchIndex } from './search/search-index.ts'
+import { registerSearchRoutes } from './search/routes.ts'
 
 export interface ServerConfig {
   host: string
@@ -118,6 +120,8 @@ export interface ParleyServer {
   readonly storage: StorageGuard
   /** Uploaded files: records, attachment checks, life cycle. */
   readonly files: FileService
+  /** The message search index, fed by `events`. */
+  readonly search: SearchIndex
   /** Starts listening; resolves with the bound address. */
   listen (): Promise<{ host: string, port: number, url: string }>
   /** Stops accepting, closes sockets with 1001, flushes every room. Does not close the store. */
@@ -174,6 +178,13 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     onError: (err, what) => logger.error({ err }, `${what} failed`)
   })
   events.subscribe(e => { files.handle(e) })
+  const search = new SearchIndex({
+    section: store.section('search'),
+    withDoc: async (conv, fn) => await rooms.withRoom(conv, room => fn(room.doc)),
+    readArchive: async (conv, beforePos, limit) => await store.readArchive(conv, beforePos, limit),
+    onError: err => logger.error({ err }, 'search index update failed')
+  })
+  events.subscribe(e => { search.handle(e) })
   const rooms: RoomManager = new RoomManager({
     store,
     logger,
@@ -247,7 +258,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId, files }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId, files, search }
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
@@ -258,6 +269,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     store, logger, timers, now, rooms, settings: () => settings.current, events
   })
   registerInboxRoutes(http, restDeps, eventServices.inbox)
+  registerSearchRoutes(http, restDeps, search, eventServices.inbox, readLimit)
   metrics.delivery.outboxPending = () => eventServices.outbox.pending
   metrics.delivery.notificationsPending = () => eventServices.notifier.pendingConversations
 
@@ -276,6 +288,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     eventServices,
     storage,
     files,
+    search,
     async listen () {
       await http.listen({ host: config.host, port: config.port })
       await eventServices.start()
@@ -291,7 +304,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])
         await eventServices.stop()
-        await files.stop()
+        await Promise.all([files.stop(), search.settled()])
         metrics.stop()
       })()
       await closing

@@ -6,6 +6,7 @@ import type { SettingsState } from '../settings-state.ts'
 import type { DocStore } from '../storage/port.ts'
 import type { EventSink } from '../events.ts'
 import type { FileService } from '../files/file-service.ts'
+import type { SearchIndex } from '../search/search-index.ts'
 
 export interface RestDeps {
   auth: Authenticator
@@ -17,6 +18,8 @@ export interface RestDeps {
   newId: () => string
   /** Uploaded files (checks attachments of REST messages). */
   files: FileService
+  /** The message search index. */
+  search: SearchIndex
 }
 
 /** The principal of a request, from its Authorization header. */

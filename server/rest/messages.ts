@@ -14,6 +14,7 @@ import { patchMessageBody, postMessagesBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
 import { writeWithEvents } from '../events.ts'
+import { searchConversation } from '../search/routes.ts'
 
 interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string, attachment?: Attachment }
 
@@ -21,7 +22,7 @@ const DEFAULT_LIMIT = 30
 const MAX_LIMIT = 100
 
 /** Reads `limit` from the query: default 30; above 100 counts as 100; otherwise a positive integer. */
-const readLimit = (raw: unknown): number => {
+export const readLimit = (raw: unknown): number => {
   if (raw === undefined || raw === '') return DEFAULT_LIMIT
   const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN
   if (!Number.isSafeInteger(n) || n < 1) throw new ChatError('INVALID_REQUEST', 'limit must be a positive integer')
@@ -44,6 +45,10 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const id = toConversationId(param(req, 'id'))
     const query = req.query as Record<string, unknown>
     const limit = readLimit(query.limit)
+    if (query.q !== undefined) {
+      await withConversation(deps, id, room => { requireHistoryReader(principal, room.doc, deps.settings.current) })
+      return await searchConversation(deps.search, id, query, limit)
+    }
     const before = query.before === undefined ? undefined : toMessageId(query.before)
     return await withConversation(deps, id, async room => {
       requireHistoryReader(principal, room.doc, deps.settings.current)

@@ -1,0 +1,282 @@
+/**
+ * Message search (contract §6): an inverted index in the store section `search` (layout in
+ * `keys.ts`), fed from durable server events, so a query reads a few posting ranges and never
+ * opens a document.
+ *
+ * Writes. `handle` queues events and returns; one drain at a time turns everything queued into
+ * one LevelDB batch (an edit or delete reads the indexed copy to remove its old postings, from
+ * the batch being built first), off the sync path. Archiving emits no events: an archived
+ * message stays indexed as it was; REST edits and deletes of archived messages emit events.
+ *
+ * Reads. A query first waits for the drains of everything queued before it (`settled`), so it
+ * sees every acknowledged edit and delete. Conversations whose history predates the index are
+ * backfilled once, on their first query, from the live document and the archive (in the drain
+ * order, so events before and after the backfill apply in order; every write is an upsert).
+ *
+ * Matching. Each query word has a posting list, newest first; the lists are intersected by
+ * walking them together (every step advances the lists whose head is newer than the oldest
+ * head), so the cost is the postings read up to the `limit`-th hit, not the whole history.
+ */
+import type * as Y from 'yjs'
+import { isMessage, type Message } from '../../shared/schema.ts'
+import { wordsOf } from '../../shared/search-text.ts'
+import type { ServerEvent } from '../events.ts'
+import type { ArchivedMessage, KvSection } from '../storage/port.ts'
+import * as keys from './keys.ts'
+import { messagesOf } from '../../shared/doc.ts'
+
+export interface SearchDeps {
+  section: KvSection
+  /** Runs `fn` on a conversation's live document (loading it); for the one-time backfill. */
+  withDoc: <T>(conv: string, fn: (doc: Y.Doc) => T) => Promise<T>
+  /** Pages of archived messages, as `DocStore.readArchive`. */
+  readArchive: (conv: string, beforePos: number | null, limit: number) => Promise<{ messages: ArchivedMessage[], hasMore: boolean }>
+  onError: (err: unknown) => void
+}
+
+/** One search hit. */
+export interface Hit { conversationId: string, message: Message }
+
+/** A position in the newest-first order of hits: hits strictly older than it. */
+export interface Cursor { createdAt: number, messageId: string }
+
+type Op = { type: 'put', key: string, value: unknown } | { type: 'del', key: string }
+type Job = { kind: 'event', event: ServerEvent } | { kind: 'backfill', conv: string, done: () => void }
+
+const ARCHIVE_PAGE = 500
+const CLEAR_CHUNK = 1000
+
+const isIndexed = (v: unknown): v is Message => isMessage(v, Number.MAX_SAFE_INTEGER)
+
+export class SearchIndex {
+  readonly #deps: SearchDeps
+  readonly #kv: SearchDeps['section']
+  #pending: Job[] = []
+  #draining: Promise<void> | null = null
+  /** Conversations known to be backfilled (or being backfilled: the promise). */
+  readonly #backfilled = new Map<string, Promise<void> | true>()
+
+  constructor (deps: SearchDeps) {
+    this.#deps = deps
+    this.#kv = deps.section
+  }
+
+  /** Event subscriber: never throws, never waits. */
+  handle (event: ServerEvent): void {
+    if (event.type !== 'message.sent' && event.type !== 'message.updated' && event.type !== 'message.deleted' && event.type !== 'conversation.deleted') return
+    if (event.type === 'conversation.deleted') this.#backfilled.delete(event.conversationId)
+    this.#push({ kind: 'event', event })
+  }
+
+  /** Resolves once every event queued so far is written (failed writes included). */
+  async settled (): Promise<void> {
+    while (this.#draining !== null) await this.#draining
+  }
+
+  /**
+   * Writes a conversation's messages into the index directly (upserts) and marks it backfilled;
+   * for the backfill and for building an index in bulk (the benchmark). Not concurrent with events
+   * of the same conversation.
+   */
+  async indexMessages (conv: string, messages: readonly Message[], markBackfilled: boolean): Promise<void> {
+    const overlay = new Map<string, Message | null>()
+    const ops: Op[] = []
+    for (const m of messages) await this.#upsert(conv, m, ops, overlay)
+    if (markBackfilled) ops.push({ type: 'put', key: keys.backfillKey(conv), value: true })
+    await this.#kv.batch(ops)
+  }
+
+  /**
+   * Hits in conversation `conv` holding every word of `words`, newest first, strictly older than
+   * `before`, at most `limit` (plus whether there are more).
+   */
+  async search (convs: readonly string[], words: readonly string[], limit: number, before: Cursor | null): Promise<{ hits: Hit[], hasMore: boolean }> {
+    await this.settled()
+    await Promise.all(convs.map(async c => { await this.#ensureBackfilled(c) }))
+    const perConv = await Promise.all(convs.map(async conv => {
+      const tails = await this.#match(conv, words, limit + 1, before)
+      return tails.map(tail => ({ conv, tail }))
+    }))
+    const all = perConv.flat().sort((a, b) => a.tail < b.tail ? 1 : a.tail > b.tail ? -1 : a.conv < b.conv ? 1 : -1)
+    const page = all.slice(0, limit)
+    const hits: Hit[] = []
+    for (const { conv, tail } of page) {
+      const m = await this.#kv.get(keys.docKey(conv, tail.slice(17)))
+      if (isIndexed(m)) hits.push({ conversationId: conv, message: m })
+    }
+    return { hits, hasMore: all.length > limit }
+  }
+
+  /** Where message `messageId` of `conv` sits in the order of hits, if it is indexed. */
+  async cursorOf (conv: string, messageId: string): Promise<Cursor | undefined> {
+    await this.settled()
+    await this.#ensureBackfilled(conv)
+    const m = await this.#kv.get(keys.docKey(conv, messageId))
+    return isIndexed(m) ? { createdAt: m.createdAt, messageId: m.id } : undefined
+  }
+
+  /** Posting tails of messages of `conv` holding every word, newest first. */
+  async #match (conv: string, words: readonly string[], limit: number, before: Cursor | null): Promise<string[]> {
+    const upper = before === null ? null : keys.postingTail(before.createdAt, before.messageId)
+    // Longer words first: usually the rarer, so the walk is led by the shortest list.
+    const sorted = [...words].sort((a, b) => b.length - a.length)
+    const its = sorted.map(word => {
+      const prefix = keys.wordPrefix(conv, word)
+      const range = { gte: prefix, lt: upper === null ? prefix + '\xff' : prefix + upper, reverse: true }
+      return { prefix, it: this.#kv.entries(range)[Symbol.asyncIterator]() }
+    })
+    const heads: Array<string | null> = []
+    const next = async (i: number): Promise<string | null> => {
+      const r = await its[i].it.next()
+      heads[i] = r.done === true ? null : (r.value[0]).slice(its[i].prefix.length)
+      return heads[i]
+    }
+    const out: string[] = []
+    try {
+      for (let i = 0; i < its.length; i++) if (await next(i) === null) return out
+      while (out.length < limit) {
+        let target = heads[0] as string
+        for (const h of heads) if ((h as string) < target) target = h as string
+        let aligned = true
+        for (let i = 0; i < its.length; i++) {
+          while ((heads[i] as string) > target) if (await next(i) === null) return out
+          if (heads[i] !== target) aligned = false
+        }
+        if (!aligned) continue
+        out.push(target)
+        for (let i = 0; i < its.length; i++) if (await next(i) === null) return out
+      }
+      return out
+    } finally {
+      await Promise.all(its.map(async ({ it }) => { await it.return?.() }))
+    }
+  }
+
+  async #ensureBackfilled (conv: string): Promise<void> {
+    const known = this.#backfilled.get(conv)
+    if (known === true) return
+    if (known !== undefined) return await known
+    const p = (async () => {
+      if (await this.#kv.get(keys.backfillKey(conv)) === true) return
+      await new Promise<void>(resolve => { this.#push({ kind: 'backfill', conv, done: resolve }) })
+    })()
+    this.#backfilled.set(conv, p)
+    try {
+      await p
+      if (this.#backfilled.get(conv) === p) this.#backfilled.set(conv, true)
+    } catch (e) {
+      if (this.#backfilled.get(conv) === p) this.#backfilled.delete(conv)
+      throw e
+    }
+  }
+
+  #push (job: Job): void {
+    this.#pending.push(job)
+    this.#draining ??= this.#drainLoop().finally(() => { this.#draining = null })
+  }
+
+  async #drainLoop (): Promise<void> {
+    await Promise.resolve() // let a burst of events queue up
+    while (this.#pending.length > 0) {
+      const jobs = this.#pending
+      this.#pending = []
+      let i = 0
+      while (i < jobs.length) {
+        const job = jobs[i]
+        if (job.kind === 'backfill') {
+          i++
+          await this.#backfill(job.conv).catch(err => { this.#deps.onError(err) })
+          job.done()
+          continue
+        }
+        // A run of events is one batch.
+        let j = i
+        while (j < jobs.length && jobs[j].kind === 'event') j++
+        const run = jobs.slice(i, j) as Array<Extract<Job, { kind: 'event' }>>
+        i = j
+        await this.#applyEvents(run.map(r => r.event)).catch(err => { this.#deps.onError(err) })
+      }
+    }
+  }
+
+  async #applyEvents (events: readonly ServerEvent[]): Promise<void> {
+    const ops: Op[] = []
+    const overlay = new Map<string, Message | null>()
+    for (const e of events) {
+      switch (e.type) {
+        case 'message.sent':
+        case 'message.updated':
+          await this.#upsert(e.conversationId, e.message, ops, overlay)
+          break
+        case 'message.deleted':
+          await this.#remove(e.conversationId, e.message.id, ops, overlay)
+          break
+        case 'conversation.deleted':
+          if (ops.length > 0) await this.#kv.batch(ops.splice(0))
+          overlay.clear()
+          await this.#clear(e.conversationId)
+          break
+        default:
+      }
+    }
+    if (ops.length > 0) await this.#kv.batch(ops)
+  }
+
+  /** The indexed copy of a message, from the batch being built first. */
+  async #indexed (conv: string, id: string, overlay: Map<string, Message | null>): Promise<Message | null> {
+    const key = keys.docKey(conv, id)
+    if (overlay.has(key)) return overlay.get(key) ?? null
+    const v = await this.#kv.get(key)
+    return isIndexed(v) ? v : null
+  }
+
+  async #upsert (conv: string, m: Message, ops: Op[], overlay: Map<string, Message | null>): Promise<void> {
+    const old = await this.#indexed(conv, m.id, overlay)
+    const words = wordsOf(m.text)
+    if (old !== null) {
+      const keep = old.createdAt === m.createdAt ? new Set(words) : new Set<string>()
+      for (const w of wordsOf(old.text)) if (!keep.has(w)) ops.push({ type: 'del', key: keys.postingKey(conv, w, old.createdAt, old.id) })
+    }
+    for (const w of words) ops.push({ type: 'put', key: keys.postingKey(conv, w, m.createdAt, m.id), value: 1 })
+    ops.push({ type: 'put', key: keys.docKey(conv, m.id), value: m })
+    overlay.set(keys.docKey(conv, m.id), m)
+  }
+
+  async #remove (conv: string, id: string, ops: Op[], overlay: Map<string, Message | null>): Promise<void> {
+    const old = await this.#indexed(conv, id, overlay)
+    if (old === null) return
+    for (const w of wordsOf(old.text)) ops.push({ type: 'del', key: keys.postingKey(conv, w, old.createdAt, old.id) })
+    ops.push({ type: 'del', key: keys.docKey(conv, id) })
+    overlay.set(keys.docKey(conv, id), null)
+  }
+
+  /** Indexes the whole history of a conversation (live and archived), then marks it. */
+  async #backfill (conv: string): Promise<void> {
+    if (await this.#kv.get(keys.backfillKey(conv)) === true) return
+    const live = await this.#deps.withDoc(conv, doc => messagesOf(doc).toArray())
+    const archived: Message[] = []
+    let before: number | null = null
+    for (let guard = 0; guard < 1e7; guard++) {
+      const page = await this.#deps.readArchive(conv, before, ARCHIVE_PAGE)
+      archived.push(...page.messages.map(a => a.message))
+      if (!page.hasMore || page.messages.length === 0) break
+      before = page.messages[0].pos
+      if (archived.length >= ARCHIVE_PAGE * 4) {
+        await this.indexMessages(conv, archived.splice(0), false)
+      }
+    }
+    await this.indexMessages(conv, [...archived, ...live], true)
+  }
+
+  async #clear (conv: string): Promise<void> {
+    for (const prefix of [keys.convPostingsPrefix(conv), keys.docPrefix(conv)]) {
+      for (let guard = 0; guard < 1e9; guard++) {
+        const chunk: Op[] = []
+        for await (const [k] of this.#kv.entries({ ...keys.prefixRange(prefix), limit: CLEAR_CHUNK })) chunk.push({ type: 'del', key: k })
+        if (chunk.length === 0) break
+        await this.#kv.batch(chunk)
+      }
+    }
+    await this.#kv.del(keys.backfillKey(conv))
+  }
+}
