@@ -32,7 +32,7 @@ import { FileService } from './files/file-service.ts'
 import type { BlobStore } from './storage/blob-port.ts'
 import { FsBlobStore } from './storage/fs-blob-store.ts'
 import { registerFileRoutes } from './rest/files.ts'
-import { SearchIndex } from './search/search-index.ts'
+import { SearchIndex, SECTION as SEARCH_SECTION } from './search/search-index.ts'
 import { registerSearchRoutes } from './search/routes.ts'
 
 export interface ServerConfig {
@@ -72,6 +72,8 @@ export interface ServerConfig {
   fileOrphanMs: number
   /** How often that sweep runs. */
   fileSweepMs: number
+  /** The longest a message change waits before the search index expands it into postings (queries never wait for it). */
+  searchExpandDelayMs: number
 }
 
 export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
@@ -92,7 +94,8 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   storageRetryMs: 1000,
   storageMinFreeBytes: 1024 * 1024,
   fileOrphanMs: 24 * 3600_000,
-  fileSweepMs: 3600_000
+  fileSweepMs: 3600_000,
+  searchExpandDelayMs: 200
 }
 
 export interface ServerDeps {
@@ -179,11 +182,15 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   })
   events.subscribe(e => { files.handle(e) })
   const search = new SearchIndex({
-    section: store.section('search'),
+    section: store.section(SEARCH_SECTION),
     withDoc: async (conv, fn) => await rooms.withRoom(conv, room => fn(room.doc)),
     readArchive: async (conv, beforePos, limit) => await store.readArchive(conv, beforePos, limit),
-    onError: err => logger.error({ err }, 'search index update failed')
+    onError: err => logger.error({ err }, 'search index update failed'),
+    timers,
+    expandDelayMs: config.searchExpandDelayMs
   })
+  await search.open()
+  events.addStager(evs => search.stage(evs))
   events.subscribe(e => { search.handle(e) })
   const rooms: RoomManager = new RoomManager({
     store,
@@ -304,6 +311,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])
         await eventServices.stop()
+        search.stop()
         await Promise.all([files.stop(), search.settled()])
         metrics.stop()
       })()

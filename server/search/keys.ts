@@ -5,6 +5,7 @@
  *   v1!d!<conv>!<messageId>                      Message: the message as indexed (what results show,
  *                                                and which postings to remove on an edit or delete)
  *   v1!b!<conv>                                  true: the conversation's history before the index is in it
+ *   v1!w!<seq>                                   a logged message event not yet expanded into postings
  *
  * Times are 16 decimal digits so string order is number order; a posting's tail after its
  * `<word>!` prefix (`<createdAt>!<messageId>`) orders messages the same way for every word.
@@ -21,6 +22,10 @@ export const convPostingsPrefix = (conv: string): string => `v1!p!${conv}!`
 export const docPrefix = (conv: string): string => `v1!d!${conv}!`
 export const docKey = (conv: string, messageId: string): string => docPrefix(conv) + messageId
 export const backfillKey = (conv: string): string => `v1!b!${conv}`
+
+export const LOG_PREFIX = 'v1!w!'
+export const logKey = (seq: number): string => LOG_PREFIX + time(seq)
+export const parseLogSeq = (key: string): number => Number(key.slice(LOG_PREFIX.length))
 
 /** The range holding every key that starts with `prefix`. */
 export const prefixRange = (prefix: string): { gte: string, lt: string } => ({ gte: prefix, lt: prefix + '\xff' })

@@ -3,26 +3,33 @@
  * `keys.ts`), fed from durable server events, so a query reads a few posting ranges and never
  * opens a document.
  *
- * Writes. `handle` queues events and returns; one drain at a time turns everything queued into
- * one LevelDB batch (an edit or delete reads the indexed copy to remove its old postings, from
- * the batch being built first), off the sync path. Archiving emits no events: an archived
- * message stays indexed as it was; REST edits and deletes of archived messages emit events.
+ * Writes. A message event costs the write path one key: its entry in a write-ahead log
+ * (`v1!w!<seq>`: the event's conversation, kind, message and previous version), staged (an
+ * EventBus stager) into the same LevelDB batch as the change, so nothing acknowledged is ever
+ * missing from the index, not even after a power cut. Off the sync path, one queue expands the log
+ * into postings: a batch of everything logged so far, at most `expandDelayMs` after an event (so
+ * a busy conversation costs a few index writes per second, not one fsync per message), at once
+ * when a query asks, and at start for what a crash left. Each expansion writes its postings and
+ * deletes its log entries in one batch; every step is an upsert that reads the indexed copy
+ * first, so replaying an entry twice is harmless. The same queue runs, in order,
+ * `conversation.deleted` (range deletes) and the one-time backfill of conversations whose
+ * history predates the index (from the live document and the archive). Archiving emits no
+ * events: an archived message stays indexed as it was.
  *
- * Reads. A query first waits for the drains of everything queued before it (`settled`), so it
- * sees every acknowledged edit and delete. Conversations whose history predates the index are
- * backfilled once, on their first query, from the live document and the archive (in the drain
- * order, so events before and after the backfill apply in order; every write is an upsert).
+ * Reads. A query first expands the log up to now and waits for the queue (`settled`), so it sees
+ * every acknowledged edit and delete, then backfills the conversations it reads that never were.
  *
  * Matching. Each query word has a posting list, newest first; the lists are intersected by
  * walking them together (every step advances the lists whose head is newer than the oldest
  * head), so the cost is the postings read up to the `limit`-th hit, not the whole history.
  */
 import type * as Y from 'yjs'
-import { isMessage, type Message } from '../../shared/schema.ts'
+import { isMessage, isPlainObject, type Message } from '../../shared/schema.ts'
 import { wordsOf } from '../../shared/search-text.ts'
-import type { ServerEvent } from '../events.ts'
+import type { ServerEvent, StagedWrite } from '../events.ts'
 import type { ArchivedMessage, KvSection } from '../storage/port.ts'
 import * as keys from './keys.ts'
+import type { Timers } from '../presence/presence-hub.ts'
 import { messagesOf } from '../../shared/doc.ts'
 
 export interface SearchDeps {
@@ -32,6 +39,9 @@ export interface SearchDeps {
   /** Pages of archived messages, as `DocStore.readArchive`. */
   readArchive: (conv: string, beforePos: number | null, limit: number) => Promise<{ messages: ArchivedMessage[], hasMore: boolean }>
   onError: (err: unknown) => void
+  timers: Timers
+  /** The longest a logged event waits before it is expanded into postings (a query does not wait for it). */
+  expandDelayMs: number
 }
 
 /** One search hit. */
@@ -41,9 +51,20 @@ export interface Hit { conversationId: string, message: Message }
 export interface Cursor { createdAt: number, messageId: string }
 
 type Op = { type: 'put', key: string, value: unknown } | { type: 'del', key: string }
-type Job = { kind: 'event', event: ServerEvent } | { kind: 'backfill', conv: string, done: () => void }
+type Job = { kind: 'expand', upTo: number } | { kind: 'backfill', conv: string, done: () => void } | { kind: 'clear', conv: string }
+
+/** A message event as logged (`v1!w!<seq>`). */
+interface Logged { conversationId: string, kind: 'upsert' | 'remove', message: Message }
+
+const isLogged = (v: unknown): v is Logged =>
+  isPlainObject(v) && typeof v.conversationId === 'string' && (v.kind === 'upsert' || v.kind === 'remove') && isIndexed(v.message)
+
+/** The store section the index lives in. */
+export const SECTION = 'search'
 
 const ARCHIVE_PAGE = 500
+/** Log entries expanded per batch. */
+const EXPAND_CHUNK = 100
 const CLEAR_CHUNK = 1000
 
 const isIndexed = (v: unknown): v is Message => isMessage(v, Number.MAX_SAFE_INTEGER)
@@ -55,17 +76,65 @@ export class SearchIndex {
   #draining: Promise<void> | null = null
   /** Conversations known to be backfilled (or being backfilled: the promise). */
   readonly #backfilled = new Map<string, Promise<void> | true>()
+  /** The last log sequence number given out. */
+  #seq = 0
+  /** The last log sequence number expanded (or queued to be). */
+  #expandQueued = 0
+  #expandTimer: unknown = null
 
   constructor (deps: SearchDeps) {
     this.#deps = deps
     this.#kv = deps.section
   }
 
-  /** Event subscriber: never throws, never waits. */
+  /** Reads where the log ends and queues the expansion of what a previous run left in it. */
+  async open (): Promise<void> {
+    for await (const [k] of this.#kv.entries({ ...keys.prefixRange(keys.LOG_PREFIX), reverse: true, limit: 1 })) this.#seq = keys.parseLogSeq(k)
+    if (this.#seq > 0) this.#queueExpand()
+  }
+
+  /** Stager: one log entry per message event, written in the same batch as the change. */
+  stage (events: readonly ServerEvent[]): StagedWrite[] {
+    const out: StagedWrite[] = []
+    for (const e of events) {
+      if (e.type !== 'message.sent' && e.type !== 'message.updated' && e.type !== 'message.deleted') continue
+      const value: Logged = { conversationId: e.conversationId, kind: e.type === 'message.deleted' ? 'remove' : 'upsert', message: e.message }
+      out.push({ section: SECTION, key: keys.logKey(++this.#seq), value, committed: () => {} })
+    }
+    return out
+  }
+
+  /** Event subscriber (after the change is durable): schedules the log's expansion. Never throws, never waits. */
   handle (event: ServerEvent): void {
-    if (event.type !== 'message.sent' && event.type !== 'message.updated' && event.type !== 'message.deleted' && event.type !== 'conversation.deleted') return
-    if (event.type === 'conversation.deleted') this.#backfilled.delete(event.conversationId)
-    this.#push({ kind: 'event', event })
+    if (event.type === 'conversation.deleted') {
+      this.#backfilled.delete(event.conversationId)
+      this.#queueExpand()
+      this.#push({ kind: 'clear', conv: event.conversationId })
+      return
+    }
+    if (event.type !== 'message.sent' && event.type !== 'message.updated' && event.type !== 'message.deleted') return
+    this.#expandTimer ??= this.#deps.timers.setTimeout(() => {
+      this.#expandTimer = null
+      this.#queueExpand()
+    }, this.#deps.expandDelayMs)
+  }
+
+  /** Expands the log (what is logged now) and resolves once the queue is done; for queries and shutdown. */
+  async flushed (): Promise<void> {
+    this.#queueExpand()
+    await this.settled()
+  }
+
+  /** Cancels the expansion timer (what is logged stays in the log for the next start). */
+  stop (): void {
+    if (this.#expandTimer !== null) this.#deps.timers.clearTimeout(this.#expandTimer)
+    this.#expandTimer = null
+  }
+
+  #queueExpand (): void {
+    if (this.#seq <= this.#expandQueued) return
+    this.#expandQueued = this.#seq
+    this.#push({ kind: 'expand', upTo: this.#seq })
   }
 
   /** Resolves once every event queued so far is written (failed writes included). */
@@ -91,7 +160,7 @@ export class SearchIndex {
    * `before`, at most `limit` (plus whether there are more).
    */
   async search (convs: readonly string[], words: readonly string[], limit: number, before: Cursor | null): Promise<{ hits: Hit[], hasMore: boolean }> {
-    await this.settled()
+    await this.flushed()
     await Promise.all(convs.map(async c => { await this.#ensureBackfilled(c) }))
     const perConv = await Promise.all(convs.map(async conv => {
       const tails = await this.#match(conv, words, limit + 1, before)
@@ -109,7 +178,7 @@ export class SearchIndex {
 
   /** Where message `messageId` of `conv` sits in the order of hits, if it is indexed. */
   async cursorOf (conv: string, messageId: string): Promise<Cursor | undefined> {
-    await this.settled()
+    await this.flushed()
     await this.#ensureBackfilled(conv)
     const m = await this.#kv.get(keys.docKey(conv, messageId))
     return isIndexed(m) ? { createdAt: m.createdAt, messageId: m.id } : undefined
@@ -176,50 +245,31 @@ export class SearchIndex {
   }
 
   async #drainLoop (): Promise<void> {
-    await Promise.resolve() // let a burst of events queue up
+    await Promise.resolve() // let a burst of jobs queue up
     while (this.#pending.length > 0) {
-      const jobs = this.#pending
-      this.#pending = []
-      let i = 0
-      while (i < jobs.length) {
-        const job = jobs[i]
-        if (job.kind === 'backfill') {
-          i++
-          await this.#backfill(job.conv).catch(err => { this.#deps.onError(err) })
-          job.done()
-          continue
-        }
-        // A run of events is one batch.
-        let j = i
-        while (j < jobs.length && jobs[j].kind === 'event') j++
-        const run = jobs.slice(i, j) as Array<Extract<Job, { kind: 'event' }>>
-        i = j
-        await this.#applyEvents(run.map(r => r.event)).catch(err => { this.#deps.onError(err) })
-      }
+      const job = this.#pending.shift() as Job
+      const work = job.kind === 'expand' ? this.#expand(job.upTo) : job.kind === 'backfill' ? this.#backfill(job.conv) : this.#clear(job.conv)
+      await work.catch(err => { this.#deps.onError(err) })
+      if (job.kind === 'backfill') job.done()
     }
   }
 
-  async #applyEvents (events: readonly ServerEvent[]): Promise<void> {
-    const ops: Op[] = []
-    const overlay = new Map<string, Message | null>()
-    for (const e of events) {
-      switch (e.type) {
-        case 'message.sent':
-        case 'message.updated':
-          await this.#upsert(e.conversationId, e.message, ops, overlay)
-          break
-        case 'message.deleted':
-          await this.#remove(e.conversationId, e.message.id, ops, overlay)
-          break
-        case 'conversation.deleted':
-          if (ops.length > 0) await this.#kv.batch(ops.splice(0))
-          overlay.clear()
-          await this.#clear(e.conversationId)
-          break
-        default:
+  /** Applies the log up to `upTo` and deletes those entries, in batches of about EXPAND_CHUNK entries. */
+  async #expand (upTo: number): Promise<void> {
+    for (let guard = 0; guard < 1e9; guard++) {
+      const ops: Op[] = []
+      const overlay = new Map<string, Message | null>()
+      let n = 0
+      for await (const [k, v] of this.#kv.entries({ gte: keys.LOG_PREFIX, lte: keys.logKey(upTo), limit: EXPAND_CHUNK })) {
+        n++
+        ops.push({ type: 'del', key: k })
+        if (!isLogged(v)) continue
+        if (v.kind === 'upsert') await this.#upsert(v.conversationId, v.message, ops, overlay)
+        else await this.#remove(v.conversationId, v.message.id, ops, overlay)
       }
+      if (n === 0) return
+      await this.#kv.batch(ops)
     }
-    if (ops.length > 0) await this.#kv.batch(ops)
   }
 
   /** The indexed copy of a message, from the batch being built first. */

@@ -282,7 +282,9 @@ export class LevelStore implements DocStore {
   }
 
   private sectionOps (sections: readonly SectionPut[]): Op[] {
-    return sections.map(p => ({ type: 'put', sublevel: this.sectionLevel(p.section), key: p.key, value: p.value }))
+    return sections.map(p => p.del === true
+      ? { type: 'del', sublevel: this.sectionLevel(p.section), key: p.key }
+      : { type: 'put', sublevel: this.sectionLevel(p.section), key: p.key, value: p.value })
   }
 
   async getUser (user: string): Promise<UserRecord | undefined> {

@@ -47,11 +47,13 @@ export interface AppendWith {
   members?: ReadonlyArray<{ userId: string, joinedAt: number | null }>
 }
 
-/** A put into a named section, made in the same batch as other writes. */
+/** A put into (or, with `del`, a delete from) a named section, made in the same batch as other writes. */
 export interface SectionPut {
   section: string
   key: string
   value: unknown
+  /** Deletes the key instead (`value` is ignored). */
+  del?: boolean
 }
 
 /** A JSON key-value section of the store that one module owns (webhook outbox, inbox index...). */

@@ -111,6 +111,18 @@ Search('the user route searches every conversation where the user is a participa
   assert.equal(textsOf(await q(s, '/v1/users/alice/messages?q=topic')), ['shared topic two'])
 })
 
+Search('a deleted conversation leaves nothing in the index: a new one of the same id finds only its own messages', async ({ s }) => {
+  await post(s, 'c1', 'alice', 'gone papaya')
+  await s.api('DELETE', '/v1/conversations/c1')
+  await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  await post(s, 'c1', 'alice', 'new papaya')
+  assert.equal(textsOf(await q(s, '/v1/conversations/c1/messages?q=papaya')), ['new papaya'])
+  await s.server.search.settled()
+  const left: string[] = []
+  for await (const [k] of s.store.section('search').entries({})) if (k.includes('gone')) left.push(k)
+  assert.equal(left, [])
+})
+
 Search('a conversation written before the index existed is backfilled on its first query, archive included', async () => {
   const s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 } })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
