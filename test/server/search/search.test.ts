@@ -146,4 +146,23 @@ Search('a conversation written before the index existed is backfilled on its fir
   }
 })
 
+Search('message changes are logged in the same batch as the change: a crash before the index expands them loses nothing', async () => {
+  const s = await startServer({ config: { searchExpandDelayMs: 3600_000 } })
+  await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  await post(s, 'c1', 'alice', 'logged quince')
+  await s.stop(true)
+  const store = await LevelStore.open(join(s.dir, 'db'))
+  const logged: string[] = []
+  for await (const [k] of store.section('search').entries({ gte: 'v1!w!', lt: 'v1!w!\xff' })) logged.push(k)
+  await store.close()
+  assert.ok(logged.length > 0, 'the change waits in the log')
+  const again = await startServer({ dir: s.dir, config: { searchExpandDelayMs: 3600_000 } })
+  try {
+    await again.server.search.settled()
+    assert.equal(textsOf(await q(again, '/v1/conversations/c1/messages?q=quince')), ['logged quince'])
+  } finally {
+    await again.stop()
+  }
+})
+
 Search.run()
