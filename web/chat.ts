@@ -51,7 +51,7 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
 
   const input = h('input', { name: 'text', placeholder: 'Write a message…', autocomplete: 'off', 'data-testid': 'composer-input', maxlength: 10000 })
   const fileInput = h('input', { type: 'file', class: 'file-input', 'data-testid': 'attach-input', 'aria-label': 'Attach a file' })
-  const attachButton = h('button', { type: 'button', class: 'attach', title: 'Attach a file', 'data-testid': 'attach' }, '📎')
+  const attachButton = h('button', { type: 'button', class: 'attach', title: 'Attach a file', 'data-testid': 'attach' }, 'Attach')
   const composer = h('form', { class: 'composer', 'data-testid': 'composer' }, attachButton, fileInput, input, h('button', { type: 'submit' }, 'Send'))
   attachButton.addEventListener('click', () => { fileInput.click() })
   fileInput.addEventListener('change', () => {
