@@ -54,7 +54,7 @@ export const ERRORS = {
   FILE_NOT_FOUND: { status: 404, closeCode: 4404, message: 'No such file in this conversation' },
   INVALID_ATTACHMENT: { status: 400, closeCode: 4403, message: 'The attachment does not name a file this sender uploaded to this conversation, with its metadata' },
   RANGE_NOT_SATISFIABLE: { status: 416, closeCode: 4400, message: 'The requested byte range is not within the file' },
-  UPLOAD_QUOTA_EXCEEDED: { status: 429, closeCode: 4429, message: 'The user has uploaded maxUploadBytesPerUserPerDay today' },
+  UPLOAD_QUOTA_EXCEEDED: { status: 429, closeCode: 4403, message: 'The user has uploaded maxUploadBytesPerUserPerDay today' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, closeCode: 4400, message: 'Send application/json' },
   STORAGE_CORRUPT: { status: 500, closeCode: 1011, message: 'The storage folder is damaged; see docs/operations.md (npm run repair)' },
   SHUTTING_DOWN: { status: 503, closeCode: 1001, message: 'The server is shutting down' },
