@@ -31,7 +31,7 @@ import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { AppendWith, ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EventSink, ServerEvent } from '../events.ts'
-import type { AttachmentClaim } from '../../shared/update-judge/attachments.ts'
+import { claimOf, type AttachmentClaim } from '../../shared/update-judge/attachments.ts'
 
 /** The owner recorded for the server's own Yjs client ids; never a valid user id. */
 export const SERVER_OWNER = '#server'
@@ -327,9 +327,10 @@ export class Room {
     const intents = peer.intents(this.doc, conn.userId, maxTextLength)
     const added: Message[] = []
     for (const m of conn.canWrite ? intents.added : []) {
-      if (!this.archivedHere.has(m.id) && await this.deps.store.archivePosOf(this.id, m.id) === undefined) added.push(m)
+      if (!this.archivedHere.has(m.id) && await this.deps.store.archivePosOf(this.id, m.id) === undefined && await this.attachmentHolds(m)) added.push(m)
     }
-    const edited = conn.canWrite ? intents.edited : []
+    const edited: Message[] = []
+    for (const m of conn.canWrite ? intents.edited : []) if (await this.attachmentHolds(m)) edited.push(m)
     const deleted = conn.canWrite ? intents.deleted : []
     const readUpTo = conn.role === 'participant' ? intents.readUpTo : null
     if (added.length > 0 || edited.length > 0 || deleted.length > 0 || readUpTo !== null) {
@@ -351,6 +352,13 @@ export class Room {
     }
     const stale = peer.takeStale(this.doc)
     if (stale !== null) conn.send(encodeSyncUpdate(stale))
+  }
+
+  /** Whether a message the server re-issues for a peer in recovery carries no attachment, or one that matches its upload. */
+  private async attachmentHolds (m: Message): Promise<boolean> {
+    const claim = claimOf(m)
+    if (claim === null) return true
+    return await this.deps.checkAttachments(this.id, [claim]).then(() => true, () => false)
   }
 
   private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {
