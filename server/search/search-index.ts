@@ -69,6 +69,11 @@ const CLEAR_CHUNK = 1000
 
 const isIndexed = (v: unknown): v is Message => isMessage(v, Number.MAX_SAFE_INTEGER)
 
+const nextOf = async (gen: AsyncGenerator<string, void, undefined>): Promise<string | null> => {
+  const r = await gen.next()
+  return r.done === true ? null : r.value
+}
+
 export class SearchIndex {
   readonly #deps: SearchDeps
   readonly #kv: SearchDeps['section']
@@ -162,18 +167,30 @@ export class SearchIndex {
   async search (convs: readonly string[], words: readonly string[], limit: number, before: Cursor | null): Promise<{ hits: Hit[], hasMore: boolean }> {
     await this.flushed()
     await Promise.all(convs.map(async c => { await this.#ensureBackfilled(c) }))
-    const perConv = await Promise.all(convs.map(async conv => {
-      const tails = await this.#match(conv, words, limit + 1, before)
-      return tails.map(tail => ({ conv, tail }))
-    }))
-    const all = perConv.flat().sort((a, b) => a.tail < b.tail ? 1 : a.tail > b.tail ? -1 : a.conv < b.conv ? 1 : -1)
-    const page = all.slice(0, limit)
-    const hits: Hit[] = []
-    for (const { conv, tail } of page) {
-      const m = await this.#kv.get(keys.docKey(conv, tail.slice(17)))
-      if (isIndexed(m)) hits.push({ conversationId: conv, message: m })
+    // A lazy merge of the conversations' hit streams, newest first: each stream reads only as
+    // far as the hits taken from it (plus its head).
+    const streams = convs.map(conv => ({ conv, gen: this.#matches(conv, words, before), head: null as string | null }))
+    const picked: Array<{ conv: string, tail: string }> = []
+    try {
+      await Promise.all(streams.map(async st => { st.head = await nextOf(st.gen) }))
+      while (picked.length <= limit) {
+        let best: typeof streams[number] | null = null
+        for (const st of streams) {
+          if (st.head === null) continue
+          if (best === null || st.head > (best.head as string) || (st.head === best.head && st.conv > best.conv)) best = st
+        }
+        if (best === null) break
+        picked.push({ conv: best.conv, tail: best.head as string })
+        best.head = await nextOf(best.gen)
+      }
+    } finally {
+      await Promise.all(streams.map(async st => { await st.gen.return(undefined) }))
     }
-    return { hits, hasMore: all.length > limit }
+    const page = picked.slice(0, limit)
+    const found = await Promise.all(page.map(async ({ conv, tail }) => await this.#kv.get(keys.docKey(conv, tail.slice(17)))))
+    const hits: Hit[] = []
+    page.forEach(({ conv }, i) => { const m = found[i]; if (isIndexed(m)) hits.push({ conversationId: conv, message: m }) })
+    return { hits, hasMore: picked.length > limit }
   }
 
   /** Where message `messageId` of `conv` sits in the order of hits, if it is indexed. */
@@ -184,8 +201,8 @@ export class SearchIndex {
     return isIndexed(m) ? { createdAt: m.createdAt, messageId: m.id } : undefined
   }
 
-  /** Posting tails of messages of `conv` holding every word, newest first. */
-  async #match (conv: string, words: readonly string[], limit: number, before: Cursor | null): Promise<string[]> {
+  /** Posting tails of messages of `conv` holding every word, newest first, older than `before`. */
+  async * #matches (conv: string, words: readonly string[], before: Cursor | null): AsyncGenerator<string, void, undefined> {
     const upper = before === null ? null : keys.postingTail(before.createdAt, before.messageId)
     // Longer words first: usually the rarer, so the walk is led by the shortest list.
     const sorted = [...words].sort((a, b) => b.length - a.length)
@@ -200,22 +217,21 @@ export class SearchIndex {
       heads[i] = r.done === true ? null : (r.value[0]).slice(its[i].prefix.length)
       return heads[i]
     }
-    const out: string[] = []
     try {
-      for (let i = 0; i < its.length; i++) if (await next(i) === null) return out
-      while (out.length < limit) {
+      for (let i = 0; i < its.length; i++) if (await next(i) === null) return
+      for (;;) {
+        // Every list's head is its newest remaining hit: a common hit is at most the oldest head.
         let target = heads[0] as string
         for (const h of heads) if ((h as string) < target) target = h as string
         let aligned = true
         for (let i = 0; i < its.length; i++) {
-          while ((heads[i] as string) > target) if (await next(i) === null) return out
+          while ((heads[i] as string) > target) if (await next(i) === null) return
           if (heads[i] !== target) aligned = false
         }
         if (!aligned) continue
-        out.push(target)
-        for (let i = 0; i < its.length; i++) if (await next(i) === null) return out
+        yield target
+        for (let i = 0; i < its.length; i++) if (await next(i) === null) return
       }
-      return out
     } finally {
       await Promise.all(its.map(async ({ it }) => { await it.return?.() }))
     }
