@@ -284,7 +284,9 @@ export class SearchIndex {
         else await this.#remove(v.conversationId, v.message.id, ops, overlay)
       }
       if (n === 0) return
-      await this.#kv.batch(ops)
+      // Not flushed on its own: a machine crash loses it with its log entries' deletion, and the
+      // log (durable) is expanded again at the next start.
+      await this.#kv.batch(ops, { durable: false })
     }
   }
 

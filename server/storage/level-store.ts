@@ -60,7 +60,7 @@ export class LevelStore implements DocStore {
     // An array batch whose operations name their sublevel writes to several sublevels atomically.
     const batch = db.batch.bind(db) as unknown as (ops: Op[], options: { sync: boolean }) => Promise<void>
     this.writes = new WriteQueue<Op>(
-      async ops => { await batch(ops, { sync: this.sync }) },
+      async (ops, durable) => { await batch(ops, { sync: this.sync && durable }) },
       error => describeStorageError(error, path)
     )
   }
@@ -129,8 +129,8 @@ export class LevelStore implements DocStore {
   resumeWrites (): void { this.writes.resume() }
 
   /** Writes `ops` atomically, after every write queued before them. */
-  private async commit (ops: Op[]): Promise<void> {
-    await this.writes.enqueue(ops)
+  private async commit (ops: Op[], durable = true): Promise<void> {
+    await this.writes.enqueue(ops, durable)
   }
 
   /** Every key of `sublevel` in `range`, deleted in chunks (each chunk atomic). */
@@ -169,7 +169,7 @@ export class LevelStore implements DocStore {
       get: async key => await sub.get(key),
       put: async (key, value) => { await this.commit([{ type: 'put', sublevel: sub, key, value }]) },
       del: async key => { await this.commit([{ type: 'del', sublevel: sub, key }]) },
-      batch: async ops => { await this.commit(ops.map(o => ({ ...o, sublevel: sub }))) },
+      batch: async (ops, opts) => { await this.commit(ops.map(o => ({ ...o, sublevel: sub })), opts?.durable ?? true) },
       entries: range => sub.iterator(range)
     }
   }

@@ -61,8 +61,12 @@ export interface KvSection {
   get (key: string): Promise<unknown>
   put (key: string, value: unknown): Promise<void>
   del (key: string): Promise<void>
-  /** Applies puts and deletes atomically. */
-  batch (ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>): Promise<void>
+  /**
+   * Applies puts and deletes atomically. With `durable: false` the batch may resolve before it is
+   * flushed to the disk (a crash of the machine may lose it whole, never part of it): for writes
+   * that a durable record can redo, such as the search index expanding its log.
+   */
+  batch (ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>, opts?: { durable?: boolean }): Promise<void>
   /** Entries in key order (or reversed), within the range. */
   entries (range: { gt?: string, gte?: string, lt?: string, lte?: string, limit?: number, reverse?: boolean }): AsyncIterable<[string, unknown]>
 }

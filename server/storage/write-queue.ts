@@ -24,7 +24,7 @@ export interface WriteFailure {
   readonly at: number
 }
 
-interface Waiter<Op> { ops: readonly Op[], resolve: () => void, reject: (e: unknown) => void }
+interface Waiter<Op> { ops: readonly Op[], durable: boolean, resolve: () => void, reject: (e: unknown) => void }
 
 /** Turns a storage error into one readable line naming the folder (`dir`). */
 export const describeStorageError = (error: unknown, dir: string): string => {
@@ -41,7 +41,7 @@ export const describeStorageError = (error: unknown, dir: string): string => {
 }
 
 export class WriteQueue<Op> {
-  private readonly write: (ops: Op[]) => Promise<void>
+  private readonly write: (ops: Op[], durable: boolean) => Promise<void>
   private readonly describe: (error: unknown) => string
   private readonly now: () => number
   private readonly listeners: Array<(f: WriteFailure) => void> = []
@@ -50,10 +50,10 @@ export class WriteQueue<Op> {
   private failed: WriteFailure | null = null
 
   /**
-   * @param write performs one batch on the store; must reject when anything of it may not be stored
+   * @param write performs one batch on the store (`durable`: flushed to the disk before it resolves); must reject when anything of it may not be stored
    * @param describe turns the first error into the failure's one-line reason
    */
-  constructor (write: (ops: Op[]) => Promise<void>, describe: (error: unknown) => string, now: () => number = Date.now) {
+  constructor (write: (ops: Op[], durable: boolean) => Promise<void>, describe: (error: unknown) => string, now: () => number = Date.now) {
     this.write = write
     this.describe = describe
     this.now = now
@@ -65,11 +65,15 @@ export class WriteQueue<Op> {
   /** Calls `fn` each time the queue trips (not again until it has been resumed). */
   onFailure (fn: (f: WriteFailure) => void): void { this.listeners.push(fn) }
 
-  /** Resolves once `ops` are written; rejects with STORAGE_UNAVAILABLE once the queue has tripped. */
-  async enqueue (ops: readonly Op[]): Promise<void> {
+  /**
+   * Resolves once `ops` are written; rejects with STORAGE_UNAVAILABLE once the queue has tripped.
+   * `durable` false: the batch need not be flushed to the disk before it resolves (it is, when it
+   * shares a group with a durable one); for writes that can be redone from a durable record.
+   */
+  async enqueue (ops: readonly Op[], durable = true): Promise<void> {
     if (this.failed !== null) throw this.refusal()
     if (ops.length === 0) return
-    const done = new Promise<void>((resolve, reject) => { this.waiting.push({ ops, resolve, reject }) })
+    const done = new Promise<void>((resolve, reject) => { this.waiting.push({ ops, durable, resolve, reject }) })
     if (!this.running) void this.drain()
     await done
   }
@@ -100,7 +104,7 @@ export class WriteQueue<Op> {
         const batch = this.waiting
         this.waiting = []
         try {
-          await this.write(batch.flatMap(w => w.ops))
+          await this.write(batch.flatMap(w => w.ops), batch.some(w => w.durable))
         } catch (error) {
           this.trip(error)
           const refusal = this.refusal()
