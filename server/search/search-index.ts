@@ -4,14 +4,15 @@
  * opens a document.
  *
  * Writes. A message event costs the write path one key: its entry in a write-ahead log
- * (`v1!w!<seq>`: the event's conversation, kind, message and previous version), staged (an
+ * (`v1!w!<seq>`: the event's conversation, kind and message), staged (an
  * EventBus stager) into the same LevelDB batch as the change, so nothing acknowledged is ever
  * missing from the index, not even after a power cut. Off the sync path, one queue expands the log
  * into postings: a batch of everything logged so far, at most `expandDelayMs` after an event (so
  * a busy conversation costs a few index writes per second, not one fsync per message), at once
  * when a query asks, and at start for what a crash left. Each expansion writes its postings and
- * deletes its log entries in one batch; every step is an upsert that reads the indexed copy
- * first, so replaying an entry twice is harmless. The same queue runs, in order,
+ * deletes its log entries in one batch, not fsynced on its own (a machine crash loses the batch
+ * whole, and the durable log is expanded again at the next start); every step is an upsert (or
+ * delete) that reads the indexed copy first, so replaying an entry twice is harmless. The same queue runs, in order,
  * `conversation.deleted` (range deletes) and the one-time backfill of conversations whose
  * history predates the index (from the live document and the archive). Archiving emits no
  * events: an archived message stays indexed as it was.
