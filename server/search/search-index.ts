@@ -65,7 +65,7 @@ export const SECTION = 'search'
 
 const ARCHIVE_PAGE = 500
 /** Log entries expanded per batch. */
-const EXPAND_CHUNK = 100
+const EXPAND_CHUNK = 25
 const CLEAR_CHUNK = 1000
 
 const isIndexed = (v: unknown): v is Message => isMessage(v, Number.MAX_SAFE_INTEGER)
