@@ -2,10 +2,11 @@
  * The chatbox and presence panel for one open conversation view: history with "load older",
  * message statuses, reactions (counts, and a few buttons to toggle one's own), replies (the
  * quoted message above the composer and on the reply), the composer (absent when the view is
- * read-only), the typing indicator,
- * participants online, "N guests watching" and the guests when this user may see them.
+ * read-only), the typing indicator, participants online, "N guests watching" and the guests when
+ * this user may see them; an attach button (images shown inline, other files as a link card with
+ * their size) and a search box listing the conversation's messages that hold every word searched.
  */
-import type { ConversationView, Presence, PresenceUser, ViewMessage } from '../client/index.ts'
+import type { Attachment, ConversationView, Presence, PresenceUser, ViewMessage } from '../client/index.ts'
 import { field, h, mount, timeOf } from './dom.ts'
 import { describeError } from './refusals.ts'
 
@@ -33,6 +34,13 @@ const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮']
 
 const excerpt = (text: string): string => text.length > 80 ? `${text.slice(0, 80)}…` : text
 
+/** Types shown inline as images (the server serves them inline too). */
+const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/bmp'])
+
+const sizeText = (bytes: number): string =>
+  bytes < 1024 ? `${bytes} B` : bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+
+
 export const createChatPane = (view: ConversationView, opts: { userId: string, name: string, title: string }): ChatPane => {
   const list = h('ol', { class: 'messages', 'data-testid': 'messages' })
   const olderButton = h('button', { class: 'link', type: 'button', 'data-testid': 'load-older' }, 'Load older messages')
@@ -43,8 +51,12 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
   const composerSlot = h('div', { class: 'composer-slot' })
   const presenceEl = h('aside', { class: 'presence', 'data-testid': 'presence' })
   const titleEl = h('h2', { 'data-testid': 'chat-title' }, opts.title)
+  const searchInput = h('input', { name: 'q', type: 'search', placeholder: 'Search this conversation', 'data-testid': 'search-input' })
+  const searchForm = h('form', { class: 'search', 'data-testid': 'search' }, searchInput)
+  const searchResults = h('ol', { class: 'search-results', 'data-testid': 'search-results', hidden: true })
   const element = h('section', { class: 'chat', 'data-testid': 'chat', 'data-conversation': view.conversationId },
-    h('header', { class: 'chat-head' }, titleEl, roleEl, statusEl),
+    h('header', { class: 'chat-head' }, titleEl, roleEl, statusEl, searchForm),
+    searchResults,
     banner,
     h('div', { class: 'chat-body' },
       h('div', { class: 'history' }, olderButton, list, typingEl, composerSlot),
@@ -52,12 +64,57 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
 
   const input = h('input', { name: 'text', placeholder: 'Write a message…', autocomplete: 'off', 'data-testid': 'composer-input', maxlength: 10000 })
   const replyBar = h('div', { class: 'reply-bar', 'data-testid': 'reply-bar', hidden: true })
-  const composer = h('form', { class: 'composer', 'data-testid': 'composer' }, replyBar, h('div', { class: 'composer-row' }, input, h('button', { type: 'submit' }, 'Send')))
+  const fileInput = h('input', { type: 'file', class: 'file-input', 'data-testid': 'attach-input', 'aria-label': 'Attach a file' })
+  const attachButton = h('button', { type: 'button', class: 'attach', title: 'Attach a file', 'data-testid': 'attach' }, 'Attach')
+  const composer = h('form', { class: 'composer', 'data-testid': 'composer' }, replyBar, h('div', { class: 'composer-row' }, attachButton, fileInput, input, h('button', { type: 'submit' }, 'Send')))
   /** The message the next send replies to. */
   let replyTo: ViewMessage | null = null
   /** Referenced messages not shown in the view, as loaded from the server (null: deleted). */
   const quotes = new Map<string, ViewMessage | null>()
   const loadingQuotes = new Set<string>()
+  attachButton.addEventListener('click', () => { fileInput.click() })
+  fileInput.addEventListener('change', () => {
+    const file = fileInput.files?.[0]
+    if (file === undefined) return
+    attachButton.disabled = true
+    view.attach(file, file.name, { text: input.value.trim() }).then(() => {
+      input.value = ''
+    }, showError).finally(() => {
+      attachButton.disabled = false
+      fileInput.value = ''
+    })
+  })
+
+  searchForm.addEventListener('submit', ev => {
+    ev.preventDefault()
+    const q = searchInput.value.trim()
+    if (q === '') { searchResults.hidden = true; return }
+    view.search(q).then(page => {
+      searchResults.hidden = false
+      mount(searchResults, ...(page.data.length === 0
+        ? [h('li', { class: 'empty' }, `Nothing found for “${q}”.`)]
+        : page.data.map(m => h('li', { 'data-testid': 'search-hit', 'data-id': m.id }, h('time', {}, timeOf(m.createdAt)), ' ', h('span', { 'data-testid': 'search-hit-text' }, m.text || (m.attachment?.name ?? ''))))))
+    }, showError)
+  })
+
+  /** Download URLs carry the token: fetched once per file, then the list renders again. */
+  const urls = new Map<string, string | null>()
+  const urlOf = (a: Attachment): string | null => {
+    if (!urls.has(a.fileId)) {
+      urls.set(a.fileId, null)
+      view.fileUrl(a).then(u => { urls.set(a.fileId, u); render() }, showError)
+    }
+    return urls.get(a.fileId) ?? null
+  }
+  const renderAttachment = (a: Attachment): HTMLElement => {
+    const url = urlOf(a)
+    if (IMAGE_TYPES.has(a.contentType)) {
+      return h('a', { class: 'attachment image', href: url ?? '#', target: '_blank', rel: 'noopener' },
+        h('img', { 'data-testid': 'attachment-image', alt: a.name, src: url ?? undefined, loading: 'lazy' }))
+    }
+    return h('a', { class: 'attachment card', 'data-testid': 'attachment-link', href: url ?? '#', download: a.name },
+      h('span', { class: 'file-name' }, a.name), ' ', h('span', { class: 'file-size' }, sizeText(a.size)))
+  }
   const readOnlyNote = h('p', { class: 'readonly', 'data-testid': 'readonly' }, 'Read-only: you can follow this conversation but not write in it.')
 
   composer.addEventListener('submit', ev => {
@@ -142,7 +199,8 @@ export const createChatPane = (view: ConversationView, opts: { userId: string, n
         mine ? h('span', { class: 'tick', title: m.status }, m.status === 'sent' ? ' ✓' : m.status === 'pending' ? ' …' : ' ✗') : null,
         view.canWrite === true ? h('button', { class: 'link reply', type: 'button', 'data-testid': 'reply', onclick: () => setReplyTo(m) }, ' Reply') : null),
       renderQuote(m),
-      h('div', { class: 'text', 'data-testid': 'message-text' }, m.text),
+      m.text === '' ? null : h('div', { class: 'text', 'data-testid': 'message-text' }, m.text),
+      m.attachment === undefined ? null : renderAttachment(m.attachment),
       renderReactions(m))
   }
 
