@@ -49,6 +49,32 @@ export interface BanInfo { userId: string, reason: string | null, until: number 
 
 export interface MessagePage { data: Message[], hasMore: boolean }
 
+/** What an upload answers (`POST /v1/conversations/:id/files`); `width`/`height` for images. */
+export interface UploadedFile { fileId: string, name: string, size: number, contentType: string, width?: number, height?: number }
+
+/** Upload progress (`onProgress(sent, total)` in bytes; browsers only) and cancelling (`signal`). */
+export interface UploadOptions {
+  onProgress?: (sent: number, total: number) => void
+  signal?: AbortSignal
+}
+
+/** A search hit across the user's conversations. */
+export type SearchHit = Message & { conversationId: string }
+
+export interface SearchOptions {
+  /** Hits per page (default 30, at most 100). */
+  limit?: number
+  /** The id of the last hit of the previous page. */
+  before?: string
+}
+
+const searchQuery = (q: string, opts: SearchOptions): string => {
+  const p = new URLSearchParams({ q })
+  if (opts.limit !== undefined) p.set('limit', String(opts.limit))
+  if (opts.before !== undefined) p.set('before', opts.before)
+  return p.toString()
+}
+
 /** Reads the error of a failed response into a ChatError. */
 const toError = async (res: Response): Promise<ChatError> => {
   const text = await res.text()
@@ -75,24 +101,77 @@ export class RestClient {
 
   /** One JSON call; throws the server's refusal as a ChatError. */
   async call<T> (method: string, path: string, body?: unknown): Promise<T> {
-    let res = await this.once(method, path, body, false)
+    return await this.request(method, path, body === undefined ? undefined : () => ({ body: JSON.stringify(body), type: 'application/json' }))
+  }
+
+  /** One call with a body made by `make` (again for a retry); JSON answer. */
+  private async request<T> (method: string, path: string, make?: () => { body: BodyInit, type?: string }, signal?: AbortSignal): Promise<T> {
+    let res = await this.once(method, path, make, false, signal)
     if (res.status === 401 && this.tokens.canRefresh) {
       const err = await toError(res)
       if (err.code !== 'TOKEN_EXPIRED') throw err
-      res = await this.once(method, path, body, true)
+      res = await this.once(method, path, make, true, signal)
     }
     if (!res.ok) throw await toError(res)
     if (res.status === 204) return undefined as T
     return await res.json() as T
   }
 
-  private async once (method: string, path: string, body: unknown, forceToken: boolean): Promise<Response> {
+  private async once (method: string, path: string, make: (() => { body: BodyInit, type?: string }) | undefined, forceToken: boolean, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { authorization: `Bearer ${await this.tokens.get(forceToken)}` }
-    if (body !== undefined) headers['content-type'] = 'application/json'
-    return await this.fetchFn(this.baseUrl + path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body)
+    const made = make?.()
+    if (made?.type !== undefined) headers['content-type'] = made.type
+    return await this.fetchFn(this.baseUrl + path, { method, headers, body: made?.body, ...(signal !== undefined ? { signal } : {}) })
+  }
+
+  /** Uploads a file to a conversation (multipart, one part `file`); the server sniffs its type. */
+  upload = async (id: string, file: Blob | Uint8Array, name: string, opts: UploadOptions = {}): Promise<UploadedFile> => {
+    const blob = file instanceof Blob ? file : new Blob([file as Uint8Array<ArrayBuffer>])
+    const path = `/v1/conversations/${encodeURIComponent(id)}/files`
+    const form = (): FormData => {
+      const f = new FormData()
+      f.append('file', blob, name)
+      return f
+    }
+    // fetch reports no upload progress: where there is XMLHttpRequest (browsers), use it for that.
+    if (opts.onProgress !== undefined && typeof XMLHttpRequest !== 'undefined') {
+      let res = await this.xhrUpload(path, form(), opts, false)
+      if (res.status === 401 && this.tokens.canRefresh) {
+        const err = await toError(res)
+        if (err.code !== 'TOKEN_EXPIRED') throw err
+        res = await this.xhrUpload(path, form(), opts, true)
+      }
+      if (!res.ok) throw await toError(res)
+      return await res.json() as UploadedFile
+    }
+    return await this.request('POST', path, () => ({ body: form() }), opts.signal)
+  }
+
+  private async xhrUpload (path: string, body: FormData, opts: UploadOptions, forceToken: boolean): Promise<Response> {
+    const token = await this.tokens.get(forceToken)
+    return await new Promise<Response>((resolve, reject) => {
+      const xhr = new XMLHttpRequest()
+      xhr.open('POST', this.baseUrl + path)
+      xhr.setRequestHeader('authorization', `Bearer ${token}`)
+      xhr.upload.onprogress = ev => { if (ev.lengthComputable) opts.onProgress?.(ev.loaded, ev.total) }
+      xhr.onload = () => resolve(new Response(xhr.responseText, { status: xhr.status }))
+      xhr.onerror = () => reject(new TypeError('Failed to fetch'))
+      xhr.onabort = () => reject(new DOMException('The upload was cancelled', 'AbortError'))
+      if (opts.signal?.aborted === true) { reject(new DOMException('The upload was cancelled', 'AbortError')); return }
+      opts.signal?.addEventListener('abort', () => xhr.abort(), { once: true })
+      xhr.send(body)
     })
   }
+
+  /** A URL that downloads a file with the current token in it (for `<img src>` and links). */
+  fileUrl = async (id: string, fileId: string): Promise<string> =>
+    `${this.baseUrl}/v1/conversations/${encodeURIComponent(id)}/files/${encodeURIComponent(fileId)}?token=${encodeURIComponent(await this.tokens.get(false))}`
+
+  searchConversation = async (id: string, q: string, opts: SearchOptions = {}): Promise<MessagePage> =>
+    await this.call('GET', `/v1/conversations/${encodeURIComponent(id)}/messages?${searchQuery(q, opts)}`)
+
+  searchUser = async (userId: string, q: string, opts: SearchOptions = {}): Promise<{ data: SearchHit[], hasMore: boolean }> =>
+    await this.call('GET', `/v1/users/${encodeURIComponent(userId)}/messages?${searchQuery(q, opts)}`)
 
   getConversation = async (id: string): Promise<ConversationInfo> =>
     await this.call('GET', `/v1/conversations/${encodeURIComponent(id)}`)

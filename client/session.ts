@@ -11,7 +11,7 @@ import { toConversationId, toUserId } from '../shared/ids.ts'
 import type { Access, Notify } from '../shared/schema.ts'
 import type { BackoffOptions } from './backoff.ts'
 import { ConversationList, type ConversationListOptions } from './conversation-list.ts'
-import { RestClient, type BanInfo, type ConversationAttributes, type ConversationInfo, type ParticipantSettings, type UserProfile } from './rest.ts'
+import { RestClient, type BanInfo, type ConversationAttributes, type ConversationInfo, type ParticipantSettings, type SearchHit, type SearchOptions, type UserProfile } from './rest.ts'
 import type { ClientStore } from './storage.ts'
 import { TokenKeeper } from './token.ts'
 import { UserDirectory } from './users.ts'
@@ -65,6 +65,8 @@ export interface Session {
   open (conversationId: string, opts?: OpenOptions): ConversationView
   /** The user's live conversation list. */
   conversations (opts?: ConversationListOptions): ConversationList
+  /** Messages holding every word of `q` across the conversations where the user is a participant, newest first. */
+  search (q: string, opts?: SearchOptions): Promise<{ data: SearchHit[], hasMore: boolean }>
   /** Closes every view and list of this session. */
   close (): Promise<void>
 }
@@ -176,6 +178,9 @@ export const createSession = (options: SessionOptions): Session => {
       views.add(view)
       view.on('status', s => { if (s === 'closed' && view.error === null) views.delete(view) })
       return view
+    },
+    async search (q, opts = {}) {
+      return await rest.searchUser(userId, q, opts)
     },
     conversations (opts = {}) {
       const list: ConversationList = new ConversationList(rest, userId, timers, random, opts, () => lists.delete(list))

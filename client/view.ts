@@ -20,11 +20,11 @@ import { ObservableV2 } from 'lib0/observable'
 import { ChatError, type ErrorCode } from '../shared/errors.ts'
 import { ensureRoots, getGuestAccess, getParticipant, isModerator, listParticipants, messagesOf, metaOf, participantsOf, reactionsOf, readsOf } from '../shared/doc.ts'
 import { isReaction, MAX_REACTIONS_PER_USER, parseReactionKey, ReactionIndex, reactionKey, type Reactions } from '../shared/reactions.ts'
-import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type GuestAccess, type Message, type Participant } from '../shared/schema.ts'
+import { DEFAULT_MAX_TEXT_LENGTH, isMessage, type Access, type Attachment, type GuestAccess, type Message, type Participant } from '../shared/schema.ts'
 import { EMPTY_PRESENCE, presenceOf, type Presence, type PresenceUser } from './presence.ts'
 import { LocalBinding, STORAGE_ORIGIN } from './local-doc.ts'
 import { localKey, type ClientStore } from './storage.ts'
-import type { RestClient } from './rest.ts'
+import type { MessagePage, RestClient, SearchOptions, UploadedFile, UploadOptions } from './rest.ts'
 import type { TokenKeeper } from './token.ts'
 import {
   SyncTransport, type ClientTimers, type ConnectionStatus, type NetworkSignal, type WebSocketCtor
@@ -84,7 +84,7 @@ export interface ViewDeps {
 /** Codes after which what this view wrote is refused for good: the local copy is dropped. */
 const WRITE_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'READ_ONLY', 'WRITE_FORBIDDEN', 'INVALID_MESSAGE', 'TEXT_TOO_LONG', 'DUPLICATE_MESSAGE_ID',
-  'SENDER_MISMATCH', 'CLIENT_ID_TAKEN', 'MISSING_DEPENDENCIES', 'CONVERSATION_DELETED', 'CONVERSATION_NOT_FOUND',
+  'SENDER_MISMATCH', 'INVALID_ATTACHMENT', 'CLIENT_ID_TAKEN', 'MISSING_DEPENDENCIES', 'CONVERSATION_DELETED', 'CONVERSATION_NOT_FOUND',
   'INVALID_REACTION', 'REACTION_TARGET_NOT_FOUND', 'REFERENCED_MESSAGE_NOT_FOUND'
 ])
 
@@ -314,13 +314,14 @@ export class ConversationView extends ObservableV2<ViewEvents> {
    * Sends a message; returns it at once with status `pending`. Throws locally, with the code
    * the server would refuse it with: READ_ONLY in a read-only view, TEXT_TOO_LONG over the limit.
    */
-  send (text: string, opts: { custom?: Record<string, string>, replyTo?: string, referencedMessageId?: string } = {}): ViewMessage {
+  send (text: string, opts: { custom?: Record<string, string>, replyTo?: string, referencedMessageId?: string, attachment?: Attachment } = {}): ViewMessage {
     this.checkWritable()
     this.checkText(text)
     const m: Message = { id: this.deps.newId(), senderId: this.deps.userId, text, createdAt: this.deps.now(), type: 'UserMessage' }
     if (opts.custom !== undefined) m.custom = opts.custom
     const replyTo = opts.replyTo ?? opts.referencedMessageId
     if (replyTo !== undefined) m.referencedMessageId = replyTo
+    if (opts.attachment !== undefined) m.attachment = opts.attachment
     if (this.historyKnown) {
       this.ownClients.add(this.doc.clientID)
       this.doc.transact(() => { messagesOf(this.doc).push([m]) })
@@ -332,6 +333,30 @@ export class ConversationView extends ObservableV2<ViewEvents> {
     }
     this.setTyping(false)
     return this.find(m.id) ?? { ...m, status: 'pending' }
+  }
+
+  /**
+   * Uploads a file (needs the network: the upload is not queued offline), then sends a message
+   * carrying it as `attachment`, with `text` (default empty). Resolves with the pending message
+   * and what the upload answered (its sniffed type, and width and height for images).
+   */
+  async attach (file: Blob | Uint8Array, name: string, opts: { text?: string, custom?: Record<string, string>, replyTo?: string } & UploadOptions = {}): Promise<{ message: ViewMessage, file: UploadedFile }> {
+    this.checkWritable()
+    const text = opts.text ?? ''
+    this.checkText(text)
+    const up = await this.deps.rest.upload(this.conversationId, file, name, { onProgress: opts.onProgress, signal: opts.signal })
+    const attachment: Attachment = { fileId: up.fileId, name: up.name, size: up.size, contentType: up.contentType }
+    return { message: this.send(text, { custom: opts.custom, attachment, ...(opts.replyTo !== undefined ? { replyTo: opts.replyTo } : {}) }), file: up }
+  }
+
+  /** A URL that downloads an attachment of this conversation, with the token in it (for `<img src>` and links). */
+  async fileUrl (attachment: Pick<Attachment, 'fileId'>): Promise<string> {
+    return await this.deps.rest.fileUrl(this.conversationId, attachment.fileId)
+  }
+
+  /** Messages of this conversation (live and archived) holding every word of `q`, newest first. */
+  async search (q: string, opts: SearchOptions = {}): Promise<MessagePage> {
+    return await this.deps.rest.searchConversation(this.conversationId, q, opts)
   }
 
   /** Replaces the text (and custom) of one of the user's own messages; sets `editedAt`. */

@@ -16,7 +16,7 @@ import { SettingsState } from './settings-state.ts'
 import type { DocStore } from './storage/port.ts'
 import { createSyncEndpoint, type SyncEndpoint } from './sync/endpoint.ts'
 import { registerConversationRoutes } from './rest/conversations.ts'
-import { registerMessageRoutes } from './rest/messages.ts'
+import { readLimit, registerMessageRoutes } from './rest/messages.ts'
 import { registerUserRoutes } from './rest/users.ts'
 import { registerModerationRoutes } from './rest/moderation.ts'
 import { BanList, BANS_SECTION } from './moderation/bans.ts'
@@ -31,6 +31,13 @@ import { createServerClientIds } from './rooms/server-client-ids.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
 import { registerOpenApi } from './openapi.ts'
 import { clientError, frameworkError } from './http-errors.ts'
+import { join } from 'node:path'
+import { FileService } from './files/file-service.ts'
+import type { BlobStore } from './storage/blob-port.ts'
+import { FsBlobStore } from './storage/fs-blob-store.ts'
+import { registerFileRoutes } from './rest/files.ts'
+import { SearchIndex, SECTION as SEARCH_SECTION } from './search/search-index.ts'
+import { registerSearchRoutes } from './search/routes.ts'
 
 export interface ServerConfig {
   host: string
@@ -65,6 +72,12 @@ export interface ServerConfig {
   storageRetryMs: number
   /** Free bytes the data folder needs (beyond LevelDB's log replay) before storage is reopened. */
   storageMinFreeBytes: number
+  /** Uploaded files no message carries are deleted this long after their upload. */
+  fileOrphanMs: number
+  /** How often that sweep runs. */
+  fileSweepMs: number
+  /** The longest a message change waits before the search index expands it into postings (queries never wait for it). */
+  searchExpandDelayMs: number
 }
 
 export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
@@ -83,7 +96,10 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   smtpUrl: null,
   delivery: DEFAULT_DELIVERY_TUNING,
   storageRetryMs: 1000,
-  storageMinFreeBytes: 1024 * 1024
+  storageMinFreeBytes: 1024 * 1024,
+  fileOrphanMs: 24 * 3600_000,
+  fileSweepMs: 3600_000,
+  searchExpandDelayMs: 200
 }
 
 export interface ServerDeps {
@@ -93,6 +109,8 @@ export interface ServerDeps {
   now?: () => number
   /** Collect process metrics (off in tests that run many servers). */
   processMetrics?: boolean
+  /** Where uploaded files' bytes go (default: `files/` in the store's folder). */
+  blobs?: BlobStore
 }
 
 export interface ParleyServer {
@@ -107,6 +125,10 @@ export interface ParleyServer {
   readonly eventServices: EventServices
   /** Storage health (fail-stop and recovery); `/healthz` answers from it. */
   readonly storage: StorageGuard
+  /** Uploaded files: records, attachment checks, life cycle. */
+  readonly files: FileService
+  /** The message search index, fed by `events`. */
+  readonly search: SearchIndex
   /** Starts listening; resolves with the bound address. */
   listen (): Promise<{ host: string, port: number, url: string }>
   /** Stops accepting, closes sockets with 1001, flushes every room. Does not close the store. */
@@ -150,6 +172,30 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   const metrics = createMetrics(deps.processMetrics ?? false)
   const auth = createAuthenticator(config.secret, now)
   const events = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event subscriber failed'))
+  const newId = (): string => randomUUID()
+  const files = new FileService({
+    section: store.section('files'),
+    blobs: deps.blobs ?? await FsBlobStore.open(join(store.location, 'files')),
+    settings: () => settings.current,
+    timers,
+    now,
+    newId,
+    orphanMs: config.fileOrphanMs,
+    sweepMs: config.fileSweepMs,
+    onError: (err, what) => logger.error({ err }, `${what} failed`)
+  })
+  events.subscribe(e => { files.handle(e) })
+  const search = new SearchIndex({
+    section: store.section(SEARCH_SECTION),
+    withDoc: async (conv, fn) => await rooms.withRoom(conv, room => fn(room.doc)),
+    readArchive: async (conv, beforePos, limit) => await store.readArchive(conv, beforePos, limit),
+    onError: err => logger.error({ err }, 'search index update failed'),
+    timers,
+    expandDelayMs: config.searchExpandDelayMs
+  })
+  await search.open()
+  events.addStager(evs => search.stage(evs))
+  events.subscribe(e => { search.handle(e) })
   const rooms: RoomManager = new RoomManager({
     store,
     logger,
@@ -164,7 +210,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     historyWindow: config.historyWindow,
     archiveChunk: config.archiveChunk,
     keepaliveMs: config.keepaliveMs,
-    serverClientIds: createServerClientIds(config.secret)
+    serverClientIds: createServerClientIds(config.secret),
+    checkAttachments: async (conv, claims) => { await files.check(conv, claims) }
   })
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
@@ -225,17 +272,19 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId: () => randomUUID() }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId, files, search }
   registerUserRoutes(http, restDeps)
   registerModerationRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)
   registerBackupRoutes(http, restDeps)
+  await registerFileRoutes(http, restDeps, files)
   const eventServices = createEventServices({
     secret: config.secret, smtpUrl: config.smtpUrl, tuning: config.delivery,
     store, logger, timers, now, rooms, settings: () => settings.current, events
   })
   registerInboxRoutes(http, restDeps, eventServices.inbox)
+  registerSearchRoutes(http, restDeps, search, eventServices.inbox, readLimit)
   metrics.delivery.outboxPending = () => eventServices.outbox.pending
   metrics.delivery.notificationsPending = () => eventServices.notifier.pendingConversations
 
@@ -253,9 +302,12 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     events,
     eventServices,
     storage,
+    files,
+    search,
     async listen () {
       await http.listen({ host: config.host, port: config.port })
       await eventServices.start()
+      files.start()
       const addr = http.server.address() as AddressInfo
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
       return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` }
@@ -267,6 +319,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])
         await eventServices.stop()
+        search.stop()
+        await Promise.all([files.stop(), search.settled()])
         metrics.stop()
       })()
       await closing

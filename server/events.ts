@@ -36,6 +36,8 @@ export interface StagedWrite {
   section: string
   key: string
   value: unknown
+  /** Deletes the key instead of putting `value`. */
+  del?: boolean
   /** Called once the batch holding the write is durable. */
   committed: () => void
 }

@@ -4,11 +4,13 @@
  * SIGTERM/SIGINT (close sockets with 1001, flush, exit 0).
  */
 import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { ConfigError, HELP, parseProcessOptions } from './config.ts'
 import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts'
 import { createProcessLogger, logFormatFor } from './log.ts'
 import { loadOrCreateSecret, newSecret } from './secret.ts'
 import { LevelStore } from './storage/level-store.ts'
+import { FsBlobStore } from './storage/fs-blob-store.ts'
 import { PgStore } from './storage/pg-store.ts'
 import { parsePgUrl } from './storage/pg-url.ts'
 import type { DocStore } from './storage/port.ts'
@@ -65,7 +67,14 @@ const main = async (): Promise<void> => {
     const demo = options.demo === 'on' || (options.demo === 'auto' && isLoopback(options.host))
     server = await createServer({
       ...DEFAULT_SERVER_CONFIG, host: options.host, port: options.port, secret, demo, demoLoopbackOnly: options.demo === 'auto', smtpUrl: options.smtp ?? null
-    }, { store, logger, processMetrics: true })
+    }, {
+      store,
+      logger,
+      processMetrics: true,
+      // Uploaded files live on this node's disk: beside LevelDB by default, in the data folder
+      // when the rest is in PostgreSQL (docs/cluster.md).
+      blobs: options.postgres === undefined ? undefined : await FsBlobStore.open(join(options.data, 'files'))
+    })
     if (demo) logger.warn(`DEMO MODE: the web UI can sign in as ANY user without a password (${options.demo === 'on' ? 'turned on with --demo on' : 'on because the server listens on loopback'}); turn it off with --demo off`)
     ;({ url } = await server.listen())
   } catch (e) {

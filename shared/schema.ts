@@ -62,11 +62,40 @@ export interface Message {
   custom?: Record<string, string>
   editedAt?: number
   referencedMessageId?: string
+  attachment?: Attachment
+}
+
+/**
+ * A file a message carries (contract §4.2): what the upload answered, copied as it is. The server
+ * checks it against the upload (same conversation, same sender, same metadata).
+ */
+export interface Attachment {
+  fileId: string
+  /** The file name the uploader gave, 1 to 255 characters. */
+  name: string
+  /** Bytes. */
+  size: number
+  /** The type the server sniffed from the bytes (`application/octet-stream` when unknown). */
+  contentType: string
+}
+
+/** The keys of an attachment, all required. */
+export const ATTACHMENT_KEYS: ReadonlySet<string> = new Set(['fileId', 'name', 'size', 'contentType'])
+
+/** Why `v` is not a well-formed attachment, or null. */
+export const attachmentShapeProblem = (v: unknown): string | null => {
+  if (!isPlainObject(v) || Object.getPrototypeOf(v) !== Object.prototype) return 'attachment must be a plain object'
+  for (const k of Object.keys(v)) if (!ATTACHMENT_KEYS.has(k)) return `unknown attachment key ${JSON.stringify(k.slice(0, 40))}`
+  if (typeof v.fileId !== 'string' || !ID_PATTERN.test(v.fileId)) return 'attachment.fileId must be a valid id'
+  if (typeof v.name !== 'string' || v.name.length < 1 || v.name.length > 255) return 'attachment.name must be 1 to 255 characters'
+  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) return 'attachment.size must be a byte count'
+  if (typeof v.contentType !== 'string' || v.contentType.length < 1 || v.contentType.length > 255) return 'attachment.contentType must be 1 to 255 characters'
+  return null
 }
 
 /** The keys a message object may have, and nothing else. */
 export const MESSAGE_KEYS: ReadonlySet<string> = new Set([
-  'id', 'senderId', 'text', 'createdAt', 'type', 'custom', 'editedAt', 'referencedMessageId'
+  'id', 'senderId', 'text', 'createdAt', 'type', 'custom', 'editedAt', 'referencedMessageId', 'attachment'
 ])
 
 /** Default maximum text length in characters (configurable per server). */
@@ -116,6 +145,7 @@ export const messageShapeProblem = (v: unknown, maxTextLength: number): string |
   if (has('custom') && !isStringMap(v.custom)) return 'custom must be a map of strings'
   if (has('editedAt') && !isTimestamp(v.editedAt)) return 'editedAt must be milliseconds since the epoch'
   if (has('referencedMessageId') && (typeof v.referencedMessageId !== 'string' || !ID_PATTERN.test(v.referencedMessageId))) return 'referencedMessageId must be a valid id'
+  if (has('attachment')) return attachmentShapeProblem(v.attachment)
   return null
 }
 

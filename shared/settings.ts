@@ -19,6 +19,10 @@ export interface Settings {
   notificationDelay: number
   /** Where webhook events are posted, or null. */
   webhookUrl: string | null
+  /** Bytes in one uploaded file (`POST /v1/conversations/:id/files`). */
+  maxFileSize: number
+  /** Bytes one user (user token; admins are not counted) may upload per UTC day, guests included. */
+  maxUploadBytesPerUserPerDay: number
 }
 
 export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
@@ -27,7 +31,9 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
   maxGuests: 10_000,
   maxTextLength: DEFAULT_MAX_TEXT_LENGTH,
   notificationDelay: 30,
-  webhookUrl: null
+  webhookUrl: null,
+  maxFileSize: 25 * 1024 * 1024,
+  maxUploadBytesPerUserPerDay: 500 * 1024 * 1024
 })
 
 const intIn = (min: number, max: number) => (v: unknown): boolean =>
@@ -42,7 +48,9 @@ const CHECKS: { [K in keyof Settings]: { ok: (v: unknown) => boolean, what: stri
   webhookUrl: {
     ok: v => v === null || (typeof v === 'string' && v.length <= 2048 && /^https?:\/\/[^\s]+$/.test(v)),
     what: 'an http(s) URL or null'
-  }
+  },
+  maxFileSize: { ok: intIn(1, 1024 * 1024 * 1024), what: 'an integer from 1 to 1073741824 (bytes)' },
+  maxUploadBytesPerUserPerDay: { ok: intIn(0, Number.MAX_SAFE_INTEGER), what: 'a non-negative integer (bytes)' }
 }
 
 const isSettingsKey = (k: string): k is keyof Settings => Object.prototype.hasOwnProperty.call(CHECKS, k)

@@ -27,6 +27,7 @@ import {
   messageShapeProblem, ROOT_MESSAGES, ROOT_META, ROOT_PARTICIPANTS, ROOT_REACTIONS, ROOT_READS, type Message, type Role
 } from './schema.ts'
 import { MessageIndex, messageIdOf } from './update-judge/message-index.ts'
+import { claimOf, type AttachmentClaim } from './update-judge/attachments.ts'
 import { CONTENT, MalformedUpdate, readUpdateV1, type ParsedUpdate } from './update-judge/read-update.ts'
 import {
   findPartIndex, findStructIndex, ForbiddenPlacement, MissingDependencies, placeOfStored, simulateIntegration,
@@ -60,8 +61,10 @@ export type Verdict =
    * knows only the live document, so the caller checks them against the archive.
    * `archiveChecks` the reaction targets and reply references that are not live: the caller
    * refuses the update unless each is an archived message.
+   * `attachments` the attachments of the messages it adds or edits, for the caller to check
+   * against the uploads (`update-judge/attachments.ts`).
    */
-  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[]; archiveChecks: ArchiveChecks }
+  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[]; archiveChecks: ArchiveChecks; attachments: AttachmentClaim[] }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
@@ -85,6 +88,7 @@ interface NewMessage {
   edited: boolean
   part: NewPart
   index: number
+  attachment: AttachmentClaim | null
 }
 
 /**
@@ -144,7 +148,8 @@ export class UpdateJudge {
       if (m.index >= 0 && othersDeleted.has(m.id)) refuse('SENDER_MISMATCH', 'a moderator deletes others\' messages but never edits them')
     }
     const archiveChecks = this.checkReactionsAndReplies(sim, writer, messages, deletedIds)
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds, archiveChecks }
+    const attachments = messages.flatMap(m => m.index >= 0 && m.attachment !== null ? [m.attachment] : [])
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds, archiveChecks, attachments }
   }
 
   /** Reaction keys and values, and whether reaction targets and reply references exist (update-judge/reactions.ts). */
@@ -199,11 +204,11 @@ export class UpdateJudge {
         if (content.tainted?.[index] === true) refuse('INVALID_MESSAGE', 'a message must not hold a __proto__ key')
         const problem = messageShapeProblem(v, Number.POSITIVE_INFINITY)
         if (problem !== null) refuse('INVALID_MESSAGE', problem)
-        const m = v as { id: string, senderId: unknown, text: string, type: unknown }
+        const m = v as Message
         if (m.text.length > max) refuse('TEXT_TOO_LONG', `text is over ${max} characters`)
         if (m.type !== 'UserMessage') refuse('WRITE_FORBIDDEN', 'peers write only UserMessage')
         if (m.senderId !== writer.userId) refuse('SENDER_MISMATCH', 'a message must be sent as its writer')
-        out.push({ id: m.id, message: v as Message, edited: Object.prototype.hasOwnProperty.call(v, 'editedAt'), part, index })
+        out.push({ id: m.id, message: v as Message, edited: Object.prototype.hasOwnProperty.call(v, 'editedAt'), part, index, attachment: claimOf(m) })
       })
     }
     return out

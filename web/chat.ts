@@ -12,7 +12,7 @@
  * changed, and the browser skips rendering those off screen (`content-visibility`).
  * A final refusal replaces the whole pane with what happened and what to do next.
  */
-import type { ConversationView, Presence, Session, ViewMessage } from '../client/index.ts'
+import type { Attachment, ConversationView, Presence, Session, ViewMessage } from '../client/index.ts'
 import { createComposer } from './composer.ts'
 import { dayLabel, exactTime, h, mount, refreshTimes, timeEl } from './dom.ts'
 import { createPeople, type People } from './people.ts'
@@ -46,6 +46,13 @@ const SEEN_BY_MAX = 10
 const FULLY_RENDERED = 40
 
 const excerpt = (text: string): string => text.length > 80 ? `${text.slice(0, 80)}…` : text
+
+/** Types shown inline as images (the server serves them inline too). */
+const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/bmp'])
+
+/** A file size in plain words. */
+export const sizeText = (bytes: number): string =>
+  bytes < 1024 ? `${bytes} B` : bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`
 const dayKey = (ms: number): string => new Date(ms).toDateString()
 
 /** What to tell a refused user to do next, with a link where there is one. */
@@ -137,9 +144,31 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
   const senderName = (m: ViewMessage): string => m.senderId === null ? 'System' : people.name(m.senderId)
 
   const quoteOf = (m: ViewMessage | null, testId: string): HTMLElement =>
-    h('blockquote', { class: 'quote', 'data-testid': testId }, m === null ? 'a deleted message' : h('span', {}, h('b', {}, senderName(m)), ' ', excerpt(m.text)))
+    h('blockquote', { class: 'quote', 'data-testid': testId }, m === null ? 'a deleted message' : h('span', {}, h('b', {}, senderName(m)), ' ', excerpt(m.text !== '' ? m.text : m.attachment !== undefined ? `📎 ${m.attachment.name}` : '')))
+
+  const uploadsEl = h('ul', { class: 'uploads', 'data-testid': 'uploads', 'aria-label': 'Uploads' })
+  /** Uploads one file (with the text typed, for the first) showing its progress and a cancel button. */
+  const upload = (file: File, text: string, replyTo: ViewMessage | null): void => {
+    const abort = new AbortController()
+    const bar = h('progress', { max: 100, value: 0, 'aria-label': `Uploading ${file.name}` })
+    const row = h('li', { 'data-testid': 'upload' }, h('span', { class: 'file-name' }, file.name), h('span', { class: 'file-size' }, sizeText(file.size)), bar,
+      h('button', { type: 'button', class: 'ghost small', 'data-testid': 'upload-cancel', 'aria-label': `Cancel uploading ${file.name}`, onclick: () => abort.abort() }, 'Cancel'))
+    uploadsEl.append(row)
+    view.attach(file, file.name, {
+      text,
+      ...(replyTo !== null ? { replyTo: replyTo.id } : {}),
+      signal: abort.signal,
+      onProgress: (sent, total) => { bar.value = Math.round(sent / Math.max(total, 1) * 100) }
+    }).then(() => { stick = true; row.remove() }, e => {
+      row.remove()
+      if (!(e instanceof DOMException && e.name === 'AbortError')) showNotice(e)
+    })
+  }
 
   const composer = createComposer({
+    attach (files, text, replyTo) {
+      files.forEach((f, i) => upload(f, i === 0 ? text : '', i === 0 ? replyTo : null))
+    },
     send (text, replyTo) {
       try {
         view.send(text, replyTo === null ? {} : { replyTo: replyTo.id })
@@ -221,6 +250,26 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
       mine || view.isModerator ? act('Delete', 'delete', () => { confirmDelete = m.id; render() }, '✕') : null)
   }
 
+  /** Download URLs carry the token: fetched once per file, then the message renders again. */
+  const urls = new Map<string, string | null>()
+  const urlOf = (a: Attachment): string | null => {
+    if (!urls.has(a.fileId)) {
+      urls.set(a.fileId, null)
+      view.fileUrl(a).then(u => { urls.set(a.fileId, u); render() }, showNotice)
+    }
+    return urls.get(a.fileId) ?? null
+  }
+  const renderAttachment = (a: Attachment): HTMLElement => {
+    const url = urlOf(a)
+    if (IMAGE_TYPES.has(a.contentType)) {
+      return h('a', { class: 'attachment image', href: url ?? '#', target: '_blank', rel: 'noopener', 'aria-label': `Image ${a.name}, open full size` },
+        url === null ? h('span', { class: 'img-placeholder' }, a.name) : h('img', { 'data-testid': 'attachment-image', alt: a.name, src: url, loading: 'lazy' }))
+    }
+    return h('a', { class: 'attachment card', 'data-testid': 'attachment-link', href: url ?? '#', download: a.name },
+      h('span', { class: 'file-icon', 'aria-hidden': 'true' }, (a.name.split('.').pop() ?? 'file').slice(0, 4).toUpperCase()),
+      h('span', { class: 'file-name' }, a.name), ' ', h('span', { class: 'file-size' }, sizeText(a.size)))
+  }
+
   /** Text with @mentions of participants highlighted. */
   const renderText = (text: string): HTMLElement => {
     const el = h('div', { class: 'text', 'data-testid': 'message-text' })
@@ -251,7 +300,8 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
           ' ', timeEl(m.createdAt)),
         h('div', { class: 'bubble' },
           renderQuote(m),
-          renderText(m.text),
+          m.attachment === undefined ? null : renderAttachment(m.attachment),
+          m.text === '' && m.attachment !== undefined ? null : renderText(m.text),
           h('div', { class: 'foot' },
             m.editedAt !== undefined ? h('span', { class: 'edited', 'data-testid': 'edited', title: `Edited ${exactTime(m.editedAt)}` }, 'edited') : null,
             cont ? h('time', { class: 'when small', title: exactTime(m.createdAt) }, new Date(m.createdAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })) : null,
@@ -265,7 +315,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
   const cache = new Map<string, { sig: string, el: HTMLElement }>()
   const signature = (m: ViewMessage, cont: boolean): string => JSON.stringify([
     m.text, m.status, m.editedAt, m.reactions, cont, m.senderId === null ? '' : people.name(m.senderId), view.participants.has(m.senderId ?? ''),
-    pickerFor === m.id, confirmDelete === m.id, canAct(), view.isModerator,
+    pickerFor === m.id, confirmDelete === m.id, canAct(), view.isModerator, m.attachment === undefined ? null : urls.get(m.attachment.fileId) ?? null,
     m.referencedMessageId === undefined ? null : (view.messages.find(x => x.id === m.referencedMessageId)?.text ?? quotes.get(m.referencedMessageId)?.text ?? quotes.has(m.referencedMessageId))
   ])
 
@@ -347,7 +397,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
     const want = view.canWrite === false ? 'readonly' : view.canWrite === true ? 'composer' : 'none'
     if (want !== lastComposer) {
       lastComposer = want
-      mount(composerSlot, want === 'composer' ? composer.element : want === 'readonly' ? readOnlyNote : null)
+      mount(composerSlot, want === 'composer' ? uploadsEl : null, want === 'composer' ? composer.element : want === 'readonly' ? readOnlyNote : null)
     }
     maybeMarkRead()
   }
@@ -436,6 +486,22 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
     if (bottom) { newBelow = 0; jump.textContent = '↓ Newest'; maybeMarkRead() }
   }, { passive: true })
   jump.addEventListener('click', () => { list.scrollTop = list.scrollHeight; jump.hidden = true; newBelow = 0; composer.focus() })
+  // Files dropped anywhere on the conversation are attached.
+  body.addEventListener('dragover', ev => {
+    if (lastComposer !== 'composer' || ev.dataTransfer?.types.includes('Files') !== true) return
+    ev.preventDefault()
+    element.classList.add('dropping')
+  })
+  body.addEventListener('dragleave', () => element.classList.remove('dropping'))
+  body.addEventListener('drop', ev => {
+    element.classList.remove('dropping')
+    if (lastComposer !== 'composer') return
+    const files = Array.from(ev.dataTransfer?.files ?? [])
+    if (files.length === 0) return
+    ev.preventDefault()
+    composer.attachFiles(files)
+  })
+
   // Touch screens have no hover: a tap on a message shows its actions.
   list.addEventListener('click', ev => {
     const li = (ev.target as Element).closest('li.msg')

@@ -8,6 +8,8 @@ import { h, mount } from './dom.ts'
 
 export interface ComposerHooks {
   send (text: string, replyTo: ViewMessage | null): void
+  /** Files picked, pasted or dropped, with the text typed (sent with the first file). */
+  attach (files: File[], text: string, replyTo: ViewMessage | null): void
   edit (message: ViewMessage, text: string): void
   typing (on: boolean): void
   /** Users that can be mentioned: participants, by id and shown name. */
@@ -18,6 +20,8 @@ export interface ComposerHooks {
 
 export interface Composer {
   readonly element: HTMLFormElement
+  /** Attaches files as if picked (drag and drop onto the conversation). */
+  attachFiles (files: File[]): void
   replyTo (m: ViewMessage | null): void
   edit (m: ViewMessage | null): void
   focus (): void
@@ -36,8 +40,10 @@ export const createComposer = (hooks: ComposerHooks): Composer => {
   const bar = h('div', { class: 'composer-bar', 'data-testid': 'reply-bar', hidden: true })
   const mentions = h('ul', { class: 'mentions', id: listId, role: 'listbox', 'aria-label': 'Mention someone', 'data-testid': 'mentions', hidden: true })
   const sendButton = h('button', { type: 'submit', class: 'send', 'aria-label': 'Send', 'data-testid': 'send' }, '➤')
+  const fileInput = h('input', { type: 'file', multiple: true, class: 'sr-only', tabindex: -1, 'aria-hidden': 'true', 'data-testid': 'attach-input' })
+  const attachButton = h('button', { type: 'button', class: 'icon attach', 'aria-label': 'Attach files', title: 'Attach files (or paste, or drop them here)', 'data-testid': 'attach' }, '+')
   const element = h('form', { class: 'composer', 'data-testid': 'composer' }, bar, mentions,
-    h('div', { class: 'composer-row' }, input, sendButton),
+    h('div', { class: 'composer-row' }, attachButton, fileInput, input, sendButton),
     h('p', { class: 'composer-hint' }, 'Enter to send · Shift+Enter for a new line'))
 
   let replying: ViewMessage | null = null
@@ -119,6 +125,21 @@ export const createComposer = (hooks: ComposerHooks): Composer => {
     closeMentions()
   }
 
+  const attachFiles = (files: File[]): void => {
+    if (files.length === 0) return
+    hooks.attach(files, editing === null ? input.value.trim() : '', replying)
+    if (editing === null) { input.value = ''; grow() }
+    replying = null
+    showBar()
+  }
+  attachButton.addEventListener('click', () => fileInput.click())
+  fileInput.addEventListener('change', () => { attachFiles(Array.from(fileInput.files ?? [])); fileInput.value = '' })
+  input.addEventListener('paste', ev => {
+    const files = Array.from(ev.clipboardData?.files ?? [])
+    if (files.length === 0) return
+    ev.preventDefault()
+    attachFiles(files)
+  })
   element.addEventListener('submit', ev => { ev.preventDefault(); submit() })
   input.addEventListener('input', () => { grow(); updateMentions(); hooks.typing(input.value !== '') })
   input.addEventListener('keydown', ev => {
@@ -139,6 +160,7 @@ export const createComposer = (hooks: ComposerHooks): Composer => {
 
   return {
     element,
+    attachFiles,
     replyTo (m) {
       editing = null
       replying = m

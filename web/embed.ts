@@ -83,7 +83,7 @@ export const mountInbox = (element: HTMLElement, session: Session, opts: MountOp
     pane = openChatPane(session, id, { asGuest: false, userId: session.userId, title: subject ?? id, back: () => { void open(null) } })
     mount(main, pane.element)
   }
-  const inbox = createInbox(list, { userId: session.userId, people, hrefOf: id => `#${encodeURIComponent(id)}`, onOpen: id => { void open(id) } })
+  const inbox = createInbox(list, { userId: session.userId, people, hrefOf: id => `#${encodeURIComponent(id)}`, onOpen: id => { void open(id) }, search: async q => await session.search(q) })
   mount(root, h('nav', { class: 'side', 'aria-label': 'Conversations' }, inbox.element), main)
   void open(null)
   return {

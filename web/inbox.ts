@@ -1,10 +1,11 @@
 /**
- * The conversation list: a search box that filters by subject, id and last message, each
+ * The conversation list: a search box that filters by subject, id and last message (and lists
+ * the messages holding the words searched, across the user's conversations), each
  * conversation with its unread badge and its last message with the author, the open one
  * highlighted (`aria-current`), and honest states: loading, empty, no match, and a notice in
  * plain words when it cannot be refreshed (gone once it can).
  */
-import type { ConversationList, ConversationSummary } from '../client/index.ts'
+import type { ConversationList, ConversationSummary, SearchHit } from '../client/index.ts'
 import { h, mount, timeEl } from './dom.ts'
 import type { People } from './people.ts'
 import { describeError, OFFLINE_TEXT } from './refusals.ts'
@@ -16,6 +17,8 @@ export interface InboxOptions {
   hrefOf: (id: string) => string
   /** Called on a click instead of following the link (embedded inboxes). */
   onOpen?: (id: string) => void
+  /** Searches messages across the user's conversations (`session.search`): hits show under the list. */
+  search?: (q: string) => Promise<{ data: SearchHit[] }>
   /** Shown under the search box (the app's "New" and "Open as guest"). */
   tools?: HTMLElement
 }
@@ -36,8 +39,42 @@ export const createInbox = (list: ConversationList, opts: InboxOptions): Inbox =
   const listEl = h('ul', { class: 'conversations', 'data-testid': 'conversation-list', 'aria-label': 'Your conversations' })
   const noticeEl = h('p', { class: 'banner', role: 'status', hidden: true, 'data-testid': 'notice' })
   const search = h('input', { type: 'search', placeholder: 'Search conversations', 'aria-label': 'Search conversations', 'data-testid': 'search', autocomplete: 'off' })
-  search.addEventListener('input', () => { query = search.value.trim().toLowerCase(); render() })
-  const element = h('div', { class: 'inbox' }, h('div', { class: 'side-tools' }, search, opts.tools), noticeEl, listEl)
+  const hitsEl = h('ul', { class: 'search-hits', 'data-testid': 'search-hits', 'aria-label': 'Messages found', hidden: true })
+  let searchTimer: ReturnType<typeof setTimeout> | null = null
+  let searched = ''
+  const searchMessages = (): void => {
+    if (searchTimer !== null) clearTimeout(searchTimer)
+    searchTimer = null
+    const q = search.value.trim()
+    if (opts.search === undefined || q === searched) return
+    searched = q
+    if (q.length < 2) { hitsEl.hidden = true; mount(hitsEl); return }
+    opts.search(q).then(({ data }) => {
+      if (searched !== q) return
+      hitsEl.hidden = false
+      mount(hitsEl, h('li', {}, h('h3', {}, 'Messages')), ...(data.length === 0
+        ? [h('li', { class: 'empty', 'data-testid': 'search-none' }, `No message holds “${q}”.`)]
+        : data.map(hit)))
+    }, onError)
+  }
+  search.addEventListener('input', () => {
+    query = search.value.trim().toLowerCase()
+    render()
+    if (searchTimer !== null) clearTimeout(searchTimer)
+    searchTimer = setTimeout(searchMessages, 400)
+  })
+  search.addEventListener('keydown', ev => { if (ev.key === 'Enter') { ev.preventDefault(); searched = ''; searchMessages() } })
+  const element = h('div', { class: 'inbox' }, h('div', { class: 'side-tools' }, search, opts.tools), noticeEl, h('div', { class: 'inbox-scroll' }, listEl, hitsEl))
+
+  const hit = (m: SearchHit): HTMLElement => {
+    const where = list.items.find(c => c.id === m.conversationId)?.subject ?? m.conversationId
+    const a = h('a', { href: opts.hrefOf(m.conversationId) },
+      h('span', { class: 'where' }, `${where} · ${m.senderId === null ? 'System' : m.senderId === opts.userId ? 'You' : people.name(m.senderId)} · ${new Date(m.createdAt).toLocaleDateString()}`),
+      h('span', { 'data-testid': 'search-hit-text' }, m.text !== '' ? m.text : m.attachment?.name ?? ''))
+    const onOpen = opts.onOpen
+    if (onOpen !== undefined) a.addEventListener('click', ev => { ev.preventDefault(); onOpen(m.conversationId) })
+    return h('li', { 'data-testid': 'search-hit', 'data-id': m.id }, a)
+  }
 
   const render = (): void => {
     const items = list.items
@@ -95,6 +132,7 @@ export const createInbox = (list: ConversationList, opts: InboxOptions): Inbox =
     },
     notice: onError,
     destroy () {
+      if (searchTimer !== null) clearTimeout(searchTimer)
       list.off('change', onChange)
       list.off('error', onError)
       people.offChange(render)

@@ -119,7 +119,7 @@ class App {
     newButton.addEventListener('click', () => this.newDialog('new'))
     const guestButton = h('button', { type: 'button', class: 'ghost small', 'data-testid': 'guest-open', 'aria-haspopup': 'dialog' }, 'Open as guest')
     guestButton.addEventListener('click', () => this.newDialog('guest'))
-    this.inbox = createInbox(this.list, { userId: me.userId, people: this.people, hrefOf: id => `#/c/${encodeURIComponent(id)}`, tools: h('div', { class: 'row' }, newButton, guestButton) })
+    this.inbox = createInbox(this.list, { userId: me.userId, people: this.people, hrefOf: id => `#/c/${encodeURIComponent(id)}`, search: async q => await session.search(q), tools: h('div', { class: 'row' }, newButton, guestButton) })
   }
 
   run (): void {

@@ -6,6 +6,8 @@ import type { SettingsState } from '../settings-state.ts'
 import type { DocStore } from '../storage/port.ts'
 import type { EventSink } from '../events.ts'
 import type { BanList } from '../moderation/bans.ts'
+import type { FileService } from '../files/file-service.ts'
+import type { SearchIndex } from '../search/search-index.ts'
 
 export interface RestDeps {
   auth: Authenticator
@@ -16,6 +18,10 @@ export interface RestDeps {
   bans: BanList
   now: () => number
   newId: () => string
+  /** Uploaded files (checks attachments of REST messages). */
+  files: FileService
+  /** The message search index. */
+  search: SearchIndex
 }
 
 /** The principal of a request, from its Authorization header. */

@@ -6,23 +6,25 @@ import type { FastifyInstance } from 'fastify'
 import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
-import type { Message, MessageType } from '../../shared/schema.ts'
+import type { Attachment, Message, MessageType } from '../../shared/schema.ts'
 import { withReactions } from '../../shared/reactions.ts'
 import type { Room } from '../rooms/room.ts'
+import { claimOf, type AttachmentClaim } from '../../shared/update-judge/attachments.ts'
 import type { ArchivedMessage } from '../storage/port.ts'
 import { actorOf, requireAdmin, requireHistoryReader, requireModerator } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
 import { writeWithEvents } from '../events.ts'
+import { searchConversation } from '../search/routes.ts'
 
-interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string }
+interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string, attachment?: Attachment }
 
 const DEFAULT_LIMIT = 30
 const MAX_LIMIT = 100
 
 /** Reads `limit` from the query: default 30; above 100 counts as 100; otherwise a positive integer. */
-const readLimit = (raw: unknown): number => {
+export const readLimit = (raw: unknown): number => {
   if (raw === undefined || raw === '') return DEFAULT_LIMIT
   const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN
   if (!Number.isSafeInteger(n) || n < 1) throw new ChatError('INVALID_REQUEST', 'limit must be a positive integer')
@@ -74,6 +76,10 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     const id = toConversationId(param(req, 'id'))
     const query = req.query as Record<string, unknown>
     const limit = readLimit(query.limit)
+    if (query.q !== undefined) {
+      await withConversation(deps, id, room => { requireHistoryReader(principal, room.doc, deps.settings.current) })
+      return await searchConversation(deps.search, id, query, limit)
+    }
     const before = query.before === undefined ? undefined : toMessageId(query.before)
     return await withConversation(deps, id, async room => {
       requireHistoryReader(principal, room.doc, deps.settings.current)
@@ -113,8 +119,11 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         const m: Message = { id: deps.newId(), senderId: item.sender ?? null, text: item.text, createdAt: now, type: item.type }
         if (item.custom !== undefined) m.custom = item.custom
         if (item.referencedMessageId !== undefined) m.referencedMessageId = item.referencedMessageId
+        if (item.attachment !== undefined) m.attachment = item.attachment
         return m
       })
+      const claims = messages.map(claimOf).filter((c): c is AttachmentClaim => c !== null)
+      if (claims.length > 0) await deps.files.check(id, claims)
       await room.transact(doc => { messagesOf(doc).push(messages) })
       return messages
     })

@@ -52,7 +52,18 @@ export const postMessagesBody = {
       sender: id,
       type: { enum: ['UserMessage', 'SystemMessage'] },
       custom: stringMap,
-      referencedMessageId: id
+      referencedMessageId: id,
+      attachment: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['fileId', 'name', 'size', 'contentType'],
+        properties: {
+          fileId: id,
+          name: { type: 'string', minLength: 1, maxLength: 255 },
+          size: { type: 'integer', minimum: 0 },
+          contentType: { type: 'string', minLength: 1, maxLength: 255 }
+        }
+      }
     }
   }
 } as const

@@ -34,6 +34,7 @@ import { PresenceHub, type Timers } from '../presence/presence-hub.ts'
 import type { AppendWith, ArchivedMessage, DocStore, StoredDoc } from '../storage/port.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EventSink, ServerEvent } from '../events.ts'
+import { claimOf, type AttachmentClaim } from '../../shared/update-judge/attachments.ts'
 
 /** The owner recorded for the server's own Yjs client ids; never a valid user id. */
 export const SERVER_OWNER = '#server'
@@ -85,6 +86,8 @@ export interface RoomDeps {
   events: EventSink
   /** Makes and recognises the server's own Yjs client ids. */
   serverClientIds: ServerClientIds
+  /** Checks attachments against the conversation's uploads (and claims them); throws INVALID_ATTACHMENT. */
+  checkAttachments: (conv: string, claims: readonly AttachmentClaim[]) => Promise<void>
 }
 
 /**
@@ -303,6 +306,13 @@ export class Room {
       await this.recover(conn, peer)
       return
     }
+    if (verdict.attachments.length > 0) {
+      // The judge knows the document only: each attachment must match its upload (contract §4.2).
+      const version = this.docVersion
+      await this.deps.checkAttachments(this.id, verdict.attachments).catch((e: unknown) => this.refuseUpdate(isChatError(e) ? e : new ChatError('INTERNAL')))
+      if (this.closedWith !== null) throw this.closedWith
+      if (this.docVersion !== version) verdict = await this.checkArchive(conn, update, this.judgeUpdate(conn, update))
+    }
     if (!verdict.changes) return
     this.assertWritable()
     if (verdict.newClientIds.length > 0) {
@@ -341,9 +351,10 @@ export class Room {
     const intents = peer.intents(this.doc, conn.userId, maxTextLength)
     const added: Message[] = []
     for (const m of conn.canWrite ? intents.added : []) {
-      if (!this.archivedHere.has(m.id) && await this.deps.store.archivePosOf(this.id, m.id) === undefined) added.push(m)
+      if (!this.archivedHere.has(m.id) && await this.deps.store.archivePosOf(this.id, m.id) === undefined && await this.attachmentHolds(m)) added.push(m)
     }
-    const edited = conn.canWrite ? intents.edited : []
+    const edited: Message[] = []
+    for (const m of conn.canWrite ? intents.edited : []) if (await this.attachmentHolds(m)) edited.push(m)
     const deleted = conn.canWrite ? intents.deleted : []
     const readUpTo = conn.role === 'participant' ? intents.readUpTo : null
     // Reactions to messages that are gone (deleted while the peer was away) are dropped.
@@ -446,6 +457,13 @@ export class Room {
       this.archiveDeletedHere.delete(id)
       throw e
     }
+  }
+
+  /** Whether a message the server re-issues for a peer in recovery carries no attachment, or one that matches its upload. */
+  private async attachmentHolds (m: Message): Promise<boolean> {
+    const claim = claimOf(m)
+    if (claim === null) return true
+    return await this.deps.checkAttachments(this.id, [claim]).then(() => true, () => false)
   }
 
   private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {

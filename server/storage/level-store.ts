@@ -76,7 +76,7 @@ export class LevelStore implements DocStore {
     // An array batch whose operations name their sublevel writes to several sublevels atomically.
     const batch = db.batch.bind(db) as unknown as (ops: Op[], options: { sync: boolean }) => Promise<void>
     this.writes = new WriteQueue<Op>(
-      async ops => { await batch(ops, { sync: this.sync }) },
+      async (ops, durable) => { await batch(ops, { sync: this.sync && durable }) },
       error => describeStorageError(error, path)
     )
   }
@@ -156,8 +156,8 @@ export class LevelStore implements DocStore {
   resumeWrites (): void { this.writes.resume() }
 
   /** Writes `ops` atomically, after every write queued before them. */
-  private async commit (ops: Op[]): Promise<void> {
-    await this.writes.enqueue(ops)
+  private async commit (ops: Op[], durable = true): Promise<void> {
+    await this.writes.enqueue(ops, durable)
   }
 
   /** Every key of `sublevel` in `range`, deleted in chunks (each chunk atomic). */
@@ -199,9 +199,9 @@ export class LevelStore implements DocStore {
         await this.commit([{ type: 'put', sublevel: sub, key, value }])
       },
       del: async key => { await this.commit([{ type: 'del', sublevel: sub, key }]) },
-      batch: async (ops, with_ = []) => {
+      batch: async (ops, with_ = [], opts) => {
         for (const o of ops) if (o.type === 'put') checkSectionValue(o.value)
-        await this.commit([...ops.map(o => ({ ...o, sublevel: sub })), ...this.sectionOps(with_)])
+        await this.commit([...ops.map(o => ({ ...o, sublevel: sub })), ...this.sectionOps(with_)], opts?.durable ?? true)
       },
       entries: range => sub.iterator(range)
     }
@@ -360,8 +360,10 @@ export class LevelStore implements DocStore {
   }
 
   private sectionOps (sections: readonly SectionPut[]): Op[] {
-    for (const p of sections) checkSectionValue(p.value)
-    return sections.map(p => ({ type: 'put', sublevel: this.sectionLevel(p.section), key: p.key, value: p.value }))
+    for (const p of sections) if (p.del !== true) checkSectionValue(p.value)
+    return sections.map(p => p.del === true
+      ? { type: 'del', sublevel: this.sectionLevel(p.section), key: p.key }
+      : { type: 'put', sublevel: this.sectionLevel(p.section), key: p.key, value: p.value })
   }
 
   async getUser (user: string): Promise<UserRecord | undefined> {

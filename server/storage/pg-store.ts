@@ -533,10 +533,19 @@ const putMeta = async (tx: Query, rows: ReadonlyArray<{ name: string, value: unk
   }
 }
 
-const putSections = async (tx: Query, puts: readonly SectionPut[]): Promise<void> => {
+const putSections = async (tx: Query, writes: readonly SectionPut[]): Promise<void> => {
+  // The last write of a key wins, whether it puts or deletes it.
+  const last = lastByKey(writes, p => `${p.section}\n${p.key}`)
+  for (const p of last) if (!SECTION_NAME.test(p.section)) throw new Error(`invalid section name ${p.section}`)
+  const dels = last.filter(p => p.del === true)
+  for (const part of chunks(dels, IMPORT_CHUNK)) {
+    await tx`
+      DELETE FROM sections AS s USING unnest(${part.map(p => p.section)}::text[], ${part.map(p => p.key)}::text[]) AS t(sec, k)
+      WHERE s.section = t.sec AND s.key = t.k`
+  }
+  const puts = last.filter(p => p.del !== true)
   for (const p of puts) checkSectionValue(p.value)
-  for (const part of chunks(lastByKey(puts, p => `${p.section}\n${p.key}`), IMPORT_CHUNK)) {
-    for (const p of part) if (!SECTION_NAME.test(p.section)) throw new Error(`invalid section name ${p.section}`)
+  for (const part of chunks(puts, IMPORT_CHUNK)) {
     await tx`
       INSERT INTO sections (section, key, value)
       SELECT s, k, v::json FROM unnest(${part.map(p => p.section)}::text[], ${part.map(p => p.key)}::text[], ${part.map(p => json(p.value))}::text[]) AS t(s, k, v)

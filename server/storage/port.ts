@@ -77,11 +77,13 @@ export interface AppendWith {
   members?: ReadonlyArray<{ userId: string, joinedAt: number | null }>
 }
 
-/** A put into a named section, made in the same batch as other writes. */
+/** A put into (or, with `del`, a delete from) a named section, made in the same batch as other writes. */
 export interface SectionPut {
   section: string
   key: string
   value: unknown
+  /** Deletes the key instead (`value` is ignored). */
+  del?: boolean
 }
 
 /**
@@ -99,9 +101,12 @@ export interface KvSection {
   del (key: string): Promise<void>
   /**
    * Applies puts and deletes atomically, together with `with_`: puts into other sections made in
-   * the same batch (the webhook outbox entries of the change).
+   * the same batch (the webhook outbox entries of the change). With `durable: false` the batch
+   * may resolve before it is flushed to the disk (a crash of the machine may lose it whole, never
+   * part of it): for writes that a durable record can redo, such as the search index expanding
+   * its log.
    */
-  batch (ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>, with_?: readonly SectionPut[]): Promise<void>
+  batch (ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>, with_?: readonly SectionPut[], opts?: { durable?: boolean }): Promise<void>
   /** Entries in key order (or reversed), within the range. */
   entries (range: { gt?: string, gte?: string, lt?: string, lte?: string, limit?: number, reverse?: boolean }): AsyncIterable<[string, unknown]>
 }

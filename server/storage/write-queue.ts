@@ -16,7 +16,7 @@ import { FailStop, type WriteFailure } from './fail-stop.ts'
 
 export type { WriteFailure } from './fail-stop.ts'
 
-interface Waiter<Op> { ops: readonly Op[], resolve: () => void, reject: (e: unknown) => void }
+interface Waiter<Op> { ops: readonly Op[], durable: boolean, resolve: () => void, reject: (e: unknown) => void }
 
 /** Turns a storage error into one readable line naming the folder (`dir`). */
 export const describeStorageError = (error: unknown, dir: string): string => {
@@ -33,16 +33,17 @@ export const describeStorageError = (error: unknown, dir: string): string => {
 }
 
 export class WriteQueue<Op> {
-  private readonly write: (ops: Op[]) => Promise<void>
+  private readonly write: (ops: Op[], durable: boolean) => Promise<void>
   private readonly stop: FailStop
   private waiting: Array<Waiter<Op>> = []
   private running = false
 
   /**
-   * @param write performs one batch on the store; must reject when anything of it may not be stored
+   * @param write performs one batch on the store (flushed to the disk when `durable`); must
+   *   reject when anything of it may not be stored
    * @param describe turns the first error into the failure's one-line reason
    */
-  constructor (write: (ops: Op[]) => Promise<void>, describe: (error: unknown) => string, now: () => number = Date.now) {
+  constructor (write: (ops: Op[], durable: boolean) => Promise<void>, describe: (error: unknown) => string, now: () => number = Date.now) {
     this.write = write
     this.stop = new FailStop(describe, now)
   }
@@ -53,11 +54,15 @@ export class WriteQueue<Op> {
   /** Calls `fn` each time the queue trips (not again until it has been resumed). */
   onFailure (fn: (f: WriteFailure) => void): void { this.stop.onFailure(fn) }
 
-  /** Resolves once `ops` are written; rejects with STORAGE_UNAVAILABLE once the queue has tripped. */
-  async enqueue (ops: readonly Op[]): Promise<void> {
+  /**
+   * Resolves once `ops` are written; rejects with STORAGE_UNAVAILABLE once the queue has tripped.
+   * `durable` false: the batch need not be flushed to the disk before it resolves (it is, when it
+   * shares a group with a durable one); for writes that can be redone from a durable record.
+   */
+  async enqueue (ops: readonly Op[], durable = true): Promise<void> {
     this.stop.assertWritable()
     if (ops.length === 0) return
-    const done = new Promise<void>((resolve, reject) => { this.waiting.push({ ops, resolve, reject }) })
+    const done = new Promise<void>((resolve, reject) => { this.waiting.push({ ops, durable, resolve, reject }) })
     if (!this.running) void this.drain()
     await done
   }
@@ -85,7 +90,7 @@ export class WriteQueue<Op> {
         const batch = this.waiting
         this.waiting = []
         try {
-          await this.write(batch.flatMap(w => w.ops))
+          await this.write(batch.flatMap(w => w.ops), batch.some(w => w.durable))
         } catch (error) {
           this.trip(error)
           const refusal = this.stop.refusal()

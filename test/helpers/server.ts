@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
-import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer, type ServerConfig } from '../../server/app.ts'
+import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer, type ServerConfig, type ServerDeps } from '../../server/app.ts'
 import { LevelStore } from '../../server/storage/level-store.ts'
 
 export const TEST_SECRET = 'test-secret-0123456789abcdef'
@@ -24,11 +24,11 @@ export interface TestServer {
   stop (keepDir?: boolean): Promise<void>
 }
 
-export const startServer = async (opts: { dir?: string, config?: Partial<ServerConfig> } = {}): Promise<TestServer> => {
+export const startServer = async (opts: { dir?: string, config?: Partial<ServerConfig>, deps?: Partial<ServerDeps> } = {}): Promise<TestServer> => {
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'parley-test-'))
   const store = await LevelStore.open(join(dir, 'db'))
   const logger = pino({ level: process.env.PARLEY_TEST_LOG ?? 'silent' })
-  const server = await createServer({ ...DEFAULT_SERVER_CONFIG, port: 0, secret: TEST_SECRET, ...opts.config }, { store, logger })
+  const server = await createServer({ ...DEFAULT_SERVER_CONFIG, port: 0, secret: TEST_SECRET, ...opts.config }, { store, logger, ...opts.deps })
   const { url } = await server.listen()
   const wsUrl = url.replace(/^http/, 'ws')
   return {

@@ -10,6 +10,7 @@ import { startServer, type TestServer } from '../helpers/server.ts'
 import { connectPeer, sendMessage, waitFor } from '../helpers/clients.ts'
 import { messagesOf } from '../../shared/doc.ts'
 import type { Message } from '../../shared/schema.ts'
+import { PDF_BYTES, uploadFile } from '../helpers/uploads.ts'
 
 const Stale = suite('peers holding changes the server lost')
 
@@ -83,6 +84,51 @@ Stale('an update that forges content under fresh client ids is still refused wit
   await waitFor(() => alice.closes.some(c => c.code === 4403), 10_000, 'refused')
   alice.destroy()
   await s.stop()
+})
+
+Stale('a lost message carrying an attachment the server does not hold is not taken again', async () => {
+  const s1 = await startServer()
+  const port = Number(new URL(s1.url).port)
+  const dir = s1.dir
+  await s1.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  const alice = connectPeer(s1.wsUrl, 'c1', await s1.token('alice'))
+  await alice.synced
+  sendMessage(alice.doc, 'alice', 'a1')
+  await waitFor(() => messagesOf(s1.server.rooms.peek('c1')!.doc).length === 1)
+  await s1.stop(true)
+  await cp(dir, `${dir}-old`, { recursive: true })
+
+  const s2 = await startServer({ dir, config: { port } })
+  await waitFor(() => alice.provider.wsconnected, 10_000, 'reconnected')
+  // A system message alice holds and the restored server lacks puts her in recovery mode.
+  await s2.api('POST', '/v1/conversations/c1/messages', [{ text: 'sys', type: 'SystemMessage' }])
+  await waitFor(() => messagesOf(alice.doc).length === 2)
+  const up = await uploadFile(s2.url, 'c1', `Bearer ${await s2.token('alice')}`, 'doc.pdf', PDF_BYTES)
+  assert.is(up.status, 201)
+  const withFile: Message = { id: 'with-file', senderId: 'alice', text: 'file', createdAt: Date.now(), type: 'UserMessage', attachment: { fileId: up.body.fileId, name: up.body.name, size: up.body.size, contentType: up.body.contentType } }
+  messagesOf(alice.doc).push([withFile])
+  const plain = sendMessage(alice.doc, 'alice', 'plain')
+  await waitFor(() => messagesOf(s2.server.rooms.peek('c1')!.doc).length === 4)
+  await s2.server.rooms.peek('c1')!.whenDurable()
+  await s2.stop(true)
+
+  // Restored from the older copy: both messages and the upload are gone from the server.
+  await rm(dir, { recursive: true, force: true })
+  await cp(`${dir}-old`, dir, { recursive: true })
+  const s3 = await startServer({ dir, config: { port } })
+  try {
+    const deadline = Date.now() + 15_000
+    while (!ids(await restServed(s3)).includes(plain.id)) {
+      assert.ok(Date.now() < deadline, 'the plain message was taken again')
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    await s3.server.rooms.peek('c1')?.whenDurable()
+    assert.not.ok(ids(await restServed(s3)).includes(withFile.id), 'the message naming a file the server lost is dropped')
+  } finally {
+    alice.destroy()
+    await s3.stop()
+    await rm(`${dir}-old`, { recursive: true, force: true })
+  }
 })
 
 Stale.run()

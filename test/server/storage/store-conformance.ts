@@ -195,6 +195,15 @@ export const runStoreConformance = (name: string, open: () => Promise<OpenedStor
     assert.is(await store.section('outbox').get('del'), 'm0')
   })
 
+  S('section writes carried by an append may delete keys; the last write of a key wins', async ({ store }) => {
+    await store.section('files').put('f1', { size: 1 })
+    await store.section('files').put('f2', { size: 2 })
+    await store.appendUpdates('a', 1, [u8(1)], { sections: [{ section: 'files', key: 'f1', value: null, del: true }, { section: 'files', key: 'f3', value: 3 }, { section: 'files', key: 'f3', value: null, del: true }, { section: 'files', key: 'f2', value: null, del: true }, { section: 'files', key: 'f2', value: 22 }] })
+    assert.is(await store.section('files').get('f1'), undefined)
+    assert.is(await store.section('files').get('f3'), undefined)
+    assert.is(await store.section('files').get('f2'), 22)
+  })
+
   S('a section batch carries puts into other sections in the same write', async ({ store }) => {
     await store.section('bans').batch([{ type: 'put', key: 'c/u', value: { until: null } }], [{ section: 'outbox', key: 'w', value: 'banned' }])
     assert.equal(await store.section('bans').get('c/u'), { until: null })

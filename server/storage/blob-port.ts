@@ -1,0 +1,42 @@
+/**
+ * The blob port: where uploaded files' bytes live, apart from the document store. The embedded
+ * default keeps them in the data folder (`fs-blob-store.ts`); cluster mode can back the same four
+ * operations with PostgreSQL large objects or an S3-compatible store.
+ *
+ * Keys are `/`-separated paths of ids (`<conversationId>/<fileId>`), so a prefix names a folder.
+ */
+import type { Readable } from 'node:stream'
+
+/** Thrown by `put` when the source is longer than `maxBytes`; nothing is kept. */
+export class BlobTooLarge extends Error {
+  constructor (maxBytes: number) {
+    super(`the blob is over ${maxBytes} bytes`)
+    this.name = 'BlobTooLarge'
+  }
+}
+
+export interface PutResult {
+  /** Bytes written. */
+  size: number
+  /** The first bytes (up to `headBytes`), for sniffing the type without reading the blob again. */
+  head: Uint8Array
+}
+
+export interface BlobStore {
+  /**
+   * Streams `source` into the blob `key`. The blob becomes visible only once it is complete and
+   * durable; if the source fails, is cut off or exceeds `maxBytes` (then `BlobTooLarge`), the
+   * promise rejects and nothing is kept. Replaces a blob of the same key.
+   */
+  put (key: string, source: AsyncIterable<Uint8Array>, opts: { maxBytes: number, headBytes: number }): Promise<PutResult>
+  /** The blob's size and a stream of bytes `start..end` (inclusive; default the whole blob), or undefined. */
+  get (key: string, range?: { start: number, end: number }): Promise<{ size: number, stream: Readable } | undefined>
+  /** The blob's size, or undefined. */
+  stat (key: string): Promise<{ size: number } | undefined>
+  /** Deletes the blob; no error when there is none. */
+  delete (key: string): Promise<void>
+  /** Deletes every blob under `prefix/`. */
+  deletePrefix (prefix: string): Promise<void>
+  /** The keys under `prefix/`. */
+  list (prefix: string): AsyncIterable<string>
+}
