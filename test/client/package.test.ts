@@ -18,7 +18,7 @@ Package('the built client is importable as parley/client and parley/client/node 
   assert.is(run.status, 0, run.stderr)
   assert.is(run.stdout.trim(), 'function function true 4403')
   // The embeddable UI is its own entry (browser only; importing it in Node touches no DOM).
-  const ui = spawnSync(process.execPath, ['--input-type=module', '-e', "import('parley/client/ui').then(u => console.log(typeof u.mountChatbox, typeof u.mountInbox, u.parleyStyles.startsWith('@scope (.parley)')))"], { cwd: ROOT, encoding: 'utf8' })
+  const ui = spawnSync(process.execPath, ['--input-type=module', '-e', "import('parley/client/ui').then(u => console.log(typeof u.mountChatbox, typeof u.mountInbox, u.parleyStyles.includes('@scope (.parley)')))"], { cwd: ROOT, encoding: 'utf8' })
   assert.is(ui.status, 0, ui.stderr)
   assert.is(ui.stdout.trim(), 'function function true')
 })
