@@ -122,8 +122,7 @@ export const createSession = (options: SessionOptions): Session => {
     async syncProfile (profile) {
       const p = profile ?? options.profile
       if (p === undefined) return
-      await rest.putUser(userId, p)
-      users.forget(userId)
+      users.remember(await rest.putUser(userId, p))
     },
     async getOrCreateConversation (id, attributes) {
       const cid = toConversationId(id)

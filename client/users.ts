@@ -60,8 +60,11 @@ export class UserDirectory extends ObservableV2<UserDirectoryEvents> {
     return await p
   }
 
-  /** Forgets a cached card (after the app changed the user, say). */
-  forget (id: string): void { this.cards.delete(id) }
+  /** Caches a record the app just wrote (`syncProfile` does), so it shows at once. */
+  remember (user: { id: string, name: string, photoUrl?: string | null }): void {
+    this.cards.set(user.id, { id: user.id, name: user.name !== '' ? user.name : user.id, photoUrl: user.photoUrl ?? null, known: user.name !== '' })
+    this.emit('change', [[user.id]])
+  }
 
   private async fetch (id: string): Promise<UserCard> {
     let card: UserCard
@@ -72,6 +75,9 @@ export class UserDirectory extends ObservableV2<UserDirectoryEvents> {
       if (!(e instanceof ChatError) || (e.code !== 'USER_NOT_FOUND' && e.code !== 'INVALID_ID')) throw e
       card = { id, name: id, photoUrl: null, known: false }
     }
+    // A record remembered meanwhile (written by this session) is newer than this answer.
+    const newer = this.cards.get(id)
+    if (newer !== undefined) return newer
     this.cards.set(id, card)
     this.emit('change', [[id]])
     return card

@@ -331,6 +331,8 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
   }
 
   let stick = true
+  /** The list's scroll position as last seen, to tell reading upwards from a jump down. */
+  let lastTop = 0
   const atBottom = (): boolean => list.scrollHeight - list.scrollTop - list.clientHeight < 60
 
   let lastComposer: 'composer' | 'readonly' | 'none' | null = null
@@ -392,6 +394,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
       list.scrollTop = oldTop + (list.scrollHeight - oldHeight)
     }
     stick = false
+    lastTop = list.scrollTop
     jump.hidden = atBottom()
     jump.textContent = newBelow > 0 ? `↓ ${newBelow} new` : '↓ Newest'
     const want = view.canWrite === false ? 'readonly' : view.canWrite === true ? 'composer' : 'none'
@@ -467,19 +470,27 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
   }
 
   let loadingOlder = false
+  let reading = false
   const loadOlder = (): void => {
     if (loadingOlder || view.hasMore !== true) return
     loadingOlder = true
     olderButton.disabled = true
     olderButton.textContent = 'Loading…'
-    view.loadOlder().then(() => { loadingOlder = false; olderButton.disabled = false; olderButton.textContent = 'Load older messages'; render() },
+    view.loadOlder().then(() => {
+      loadingOlder = false
+      olderButton.disabled = false
+      olderButton.textContent = 'Load older messages'
+      render()
+      // Still at the top (a fling outruns one page): go on while the reader waits there.
+      if (reading && list.scrollTop < 150) loadOlder()
+    },
       e => { loadingOlder = false; olderButton.disabled = false; olderButton.textContent = 'Load older messages'; showNotice(e) })
   }
   olderButton.addEventListener('click', loadOlder)
-  let lastTop = 0
+  // Only the reader's own scrolling (wheel, touch, keys) loads the archive, never a jump by the UI.
+  for (const ev of ['wheel', 'touchmove', 'keydown']) list.addEventListener(ev, () => { reading = true }, { passive: true })
   list.addEventListener('scroll', () => {
-    // Reading upwards near the top loads the archive (never when the list only jumped down).
-    if (list.scrollTop < lastTop && list.scrollTop < 150) loadOlder()
+    if (reading && list.scrollTop < 150) loadOlder()
     lastTop = list.scrollTop
     const bottom = atBottom()
     jump.hidden = bottom

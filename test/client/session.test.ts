@@ -327,6 +327,11 @@ Client('users: names and photos come from user records, fetched once and cached;
   assert.equal(await session.users.load('nobody-here'), { id: 'nobody-here', name: 'nobody-here', photoUrl: null, known: false })
   session.users.get('nobody-here')
   assert.is(fetched, 2, 'each user fetched once')
+  // A profile this session writes shows at once, over an older cached record.
+  await ctx.s.api('PUT', '/v1/users/dave', { name: 'Old Dave' })
+  assert.is((await session.users.load('dave')).name, 'Old Dave')
+  await session.syncProfile({ name: 'Dave Grohl' })
+  assert.is(session.users.get('dave')?.name, 'Dave Grohl')
 })
 
 Client('a guest\'s view knows the subject, guest access and participants from the document; read markers are shown', async ctx => {

@@ -96,7 +96,7 @@ for (const [size, viewport] of SIZES) {
     await sendText(bob, 'Shall we go hiking?')
     await messageWith(alice, 'Shall we go hiking?').getByTestId('sender').filter({ hasText: 'Robert Builder' }).waitFor()
     await sendText(alice, 'Yes! @bob bring the map')
-    await messageWith(bob, 'bring the map').locator('.mention', { hasText: '@Robert Builder' }).waitFor().catch(async e => { await shot(bob, 'debug-bob'); console.log('DEBUG', await messageWith(bob, 'bring the map').evaluate(el => el.outerHTML + JSON.stringify(el.getBoundingClientRect()))); throw e })
+    await messageWith(bob, 'bring the map').locator('.mention', { hasText: '@Robert Builder' }).waitFor()
 
     await signIn(guest, ctx.s.url, 'walker', 'Walker')
     await openAsGuest(guest, id)
@@ -183,6 +183,63 @@ Ui('a refusal replaces the pane: no "Loading…", no "0 guests watching", and a 
     assert.is(await page.getByText('Loading').count(), 0)
     await checkScreen(page, `ui-refused-${size}`)
   }
+})
+
+Ui('unread divider, "Seen by", system messages apart, jump to newest', async ctx => {
+  const id = 'reading'
+  await ctx.s.api('PUT', `/v1/conversations/${id}`, { participants: ['alice', 'bob'], subject: 'Reading' })
+  await ctx.s.api('POST', `/v1/conversations/${id}/messages`, [{ text: 'Read before', sender: 'alice', type: 'UserMessage' }])
+  const bob = await open(ctx)
+  await signIn(bob, ctx.s.url, 'bob', 'Bob', `#/c/${id}`)
+  await messageWith(bob, 'Read before').waitFor()
+  // Bob's marker moves once he has seen it; what comes after it is new to him next time.
+  const until = Date.now() + 5000
+  while (Date.now() < until && (await ctx.s.api('GET', '/v1/users/bob/conversations')).body.data.find((c: { id: string }) => c.id === id)?.unreadCount !== 0) await bob.waitForTimeout(100)
+  await bob.goto(ctx.s.url + '/#/')
+  await ctx.s.api('POST', `/v1/conversations/${id}/messages`, [{ text: 'Alice joined the project', type: 'SystemMessage' }])
+  await ctx.s.api('POST', `/v1/conversations/${id}/messages`, Array.from({ length: 10 }, (_, i) => ({ text: `news ${i}`, sender: 'alice', type: 'UserMessage' })))
+  await bob.locator('[data-testid=conversation][data-id=reading] [data-testid=unread]').filter({ hasText: /^1[01]$/ }).waitFor()
+  await bob.locator('[data-testid=conversation][data-id=reading] a').click()
+  await messageWith(bob, 'news 9').waitFor()
+  const order = await bob.locator('[data-testid=messages] > li').evaluateAll(els => els.map(e => e.getAttribute('data-testid') === 'message' ? (e.querySelector('[data-testid=message-text]')?.textContent ?? '') : e.getAttribute('data-testid')))
+  assert.equal(order.slice(0, 4), ['day', 'Read before', 'unread-divider', 'Alice joined the project'])
+  assert.ok(await messageWith(bob, 'Alice joined the project').evaluate(el => el.classList.contains('system')))
+  // Bob answers; once Alice has read it, Bob sees "Seen by Alice".
+  await sendText(bob, 'Thanks for the news')
+  const alice = await open(ctx)
+  await signIn(alice, ctx.s.url, 'alice', 'Alice', `#/c/${id}`)
+  await messageWith(alice, 'Thanks for the news').waitFor()
+  await bob.getByTestId('seen-by').filter({ hasText: 'Seen by Alice' }).waitFor()
+  // Scrolled up, new messages show a "jump to newest" button that brings the reader back down.
+  await bob.getByTestId('messages').evaluate(el => { el.scrollTop = 0 })
+  await ctx.s.api('POST', `/v1/conversations/${id}/messages`, Array.from({ length: 10 }, (_, i) => ({ text: `more ${i}\n\nwith\nseveral\nlines`, sender: 'alice', type: 'UserMessage' })))
+  await bob.getByTestId('jump').waitFor()
+  await bob.getByTestId('jump').click()
+  await bob.getByTestId('jump').waitFor({ state: 'hidden' })
+  await shot(bob, 'ui-reading-desktop')
+})
+
+Ui('1,000 messages: scrolling up loads the archive page by page until the first message', async ctx => {
+  const id = 'long-history'
+  await ctx.s.api('PUT', `/v1/conversations/${id}`, { participants: ['alice'], subject: 'Long history' })
+  for (let i = 0; i < 100; i++) {
+    await ctx.s.api('POST', `/v1/conversations/${id}/messages`, Array.from({ length: 10 }, (_, j) => ({ text: `message ${i * 10 + j}`, sender: 'alice', type: 'UserMessage' })))
+  }
+  const page = await open(ctx)
+  await signIn(page, ctx.s.url, 'alice', 'Alice', `#/c/${id}`)
+  await messageWith(page, 'message 999').waitFor()
+  const list = page.getByTestId('messages')
+  for (let i = 0; i < 60 && await page.getByTestId('load-older').count() > 0; i++) {
+    const before = await page.getByTestId('message').count()
+    await list.hover()
+    await page.mouse.wheel(0, -100_000)
+    await page.waitForFunction(n => document.querySelectorAll('[data-testid=message]').length > n || document.querySelector('[data-testid=load-older]') === null, before)
+  }
+  assert.is(await page.getByTestId('message').count(), 1000)
+  assert.is(await page.getByTestId('message-text').first().innerText(), 'message 0')
+  // Old messages are left to the browser to skip while off screen; the newest are laid out.
+  assert.ok(await page.locator('[data-testid=message].far').count() >= 900)
+  assert.is(await messageWith(page, 'message 999').evaluate(el => el.classList.contains('far')), false)
 })
 
 Ui.run()
