@@ -307,8 +307,8 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
             cont ? h('time', { class: 'when small', title: exactTime(m.createdAt) }, new Date(m.createdAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })) : null,
             mine ? h('span', { class: 'tick', 'data-testid': 'tick', title: m.status === 'sent' ? 'Sent' : m.status === 'pending' ? 'Waiting to be sent' : 'Not sent' }, m.status === 'sent' ? '✓' : m.status === 'pending' ? '…' : '! not sent') : null)),
         renderReactions(m),
-        pickerFor === m.id ? renderPicker(m) : null),
-      renderActions(m, mine))
+        pickerFor === m.id ? renderPicker(m) : null,
+        renderActions(m, mine)))
   }
 
   /** Kept message elements, rebuilt only when what they show changed. */
