@@ -5,6 +5,7 @@ import type { Session } from '../../client/node.ts'
 import type { ChatError } from '../../shared/errors.ts'
 import { startServer, type TestServer } from '../helpers/server.ts'
 import { connectPeer, texts, waitFor } from '../helpers/clients.ts'
+import { startTcpProxy } from '../helpers/tcp-proxy.ts'
 import { convId, countingWebSocket, sessionFor, sleep } from './helpers.ts'
 
 type Ctx = { s: TestServer, sessions: Session[] }
@@ -295,7 +296,6 @@ Client('a moderator\'s view deletes anyone\'s message; another participant\'s vi
   assert.is(alice.error, null)
 })
 
-Client.run()
 
 Client('an empty conversation list emits change once it is known, so a UI can leave "Loading…"', async ctx => {
   const session = await sessionFor(ctx.s, `lonely-${convId()}`, {}, ctx.sessions)
@@ -350,3 +350,25 @@ Client('a guest\'s view knows the subject, guest access and participants from th
   await waitFor(() => guest.reads.get('alice') === alice.messages[0].createdAt, 5000, 'read marker seen')
   assert.ok(changes > 0, 'a read marker change is a change')
 })
+
+Client('a lost connection announces its retry delay (for a countdown), and comes back', async ctx => {
+  const id = await room(ctx, ['alice'])
+  const proxy = await startTcpProxy(Number(new URL(ctx.s.url).port))
+  try {
+    const session = await sessionFor(ctx.s, 'alice', { serverUrl: `http://127.0.0.1:${proxy.port}`, backoff: { baseMs: 200, maxMs: 400 } }, ctx.sessions)
+    const view = session.open(id)
+    await view.whenSynced()
+    const delays: number[] = []
+    view.on('retry', ms => { delays.push(ms) })
+    await proxy.stop()
+    await waitFor(() => delays.length > 0, 5000, 'a retry announced')
+    assert.ok(delays[0] > 0 && delays[0] <= 400, `delay ${delays[0]}`)
+    assert.is(view.status, 'connecting')
+    await proxy.start()
+    await waitFor(() => view.status === 'synced', 5000, 'back')
+  } finally {
+    await proxy.stop()
+  }
+})
+
+Client.run()
