@@ -26,6 +26,7 @@ import { registerInboxRoutes } from './inbox/routes.ts'
 import { createStorageGuard, type StorageGuard } from './storage/storage-guard.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
 import { registerOpenApi } from './openapi.ts'
+import { MessageRateLimiter } from './rate-limit.ts'
 
 export interface ServerConfig {
   host: string
@@ -35,6 +36,8 @@ export interface ServerConfig {
   idleUnloadMs: number
   /** Ping interval of the sync endpoint's heartbeat. */
   heartbeatMs: number
+  /** A sync socket not admitted this long after its upgrade is closed (contract §7). */
+  admissionTimeoutMs: number
   compactAfterUpdates: number
   compactAfterBytes: number
   /** Every peer receives at least one frame this often (the stock client drops a silent one at 30 s). */
@@ -67,6 +70,7 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   port: 1234,
   idleUnloadMs: 30_000,
   heartbeatMs: 10_000,
+  admissionTimeoutMs: 10_000,
   compactAfterUpdates: 500,
   compactAfterBytes: 4 * 1024 * 1024,
   keepaliveMs: 15_000,
@@ -161,8 +165,10 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
   })
+  const limiter = new MessageRateLimiter(now, () => settings.current.messageRate)
   const sync: SyncEndpoint = createSyncEndpoint({
-    auth, rooms, store, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
+    auth, rooms, store, logger, metrics, timers, now, limiter, settings: () => settings.current,
+    heartbeatMs: config.heartbeatMs, admissionTimeoutMs: config.admissionTimeoutMs
   })
 
   const http = Fastify({
@@ -205,7 +211,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId: () => randomUUID() }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, now, newId: () => randomUUID(), limiter }
   registerUserRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
   registerMessageRoutes(http, restDeps)

@@ -19,6 +19,22 @@ export interface Settings {
   notificationDelay: number
   /** Where webhook events are posted, or null. */
   webhookUrl: string | null
+  /**
+   * Messages one user may write into one conversation (sync and REST together): a token bucket
+   * holding `burst` messages, refilled at `perSecond`. A batch of N messages costs N.
+   */
+  messageRate: MessageRate
+  /** Admitted sync connections one user may hold at once, across all conversations. */
+  maxConnectionsPerUser: number
+  /** Distinct conversations one user may hold open through its sync connections at once. */
+  maxConversationsPerUser: number
+  /** Sockets from one address that are not admitted yet (authenticating, loading), at once. */
+  maxPendingConnectionsPerAddress: number
+}
+
+export interface MessageRate {
+  perSecond: number
+  burst: number
 }
 
 export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
@@ -27,7 +43,11 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
   maxGuests: 10_000,
   maxTextLength: DEFAULT_MAX_TEXT_LENGTH,
   notificationDelay: 30,
-  webhookUrl: null
+  webhookUrl: null,
+  messageRate: Object.freeze({ perSecond: 5, burst: 20 }),
+  maxConnectionsPerUser: 64,
+  maxConversationsPerUser: 32,
+  maxPendingConnectionsPerAddress: 128
 })
 
 const intIn = (min: number, max: number) => (v: unknown): boolean =>
@@ -42,7 +62,16 @@ const CHECKS: { [K in keyof Settings]: { ok: (v: unknown) => boolean, what: stri
   webhookUrl: {
     ok: v => v === null || (typeof v === 'string' && v.length <= 2048 && /^https?:\/\/[^\s]+$/.test(v)),
     what: 'an http(s) URL or null'
-  }
+  },
+  messageRate: {
+    ok: v => isPlainObject(v) && Object.keys(v).length === 2 &&
+      typeof v.perSecond === 'number' && Number.isFinite(v.perSecond) && v.perSecond > 0 && v.perSecond <= 10_000 &&
+      intIn(1, 100_000)(v.burst),
+    what: '{ perSecond: a number above 0 and at most 10000, burst: an integer from 1 to 100000 }'
+  },
+  maxConnectionsPerUser: { ok: intIn(1, 100_000), what: 'an integer from 1 to 100000' },
+  maxConversationsPerUser: { ok: intIn(1, 100_000), what: 'an integer from 1 to 100000' },
+  maxPendingConnectionsPerAddress: { ok: intIn(1, 100_000), what: 'an integer from 1 to 100000' }
 }
 
 const isSettingsKey = (k: string): k is keyof Settings => Object.prototype.hasOwnProperty.call(CHECKS, k)

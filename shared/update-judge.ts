@@ -49,9 +49,10 @@ export type Verdict =
   /**
    * `changes` is false when applying would change nothing (then the caller need not apply it);
    * `newClientIds` are the unbound client ids this update writes with, to bind to the writer;
-   * `writtenClientIds` every client id it adds structs under (bound or not).
+   * `writtenClientIds` every client id it adds structs under (bound or not); `messages` how many
+   * message objects it writes (new messages and edits, for rate limits).
    */
-  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[] }
+  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; messages: number }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
@@ -129,7 +130,7 @@ export class UpdateJudge {
     const messages = this.collectNewMessages(sim, writer)
     const { deletedIds, effective } = this.judgeDeletes(parsed, sim, writer, messages)
     this.checkUniqueIds(messages, deletedIds)
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()] }
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], messages: messages.length }
   }
 
   /** Client binding and placement of every new part; returns the client ids to bind. */

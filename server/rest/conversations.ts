@@ -14,12 +14,15 @@ import { requireAdmin, requireEditor, requireReader, requireBrowserSync } from '
 import { conversationBody, participantBody } from './schemas.ts'
 import { writeWithEvents } from '../events.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
+import { slowModeOf } from '../rate-limit.ts'
 
 interface ConversationPatch {
   subject?: string | null
   photoUrl?: string | null
   custom?: Record<string, string>
   guestAccess?: GuestAccess
+  /** Seconds between one user's messages, 0 = off (admins only; see rate-limit.ts). */
+  slowMode?: number
   participants?: string[]
 }
 
@@ -34,6 +37,7 @@ export const conversationView = (id: string, doc: Y.Doc): Record<string, unknown
     photoUrl: meta.get('photoUrl') ?? null,
     custom: meta.get('custom') ?? {},
     guestAccess: getGuestAccess(doc),
+    slowMode: slowModeOf(doc),
     createdAt: meta.get('createdAt') ?? null,
     participants
   }
@@ -70,6 +74,7 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
     const body = (req.body ?? {}) as ConversationPatch
     const settings = deps.settings.current
     requireBrowserSync(principal, settings)
+    if (body.slowMode !== undefined) requireAdmin(principal)
     let created = false
     const view = await deps.rooms.withRoom(id, async room => {
       // Decided on the loaded document, with no await before the transaction: of two
@@ -89,6 +94,7 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
         for (const key of ['subject', 'photoUrl', 'custom', 'guestAccess'] as const) {
           if (body[key] !== undefined) meta.set(key, body[key])
         }
+        if (body.slowMode !== undefined) meta.set('slowMode', body.slowMode)
         const participants = participantsOf(doc)
         for (const userId of adding) {
           if (participants.has(userId)) continue

@@ -5,6 +5,7 @@ import type { RoomManager } from '../rooms/room-manager.ts'
 import type { SettingsState } from '../settings-state.ts'
 import type { DocStore } from '../storage/port.ts'
 import type { EventSink } from '../events.ts'
+import type { MessageRateLimiter } from '../rate-limit.ts'
 
 export interface RestDeps {
   auth: Authenticator
@@ -14,6 +15,8 @@ export interface RestDeps {
   events: EventSink
   now: () => number
   newId: () => string
+  /** Message rate limits, shared with the sync endpoint. */
+  limiter: MessageRateLimiter
 }
 
 /** The principal of a request, from its Authorization header. */

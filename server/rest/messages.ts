@@ -2,7 +2,7 @@
  * REST: a conversation's messages (contract §6). Reads page through the live document; writes
  * (admins only) go through it too, so peers see them at once, durable before the answer.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
@@ -12,6 +12,8 @@ import { requireAdmin, requireHistoryReader } from './permissions.ts'
 import { patchMessageBody, postMessagesBody } from './schemas.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
+import type { Room } from '../rooms/room.ts'
+import { slowModeOf } from '../rate-limit.ts'
 
 interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string }
 
@@ -34,6 +36,21 @@ const findArchived = async (deps: RestDeps, conv: string, messageId: string): Pr
   const hit = page.messages[0]
   if (hit === undefined || hit.pos !== pos) throw new ChatError('MESSAGE_NOT_FOUND')
   return hit
+}
+
+/**
+ * Charges the user messages of a post to their senders' rate limits (contract §7); refuses the
+ * whole post with 429 `RATE_LIMITED` and `Retry-After` when one sender is over. System messages
+ * (no sender) are not limited. A refused post charges nobody.
+ */
+const chargeSenders = (deps: RestDeps, room: Room, messages: Message[], reply: FastifyReply): void => {
+  const perSender = new Map<string, number>()
+  for (const m of messages) if (m.senderId !== null) perSender.set(m.senderId, (perSender.get(m.senderId) ?? 0) + 1)
+  const wait = deps.limiter.charge(room.id, perSender, slowModeOf(room.doc))
+  if (wait > 0) {
+    void reply.header('retry-after', String(Math.ceil(wait / 1000)))
+    throw new ChatError('RATE_LIMITED', `Too many messages from ${[...perSender.keys()].join(', ')}: retry in ${Math.ceil(wait / 1000)} s`)
+  }
 }
 
 export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): void => {
@@ -85,6 +102,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         if (item.referencedMessageId !== undefined) m.referencedMessageId = item.referencedMessageId
         return m
       })
+      chargeSenders(deps, room, messages, reply)
       await room.transact(doc => { messagesOf(doc).push(messages) })
       return messages
     })

@@ -207,9 +207,11 @@ export class Room {
 
   /**
    * Judges a peer's update and applies it when allowed. Throws the refusal; the caller closes
-   * the connection. Nothing of a refused update is applied, stored or forwarded.
+   * the connection. Nothing of a refused update is applied, stored or forwarded. `admit` sees
+   * how many message objects an allowed change writes, before it is applied, and may refuse it
+   * by throwing (rate limits).
    */
-  receiveUpdate (conn: RoomConnection, update: Uint8Array): void {
+  receiveUpdate (conn: RoomConnection, update: Uint8Array, admit?: (messages: number) => void): void {
     if (this.closedWith !== null) throw this.closedWith
     // While storage fails, peers were told the stored state vector: any struct they send is
     // something the store lacks. Refusing it (retryably) keeps every later answer to their sync
@@ -222,6 +224,7 @@ export class Room {
     }
     if (!verdict.changes) return
     this.assertWritable()
+    admit?.(verdict.messages)
     if (verdict.newClientIds.length > 0) {
       for (const id of verdict.newClientIds) this.clientOwners.set(id, conn.userId)
       this.pendingBindings.push({ userId: conn.userId, clientIds: verdict.newClientIds })

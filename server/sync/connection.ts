@@ -5,6 +5,16 @@
  *
  * Frames are processed strictly in arrival order through a promise chain, so a sync step 1
  * answer (which waits for durability) never overtakes a later update of the same peer.
+ *
+ * Resource limits (docs/api.md, Limits): a peer that does not read cannot make the server hold
+ * more than one sync answer plus `MAX_QUEUED_BYTES` for it:
+ *   - a sync step 1 is answered only once the previous answer was handed to the kernel (at most
+ *     one in flight; the chain waits), and answers are paced by a byte budget;
+ *   - frames waiting in the chain are capped (`MAX_BACKLOG_*`), over it: close 4429;
+ *   - any other send to a socket whose queued bytes (beyond the answer in flight) passed
+ *     `MAX_QUEUED_BYTES` closes it with 1013 `SLOW_CONSUMER`;
+ *   - only a pong proves the peer alive (the endpoint's heartbeat), never an inbound frame.
+ * Messages written are charged to the user's rate limit (`rate-limit.ts`) before they apply.
  */
 import type { WebSocket } from 'ws'
 import type { Logger } from 'pino'
@@ -17,6 +27,7 @@ import type { Role } from '../../shared/schema.ts'
 import type { Room, RoomConnection } from '../rooms/room.ts'
 import type { PresencePeer, Timers } from '../presence/presence-hub.ts'
 import type { Metrics } from '../metrics.ts'
+import { slowModeOf, type MessageRateLimiter } from '../rate-limit.ts'
 
 export interface ConnectionInfo {
   connId: number
@@ -29,10 +40,21 @@ export interface ConnectionDeps {
   logger: Logger
   metrics: Metrics
   timers: Timers
+  now: () => number
+  limiter: MessageRateLimiter
 }
 
 /** How long a closing socket may take to finish the closing handshake before it is cut. */
 const CLOSE_GRACE_MS = 2000
+/** Bytes a socket may have queued for sending beyond the sync answer in flight. */
+export const MAX_QUEUED_BYTES = 8 * 1024 * 1024
+/** Frames, and their bytes, that may wait for processing (behind a sync answer in flight). */
+export const MAX_BACKLOG_FRAMES = 1024
+export const MAX_BACKLOG_BYTES = 4 * 1024 * 1024
+/** Sync answers: a byte budget of this burst, refilled at this rate; each answer costs at least the minimum. */
+export const SYNC_ANSWER_BURST_BYTES = 32 * 1024 * 1024
+export const SYNC_ANSWER_BYTES_PER_SECOND = 2 * 1024 * 1024
+const SYNC_ANSWER_MIN_COST = 1024
 
 export class SyncConnection implements RoomConnection, PresencePeer {
   readonly connId: number
@@ -46,6 +68,14 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   private readonly deps: ConnectionDeps
   private chain: Promise<void> = Promise.resolve()
   private closing = false
+  private backlogFrames = 0
+  private backlogBytes = 0
+  /** Bytes of the sync answer handed to ws and not yet to the kernel. */
+  private inFlightBytes = 0
+  private answerBudget = SYNC_ANSWER_BURST_BYTES
+  private answerBudgetAt: number
+  private peakQueued = 0
+  private readonly closedWaiters = new Set<() => void>()
 
   constructor (ws: WebSocket, room: Room, info: ConnectionInfo, deps: ConnectionDeps) {
     this.ws = ws
@@ -55,9 +85,13 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     this.userId = info.userId
     this.role = info.role
     this.canWrite = info.canWrite
+    this.answerBudgetAt = deps.now()
   }
 
   get isClosing (): boolean { return this.closing }
+
+  /** The most bytes ever queued on this socket (ws `bufferedAmount` after a send). */
+  get peakQueuedBytes (): number { return this.peakQueued }
 
   /** Starts the protocol: the server's sync step 1, then the presence the peer may see. */
   start (): void {
@@ -75,14 +109,26 @@ export class SyncConnection implements RoomConnection, PresencePeer {
 
   send (frame: Uint8Array): void {
     if (this.closing || this.ws.readyState !== this.ws.OPEN) return
+    if (this.ws.bufferedAmount - this.inFlightBytes > MAX_QUEUED_BYTES) {
+      this.close(new ChatError('SLOW_CONSUMER'))
+      return
+    }
     this.ws.send(frame)
-    this.deps.metrics.framesSent.inc()
+    this.afterSend()
   }
 
-  /** Queues a frame for in-order processing. */
+  /** Queues a frame for in-order processing. Inbound frames do not prove liveness: pongs do. */
   receive (frame: Uint8Array, isBinary: boolean): void {
-    this.alive = true
+    if (this.closing) return
+    this.backlogFrames++
+    this.backlogBytes += frame.byteLength
+    if (this.backlogFrames > MAX_BACKLOG_FRAMES || this.backlogBytes > MAX_BACKLOG_BYTES) {
+      this.close(new ChatError('RATE_LIMITED', 'Too many frames waiting to be processed'))
+      return
+    }
     this.chain = this.chain.then(async () => {
+      this.backlogFrames--
+      this.backlogBytes -= frame.byteLength
       if (this.closing) return
       try {
         if (!isBinary) throw new ChatError('MALFORMED_MESSAGE', 'Frames must be binary')
@@ -95,7 +141,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
 
   close (error: ChatError): void {
     if (this.closing) return
-    this.closing = true
+    this.markClosed()
     if (this.ws.readyState === this.ws.OPEN) {
       if (error.closeCode >= 4000) {
         this.ws.send(encodePermissionDenied(error.code, error.message))
@@ -116,6 +162,46 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   /** Marks the connection closed without writing to the socket (it is already gone). */
   markClosed (): void {
     this.closing = true
+    for (const wake of this.closedWaiters) wake()
+    this.closedWaiters.clear()
+  }
+
+  private afterSend (): void {
+    this.deps.metrics.framesSent.inc()
+    this.peakQueued = Math.max(this.peakQueued, this.ws.bufferedAmount)
+  }
+
+  /** Resolves after `ms`, or at once when the connection closes. */
+  private async pause (ms: number): Promise<void> {
+    await new Promise<void>(resolve => {
+      const timer = this.deps.timers.setTimeout(() => { this.closedWaiters.delete(resolve); resolve() }, ms)
+      this.closedWaiters.add(() => { this.deps.timers.clearTimeout(timer); resolve() })
+    })
+  }
+
+  /** Waits until the sync answer budget is no longer in debt. */
+  private async answerTurn (): Promise<void> {
+    for (;;) {
+      const now = this.deps.now()
+      this.answerBudget = Math.min(SYNC_ANSWER_BURST_BYTES, this.answerBudget + (now - this.answerBudgetAt) * SYNC_ANSWER_BYTES_PER_SECOND / 1000)
+      this.answerBudgetAt = now
+      if (this.answerBudget >= 0 || this.closing) return
+      await this.pause(Math.ceil(-this.answerBudget * 1000 / SYNC_ANSWER_BYTES_PER_SECOND))
+    }
+  }
+
+  /** Sends a sync answer and resolves once ws handed it to the kernel (or the socket closed). */
+  private async sendAnswer (frame: Uint8Array): Promise<void> {
+    if (this.closing || this.ws.readyState !== this.ws.OPEN) return
+    this.answerBudget -= Math.max(SYNC_ANSWER_MIN_COST, frame.byteLength)
+    this.inFlightBytes = frame.byteLength
+    await new Promise<void>(resolve => {
+      const done = (): void => { this.closedWaiters.delete(done); resolve() }
+      this.closedWaiters.add(done)
+      this.ws.send(frame, done)
+      this.afterSend()
+    })
+    this.inFlightBytes = 0
   }
 
   private async process (frame: Uint8Array): Promise<void> {
@@ -123,11 +209,13 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     switch (msg.type) {
       case 'sync':
         if (msg.subtype === 'step1') {
+          await this.answerTurn()
+          if (this.closing) return
           const answer = await this.room.syncStep2For(msg.stateVector)
           if (this.closing) return
-          this.send(encodeSyncStep2(answer))
+          await this.sendAnswer(encodeSyncStep2(answer))
         } else {
-          this.room.receiveUpdate(this, msg.update)
+          this.room.receiveUpdate(this, msg.update, n => this.chargeMessages(n))
         }
         return
       case 'awareness':
@@ -137,6 +225,12 @@ export class SyncConnection implements RoomConnection, PresencePeer {
         // Clients have nothing to say in the auth channel; the stock client never sends it.
         return
     }
+  }
+
+  /** Charges `count` written messages to this user's allowance here; throws RATE_LIMITED. */
+  private chargeMessages (count: number): void {
+    const wait = this.deps.limiter.charge(this.room.id, new Map([[this.userId, count]]), slowModeOf(this.room.doc))
+    if (wait > 0) throw new ChatError('RATE_LIMITED', `Too many messages: retry in ${Math.ceil(wait / 1000)} s`)
   }
 
   private toChatError (e: unknown): ChatError {
