@@ -157,6 +157,8 @@ const Malformed = suite<Ctx>('malformed frames at the socket')
 
 Malformed.before.each(async ctx => {
   ctx.s = await startServer()
+  // The bystanders exchange many messages; rate limits are tested in abuse.test.ts.
+  await ctx.s.api('PATCH', '/v1/settings', { messageRate: { perSecond: 1000, burst: 1000 } })
   await ctx.s.api('PUT', `/v1/conversations/${CONV}`, { participants: ['alice', 'bob'], subject: 'Fuzz' })
   await ctx.s.api('POST', `/v1/conversations/${CONV}/messages`, [{ text: 'first', sender: 'alice', type: 'UserMessage' }])
   ctx.bob = connectPeer(ctx.s.wsUrl, CONV, await ctx.s.token('bob'))
