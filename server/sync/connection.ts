@@ -8,12 +8,16 @@
  *
  * Resource limits (docs/api.md, Limits): a peer that does not read cannot make the server hold
  * more than one sync answer plus `MAX_QUEUED_BYTES` for it:
- *   - a sync step 1 is answered only once the previous answer was handed to the kernel (at most
- *     one in flight; the chain waits), and answers are paced by a byte budget;
+ *   - what the peer has read is known from pongs: every ping carries the count of bytes sent
+ *     before it, and a pong echoing it proves the peer read them (frames arrive in order); a
+ *     probe ping goes out whenever more than `PROBE_BYTES` are unread. Kernel socket buffers
+ *     (up to tens of MB on Linux) are counted too, unlike ws `bufferedAmount`;
+ *   - a sync step 1 is answered only while at most `ANSWER_WINDOW_BYTES` are unread (the chain
+ *     waits), and answers are paced by a byte budget;
  *   - frames waiting in the chain are capped (`MAX_BACKLOG_*`), over it: close 4429;
- *   - any other send to a socket whose queued bytes (beyond the answer in flight) passed
- *     `MAX_QUEUED_BYTES` closes it with 1013 `SLOW_CONSUMER`;
- *   - only a pong proves the peer alive (the endpoint's heartbeat), never an inbound frame.
+ *   - a send that would leave more than `MAX_QUEUED_BYTES` unread beyond the latest sync answer
+ *     closes the connection with 1013 `SLOW_CONSUMER`;
+ *   - only a pong to one of our pings proves the peer alive, never an inbound frame.
  * Messages written are charged to the user's rate limit (`rate-limit.ts`) before they apply.
  */
 import type { WebSocket } from 'ws'
@@ -46,14 +50,20 @@ export interface ConnectionDeps {
 
 /** How long a closing socket may take to finish the closing handshake before it is cut. */
 const CLOSE_GRACE_MS = 2000
-/** Bytes a socket may have queued for sending beyond the sync answer in flight. */
+/** Unread bytes a peer may have beyond the latest sync answer before it is closed as a slow consumer. */
 export const MAX_QUEUED_BYTES = 8 * 1024 * 1024
+/** A sync step 1 is answered only once the peer has read all but this much of what it was sent. */
+export const ANSWER_WINDOW_BYTES = 1024 * 1024
+/** Unread bytes above which a probe ping goes out (its pong says what the peer has read). */
+const PROBE_BYTES = 256 * 1024
+/** Pings whose pong is still awaited that are remembered (older ones are forgotten). */
+const MAX_PINGS_OUT = 8
 /** Frames, and their bytes, that may wait for processing (behind a sync answer in flight). */
 export const MAX_BACKLOG_FRAMES = 1024
 export const MAX_BACKLOG_BYTES = 4 * 1024 * 1024
 /** Sync answers: a byte budget of this burst, refilled at this rate; each answer costs at least the minimum. */
-export const SYNC_ANSWER_BURST_BYTES = 32 * 1024 * 1024
-export const SYNC_ANSWER_BYTES_PER_SECOND = 2 * 1024 * 1024
+export const SYNC_ANSWER_BURST_BYTES = 4 * 1024 * 1024
+export const SYNC_ANSWER_BYTES_PER_SECOND = 1024 * 1024
 const SYNC_ANSWER_MIN_COST = 1024
 
 export class SyncConnection implements RoomConnection, PresencePeer {
@@ -61,7 +71,7 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   readonly userId: string
   readonly role: Role
   canWrite: boolean
-  /** Set by the heartbeat; cleared when a ping goes out. */
+  /** Set by a pong answering one of our pings; cleared by the heartbeat's ping. */
   alive = true
   private readonly ws: WebSocket
   private readonly room: Room
@@ -70,12 +80,19 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   private closing = false
   private backlogFrames = 0
   private backlogBytes = 0
-  /** Bytes of the sync answer handed to ws and not yet to the kernel. */
-  private inFlightBytes = 0
+  /** Bytes handed to the socket so far, and how many of them the peer has read (see `pong`). */
+  private sentBytes = 0
+  private ackedBytes = 0
+  /** Payloads (`sentBytes` then) of the pings whose pongs are awaited, oldest first. */
+  private readonly pingsOut: number[] = []
+  /** `sentBytes` right after the latest sync answer, and its size. */
+  private answerEnd = 0
+  private answerBytes = 0
   private answerBudget = SYNC_ANSWER_BURST_BYTES
   private answerBudgetAt: number
-  private peakQueued = 0
-  private readonly closedWaiters = new Set<() => void>()
+  private peakUnread = 0
+  /** Woken by a pong and by the close. */
+  private readonly waiters = new Set<() => void>()
 
   constructor (ws: WebSocket, room: Room, info: ConnectionInfo, deps: ConnectionDeps) {
     this.ws = ws
@@ -90,8 +107,37 @@ export class SyncConnection implements RoomConnection, PresencePeer {
 
   get isClosing (): boolean { return this.closing }
 
-  /** The most bytes ever queued on this socket (ws `bufferedAmount` after a send). */
-  get peakQueuedBytes (): number { return this.peakQueued }
+  /** Bytes sent that the peer has not acknowledged reading (by a pong to a later ping). */
+  get unreadBytes (): number { return this.sentBytes - this.ackedBytes }
+
+  /** The most unread bytes this connection ever had. */
+  get peakUnreadBytes (): number { return this.peakUnread }
+
+  /**
+   * The heartbeat: a ping carrying how much was sent so far. Returns false when the previous
+   * heartbeat got no pong: the caller cuts the socket. Inbound frames never count as alive.
+   */
+  heartbeat (): boolean {
+    if (!this.alive) return false
+    this.alive = false
+    this.sendPing()
+    return true
+  }
+
+  /**
+   * A pong. One that echoes one of our pings proves the peer alive and that it read everything
+   * sent before that ping (TCP and WebSocket frames arrive in order); any other is ignored.
+   */
+  pong (data: Buffer): void {
+    const n = Number(data.toString('latin1'))
+    const i = this.pingsOut.indexOf(n)
+    if (data.byteLength === 0 || i < 0) return
+    this.pingsOut.splice(0, i + 1)
+    this.alive = true
+    this.ackedBytes = Math.max(this.ackedBytes, n)
+    this.wake()
+    if (this.unreadBytes > PROBE_BYTES && this.pingsOut.length === 0) this.sendPing()
+  }
 
   /** Starts the protocol: the server's sync step 1, then the presence the peer may see. */
   start (): void {
@@ -109,12 +155,17 @@ export class SyncConnection implements RoomConnection, PresencePeer {
 
   send (frame: Uint8Array): void {
     if (this.closing || this.ws.readyState !== this.ws.OPEN) return
-    if (this.ws.bufferedAmount - this.inFlightBytes > MAX_QUEUED_BYTES) {
+    // The latest sync answer (the live window, possibly large) may be unread on top of the cap.
+    const allowance = this.ackedBytes < this.answerEnd ? this.answerBytes : 0
+    if (this.unreadBytes - allowance > MAX_QUEUED_BYTES) {
       this.close(new ChatError('SLOW_CONSUMER'))
       return
     }
     this.ws.send(frame)
-    this.afterSend()
+    this.sentBytes += frame.byteLength
+    this.deps.metrics.framesSent.inc()
+    this.peakUnread = Math.max(this.peakUnread, this.unreadBytes)
+    if (this.unreadBytes > PROBE_BYTES && this.pingsOut.length === 0) this.sendPing()
   }
 
   /** Queues a frame for in-order processing. Inbound frames do not prove liveness: pongs do. */
@@ -162,20 +213,32 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   /** Marks the connection closed without writing to the socket (it is already gone). */
   markClosed (): void {
     this.closing = true
-    for (const wake of this.closedWaiters) wake()
-    this.closedWaiters.clear()
+    this.wake()
   }
 
-  private afterSend (): void {
-    this.deps.metrics.framesSent.inc()
-    this.peakQueued = Math.max(this.peakQueued, this.ws.bufferedAmount)
+  private wake (): void {
+    const waiters = [...this.waiters]
+    this.waiters.clear()
+    for (const wake of waiters) wake()
+  }
+
+  private sendPing (): void {
+    if (this.closing || this.ws.readyState !== this.ws.OPEN) return
+    this.pingsOut.push(this.sentBytes)
+    if (this.pingsOut.length > MAX_PINGS_OUT) this.pingsOut.shift()
+    this.ws.ping(String(this.sentBytes))
   }
 
   /** Resolves after `ms`, or at once when the connection closes. */
   private async pause (ms: number): Promise<void> {
     await new Promise<void>(resolve => {
-      const timer = this.deps.timers.setTimeout(() => { this.closedWaiters.delete(resolve); resolve() }, ms)
-      this.closedWaiters.add(() => { this.deps.timers.clearTimeout(timer); resolve() })
+      const timer = this.deps.timers.setTimeout(() => { this.waiters.delete(wake); resolve() }, ms)
+      const wake = (): void => {
+        if (!this.closing) { this.waiters.add(wake); return }
+        this.deps.timers.clearTimeout(timer)
+        resolve()
+      }
+      this.waiters.add(wake)
     })
   }
 
@@ -190,18 +253,20 @@ export class SyncConnection implements RoomConnection, PresencePeer {
     }
   }
 
-  /** Sends a sync answer and resolves once ws handed it to the kernel (or the socket closed). */
-  private async sendAnswer (frame: Uint8Array): Promise<void> {
-    if (this.closing || this.ws.readyState !== this.ws.OPEN) return
+  /** Waits until the peer has read all but `ANSWER_WINDOW_BYTES` of what it was sent. */
+  private async readByPeer (): Promise<void> {
+    while (!this.closing && this.unreadBytes > ANSWER_WINDOW_BYTES) {
+      if (this.pingsOut.length === 0) this.sendPing()
+      await new Promise<void>(resolve => this.waiters.add(resolve))
+    }
+  }
+
+  /** Sends a sync answer: it alone may be unread on top of `MAX_QUEUED_BYTES` until acknowledged. */
+  private sendAnswer (frame: Uint8Array): void {
     this.answerBudget -= Math.max(SYNC_ANSWER_MIN_COST, frame.byteLength)
-    this.inFlightBytes = frame.byteLength
-    await new Promise<void>(resolve => {
-      const done = (): void => { this.closedWaiters.delete(done); resolve() }
-      this.closedWaiters.add(done)
-      this.ws.send(frame, done)
-      this.afterSend()
-    })
-    this.inFlightBytes = 0
+    this.answerBytes = frame.byteLength
+    this.answerEnd = this.sentBytes + frame.byteLength
+    this.send(frame)
   }
 
   private async process (frame: Uint8Array): Promise<void> {
@@ -210,10 +275,11 @@ export class SyncConnection implements RoomConnection, PresencePeer {
       case 'sync':
         if (msg.subtype === 'step1') {
           await this.answerTurn()
+          await this.readByPeer()
           if (this.closing) return
           const answer = await this.room.syncStep2For(msg.stateVector)
           if (this.closing) return
-          await this.sendAnswer(encodeSyncStep2(answer))
+          this.sendAnswer(encodeSyncStep2(answer))
         } else {
           this.room.receiveUpdate(this, msg.update, n => this.chargeMessages(n))
         }

@@ -58,6 +58,8 @@ export interface SyncEndpoint {
 
 /** What a connection may send before it is admitted (the room loads meanwhile). */
 const MAX_PENDING_BYTES = 4 * 1024 * 1024
+/** Frames a connection may send before it is admitted (a stock client sends two or three). */
+const MAX_PENDING_FRAMES = 1024
 /** How long a refused socket may take to finish the closing handshake before it is cut. */
 const CLOSE_GRACE_MS = 2000
 
@@ -167,9 +169,15 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
         refuse(ws, new ChatError('FRAME_TOO_LARGE', 'Too much data sent before the connection was admitted'), context)
         return
       }
+      if (pending.length >= MAX_PENDING_FRAMES) {
+        refused = true
+        pending.length = 0
+        refuse(ws, new ChatError('RATE_LIMITED', 'Too many frames sent before the connection was admitted'), context)
+        return
+      }
       pending.push([bytes, isBinary])
     })
-    ws.on('pong', () => { if (conn !== null) conn.alive = true })
+    ws.on('pong', data => { conn?.pong(data) })
     ws.on('error', () => { /* the close event follows; nothing to add */ })
     live.set(ws, null)
 
@@ -256,9 +264,7 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
   const heartbeat = deps.timers.setInterval(() => {
     for (const [ws, conn] of live) {
       if (conn === null) continue
-      if (!conn.alive) { conn.markClosed(); ws.terminate(); continue }
-      conn.alive = false
-      ws.ping()
+      if (!conn.heartbeat()) { conn.markClosed(); ws.terminate() }
     }
   }, deps.heartbeatMs)
 
