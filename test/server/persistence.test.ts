@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
-import { startServer } from '../helpers/server.ts'
+import { startServer, UNLIMITED_RATE } from '../helpers/server.ts'
 import { spawnServer } from '../helpers/process.ts'
 import { connectPeer, sendMessage, texts, waitFor } from '../helpers/clients.ts'
 import { messagesOf } from '../../shared/doc.ts'
@@ -12,7 +12,7 @@ import { messagesOf } from '../../shared/doc.ts'
 const Persist = suite('persistence')
 
 Persist('a restart keeps conversations, participants and messages', async () => {
-  const s = await startServer()
+  const s = await startServer({ settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice', 'bob'], subject: 'Kept' })
   await s.api('PUT', '/v1/conversations/c1/participants/carol', { access: 'Read', notify: false })
   const a = connectPeer(s.wsUrl, 'c1', await s.token('alice'))
@@ -36,7 +36,7 @@ Persist('a restart keeps conversations, participants and messages', async () => 
 })
 
 Persist('the log is compacted into a snapshot and the document loads the same', async () => {
-  const s = await startServer({ config: { compactAfterUpdates: 10 } })
+  const s = await startServer({ config: { compactAfterUpdates: 10 }, settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
   const a = connectPeer(s.wsUrl, 'c1', await s.token('alice'))
   await a.synced
@@ -82,6 +82,8 @@ Persist('kill -9 in the middle of a 300-message burst loses no message a reader 
   const s = await spawnServer(args)
   const put = await fetch(s.url + '/v1/conversations/burst', { method: 'PUT', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }, body: JSON.stringify({ participants: ['w', 'r'] }) })
   assert.is(put.status, 201)
+  const patched = await fetch(s.url + '/v1/settings', { method: 'PATCH', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }, body: JSON.stringify(UNLIMITED_RATE) })
+  assert.is(patched.status, 200)
   const writer = connectPeer(s.wsUrl, 'burst', await token('w'))
   const reader = connectPeer(s.wsUrl, 'burst', await token('r'))
   await Promise.all([writer.synced, reader.synced])
