@@ -6,7 +6,8 @@
  *   - `slowMode` (the conversation's `meta.slowMode`, seconds, written by the server only):
  *     at most one message per `slowMode` seconds per user, so a batch of two or more is refused.
  * A refusal charges nothing; the caller answers RATE_LIMITED (REST 429 with `Retry-After`,
- * sync close 4429). Entries of users who are idle long enough to be back at a full bucket are
+ * sync close 4429); after a sync refusal the user's new sync connections to that conversation
+ * are refused the same way until the wait is over (`block`). Entries of users who are idle long enough to be back at a full bucket are
  * swept, so memory follows the users active recently, not every user ever seen.
  */
 import type * as Y from 'yjs'
@@ -28,6 +29,8 @@ interface Bucket {
   at: number
   /** When the last message was charged (for slow mode). */
   lastAt: number
+  /** Until when a refused writer's new connections are refused too (see `blockedFor`). */
+  blockedUntil: number
 }
 
 /** Entries kept before the first sweep. */
@@ -85,8 +88,27 @@ export class MessageRateLimiter {
 
   /** A copy of `b` (or a full new bucket) refilled up to `now`. */
   private refill (b: Bucket | undefined, now: number, { perSecond, burst }: MessageRate): Bucket {
-    if (b === undefined) return { tokens: burst, at: now, lastAt: Number.NEGATIVE_INFINITY }
-    return { tokens: Math.min(burst, b.tokens + (now - b.at) * perSecond / 1000), at: now, lastAt: b.lastAt }
+    if (b === undefined) return { tokens: burst, at: now, lastAt: Number.NEGATIVE_INFINITY, blockedUntil: 0 }
+    return { tokens: Math.min(burst, b.tokens + (now - b.at) * perSecond / 1000), at: now, lastAt: b.lastAt, blockedUntil: b.blockedUntil }
+  }
+
+  /**
+   * Refuses `userId`'s new sync connections to `conversationId` for `ms` (after its connection
+   * was closed with 4429), so a flooder that reconnects at once is refused at admission, before
+   * it costs a sync answer and a presence join.
+   */
+  block (conversationId: string, userId: string, ms: number): void {
+    const key = `${conversationId}\u0000${userId}`
+    const now = this.now()
+    const b = this.refill(this.buckets.get(key), now, this.rate())
+    b.blockedUntil = Math.max(b.blockedUntil, now + ms)
+    this.buckets.set(key, b)
+  }
+
+  /** Milliseconds left of a `block` (0 = none). */
+  blockedFor (conversationId: string, userId: string): number {
+    const b = this.buckets.get(`${conversationId}\u0000${userId}`)
+    return b === undefined ? 0 : Math.max(0, b.blockedUntil - this.now())
   }
 
   /** Entries tracked now (for tests and metrics). */

@@ -296,7 +296,10 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   /** Charges `count` written messages to this user's allowance here; throws RATE_LIMITED. */
   private chargeMessages (count: number): void {
     const wait = this.deps.limiter.charge(this.room.id, new Map([[this.userId, count]]), slowModeOf(this.room.doc))
-    if (wait > 0) throw new ChatError('RATE_LIMITED', `Too many messages: retry in ${Math.ceil(wait / 1000)} s`)
+    if (wait > 0) {
+      this.deps.limiter.block(this.room.id, this.userId, wait)
+      throw new ChatError('RATE_LIMITED', `Too many messages: retry in ${Math.ceil(wait / 1000)} s`)
+    }
   }
 
   private toChatError (e: unknown): ChatError {

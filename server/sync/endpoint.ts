@@ -217,6 +217,8 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       const { userId } = await deps.auth.verifyUserToken(url.searchParams.get('token'))
       context.user = userId
       if (closed || refused) return
+      const blocked = deps.limiter.blockedFor(conversationId, userId)
+      if (blocked > 0) throw new ChatError('RATE_LIMITED', `Too many messages: retry in ${Math.ceil(blocked / 1000)} s`)
       hold(userId, conversationId)
       holding = { userId, conversationId }
       if (deps.rooms.peek(conversationId) === undefined && !(await deps.store.conversationExists(conversationId))) {

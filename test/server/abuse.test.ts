@@ -115,6 +115,12 @@ Abuse('a flooding guest is refused with 4429 RATE_LIMITED past its burst; nothin
   sendMessage(alice.doc, 'alice', 'still here')
   await waitFor(() => texts(boss.doc).includes('still here'), 5000, 'boss receives alice')
   assert.ok(texts(boss.doc).includes('a 2') && !texts(boss.doc).includes('b 0'))
+  // Reconnecting at once is refused at admission, before any sync answer.
+  const again = connectRaw(await guestUrl(ctx.s, 'flooder'))
+  ctx.raws.push(again)
+  assert.is((await again.closed).code, 4429)
+  assert.is(again.authReason()?.code, 'RATE_LIMITED')
+  assert.not.ok(again.frames.some(f => f[0] === 0), 'no sync frame was sent to it')
 })
 
 Abuse('slowMode: set by an admin only, one message per user per interval, REST answers 429 with Retry-After', async ctx => {
