@@ -65,6 +65,8 @@ export const MAX_BACKLOG_BYTES = 4 * 1024 * 1024
 export const SYNC_ANSWER_BURST_BYTES = 4 * 1024 * 1024
 export const SYNC_ANSWER_BYTES_PER_SECOND = 1024 * 1024
 const SYNC_ANSWER_MIN_COST = 1024
+/** After a 4429 for messages, the user's new connections to the conversation are refused this long at least. */
+export const RATE_LIMIT_PENALTY_MS = 10_000
 
 export class SyncConnection implements RoomConnection, PresencePeer {
   readonly connId: number
@@ -297,8 +299,9 @@ export class SyncConnection implements RoomConnection, PresencePeer {
   private chargeMessages (count: number): void {
     const wait = this.deps.limiter.charge(this.room.id, new Map([[this.userId, count]]), slowModeOf(this.room.doc))
     if (wait > 0) {
-      this.deps.limiter.block(this.room.id, this.userId, wait)
-      throw new ChatError('RATE_LIMITED', `Too many messages: retry in ${Math.ceil(wait / 1000)} s`)
+      const penalty = Math.max(wait, RATE_LIMIT_PENALTY_MS)
+      this.deps.limiter.block(this.room.id, this.userId, penalty)
+      throw new ChatError('RATE_LIMITED', `Too many messages: retry in ${Math.ceil(penalty / 1000)} s`)
     }
   }
 
