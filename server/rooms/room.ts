@@ -130,6 +130,8 @@ export class Room {
   private txEvents: ServerEvent[] = []
   /** Whether the server wrote in the peer transaction being committed (see `Queued.byServer`). */
   private txByServer = false
+  /** The whole durable document as one update, shared by every step 1 with an empty state vector until the next change. */
+  private fullAnswer: Uint8Array | null = null
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -158,6 +160,7 @@ export class Room {
       }
     })
     doc.on('update', (update: Uint8Array, origin: unknown) => {
+      this.fullAnswer = null
       this.queue.push({ update, origin, events: this.txEvents, byServer: this.txByServer })
       this.txEvents = []
       this.txByServer = false
@@ -275,7 +278,10 @@ export class Room {
       if (this.stalled) return await this.encodeStored(stateVector)
       // Another connection's update may be applied between the wait and this continuation.
       await this.whenDurable().catch(e => { if (!this.stalled) throw e })
-      if (!this.hasUnflushed && !this.stalled) return Y.encodeStateAsUpdate(this.doc, stateVector)
+      if (this.hasUnflushed || this.stalled) continue
+      // Joiners (and peers that re-ask) mostly send an empty state vector: encode that once.
+      if (stateVector.byteLength === 1 && stateVector[0] === 0) return (this.fullAnswer ??= Y.encodeStateAsUpdate(this.doc))
+      return Y.encodeStateAsUpdate(this.doc, stateVector)
     }
   }
 

@@ -53,7 +53,7 @@ const CLOSE_GRACE_MS = 2000
 /** Unread bytes a peer may have beyond the latest sync answer before it is closed as a slow consumer. */
 export const MAX_QUEUED_BYTES = 8 * 1024 * 1024
 /** A sync step 1 is answered only once the peer has read all but this much of what it was sent. */
-export const ANSWER_WINDOW_BYTES = 1024 * 1024
+export const ANSWER_WINDOW_BYTES = 256 * 1024
 /** Unread bytes above which a probe ping goes out (its pong says what the peer has read). */
 const PROBE_BYTES = 256 * 1024
 /** Pings whose pong is still awaited that are remembered (older ones are forgotten). */
