@@ -38,6 +38,7 @@ import { FsBlobStore } from './storage/fs-blob-store.ts'
 import { registerFileRoutes } from './rest/files.ts'
 import { SearchIndex, SECTION as SEARCH_SECTION } from './search/search-index.ts'
 import { registerSearchRoutes } from './search/routes.ts'
+import { MessageRateLimiter } from './rate-limit.ts'
 
 export interface ServerConfig {
   host: string
@@ -47,6 +48,8 @@ export interface ServerConfig {
   idleUnloadMs: number
   /** Ping interval of the sync endpoint's heartbeat. */
   heartbeatMs: number
+  /** A sync socket not admitted this long after its upgrade is closed (contract §7). */
+  admissionTimeoutMs: number
   compactAfterUpdates: number
   compactAfterBytes: number
   /** Every peer receives at least one frame this often (the stock client drops a silent one at 30 s). */
@@ -85,6 +88,7 @@ export const DEFAULT_SERVER_CONFIG: Omit<ServerConfig, 'secret'> = {
   port: 1234,
   idleUnloadMs: 30_000,
   heartbeatMs: 10_000,
+  admissionTimeoutMs: 10_000,
   compactAfterUpdates: 500,
   compactAfterBytes: 4 * 1024 * 1024,
   keepaliveMs: 15_000,
@@ -217,8 +221,10 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     for (const room of rooms.loaded()) room.reevaluate()
   })
   const bans = new BanList(store.section(BANS_SECTION), now)
+  const limiter = new MessageRateLimiter(now, () => settings.current.messageRate)
   const sync: SyncEndpoint = createSyncEndpoint({
-    auth, rooms, store, bans, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
+    auth, rooms, store, bans, logger, metrics, timers, now, limiter, settings: () => settings.current,
+    heartbeatMs: config.heartbeatMs, admissionTimeoutMs: config.admissionTimeoutMs
   })
 
   const http = Fastify({
@@ -272,7 +278,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId, files, search }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId, files, search, limiter }
   registerUserRoutes(http, restDeps)
   registerModerationRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)

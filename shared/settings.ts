@@ -23,6 +23,22 @@ export interface Settings {
   maxFileSize: number
   /** Bytes one user (user token; admins are not counted) may upload per UTC day, guests included. */
   maxUploadBytesPerUserPerDay: number
+  /**
+   * Messages one user may write into one conversation (sync and REST together): a token bucket
+   * holding `burst` messages, refilled at `perSecond`. A batch of N messages costs N.
+   */
+  messageRate: MessageRate
+  /** Admitted sync connections one user may hold at once, across all conversations. */
+  maxConnectionsPerUser: number
+  /** Distinct conversations one user may hold open through its sync connections at once. */
+  maxConversationsPerUser: number
+  /** Sockets from one address that are not admitted yet (authenticating, loading), at once. */
+  maxPendingConnectionsPerAddress: number
+}
+
+export interface MessageRate {
+  perSecond: number
+  burst: number
 }
 
 export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
@@ -33,7 +49,11 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
   notificationDelay: 30,
   webhookUrl: null,
   maxFileSize: 25 * 1024 * 1024,
-  maxUploadBytesPerUserPerDay: 500 * 1024 * 1024
+  maxUploadBytesPerUserPerDay: 500 * 1024 * 1024,
+  messageRate: Object.freeze({ perSecond: 5, burst: 20 }),
+  maxConnectionsPerUser: 64,
+  maxConversationsPerUser: 32,
+  maxPendingConnectionsPerAddress: 128
 })
 
 const intIn = (min: number, max: number) => (v: unknown): boolean =>
@@ -50,7 +70,16 @@ const CHECKS: { [K in keyof Settings]: { ok: (v: unknown) => boolean, what: stri
     what: 'an http(s) URL or null'
   },
   maxFileSize: { ok: intIn(1, 1024 * 1024 * 1024), what: 'an integer from 1 to 1073741824 (bytes)' },
-  maxUploadBytesPerUserPerDay: { ok: intIn(0, Number.MAX_SAFE_INTEGER), what: 'a non-negative integer (bytes)' }
+  maxUploadBytesPerUserPerDay: { ok: intIn(0, Number.MAX_SAFE_INTEGER), what: 'a non-negative integer (bytes)' },
+  messageRate: {
+    ok: v => isPlainObject(v) && Object.keys(v).length === 2 &&
+      typeof v.perSecond === 'number' && Number.isFinite(v.perSecond) && v.perSecond > 0 && v.perSecond <= 10_000 &&
+      intIn(1, 100_000)(v.burst),
+    what: '{ perSecond: a number above 0 and at most 10000, burst: an integer from 1 to 100000 }'
+  },
+  maxConnectionsPerUser: { ok: intIn(1, 100_000), what: 'an integer from 1 to 100000' },
+  maxConversationsPerUser: { ok: intIn(1, 100_000), what: 'an integer from 1 to 100000' },
+  maxPendingConnectionsPerAddress: { ok: intIn(1, 100_000), what: 'an integer from 1 to 100000' }
 }
 
 const isSettingsKey = (k: string): k is keyof Settings => Object.prototype.hasOwnProperty.call(CHECKS, k)

@@ -56,7 +56,8 @@ export type Verdict =
   /**
    * `changes` is false when applying would change nothing (then the caller need not apply it);
    * `newClientIds` are the unbound client ids this update writes with, to bind to the writer;
-   * `writtenClientIds` every client id it adds structs under (bound or not).
+   * `writtenClientIds` every client id it adds structs under (bound or not); `messages` how many
+   * message objects it writes (new messages and edits, for rate limits).
    * `freshIds` the ids of the messages it adds that are not live now (not edits): the judge
    * knows only the live document, so the caller checks them against the archive.
    * `archiveChecks` the reaction targets and reply references that are not live: the caller
@@ -64,7 +65,7 @@ export type Verdict =
    * `attachments` the attachments of the messages it adds or edits, for the caller to check
    * against the uploads (`update-judge/attachments.ts`).
    */
-  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; freshIds: string[]; archiveChecks: ArchiveChecks; attachments: AttachmentClaim[] }
+  | { ok: true; changes: boolean; newClientIds: number[]; writtenClientIds: number[]; messages: number; freshIds: string[]; archiveChecks: ArchiveChecks; attachments: AttachmentClaim[] }
   | { ok: false; error: ChatError }
 
 /** Root names an update may name; naming any other makes `applyUpdate` create that root. */
@@ -149,7 +150,7 @@ export class UpdateJudge {
     }
     const archiveChecks = this.checkReactionsAndReplies(sim, writer, messages, deletedIds)
     const attachments = messages.flatMap(m => m.index >= 0 && m.attachment !== null ? [m.attachment] : [])
-    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], freshIds, archiveChecks, attachments }
+    return { ok: true, changes: sim.parts.length > 0 || effective, newClientIds, writtenClientIds: [...sim.partsByClient.keys()], messages: messages.length, freshIds, archiveChecks, attachments }
   }
 
   /** Reaction keys and values, and whether reaction targets and reply references exist (update-judge/reactions.ts). */

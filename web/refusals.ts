@@ -25,6 +25,10 @@ const MESSAGES: Partial<Record<string, string>> = {
   SENDER_MISMATCH: 'You can only change your own messages.',
   ADMIN_REQUIRED: 'Only the server administrator can do that.',
   WRITE_FORBIDDEN: 'You are not allowed to write that here.',
+  RATE_LIMITED: 'You are sending too fast. Wait a few seconds, then try again.',
+  FILE_TOO_LARGE: 'That file is too large for this server. Send a smaller one, or a link to it.',
+  UPLOAD_QUOTA_EXCEEDED: 'You have uploaded too much here for now. Try again later, or send a link instead.',
+  INVALID_ATTACHMENT: 'That attachment could not be sent. Upload the file again.',
   PARTICIPANT_NOT_FOUND: 'That user is not a participant of this conversation.',
   SHUTTING_DOWN: 'The server is restarting. Parley reconnects by itself in a moment.',
   STORAGE_UNAVAILABLE: 'The server cannot store anything right now. Try again in a minute.'

@@ -19,6 +19,12 @@
  * so anything else is a broken or hostile peer, and dropping silently would hide it. An update
  * is checked completely before any of it is recorded.
  *
+ * Abuse limits. One user holds at most `maxStatesPerUser` ids across all its connections: new
+ * ids past that are ignored (not an error: a user may open many tabs). Participants receive
+ * at most `maxGuestStatesShown` guest states (the first guests to set one; when a shown guest
+ * leaves, the oldest hidden one takes its place); the rest are only counted in `guestCount`.
+ * So a join frame and the renewal traffic stay bounded whatever the number of guest sockets.
+ *
  * Routing. Participants' states go to everyone; guests' states only to participants. Guests
  * learn about each other only through the server's own state (client id `serverClientId`,
  * `{ parley: { guestCount, participantCount } }`), so traffic grows linearly with guests.
@@ -48,6 +54,7 @@ import {
 import { fanOut, NO_CONN, type Outgoing } from './fan-out.ts'
 import {
   DEFAULT_BATCH_MS, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_STATES_PER_CONNECTION, DEFAULT_MAX_STATE_BYTES,
+  DEFAULT_MAX_GUEST_STATES_SHOWN, DEFAULT_MAX_STATES_PER_USER,
   DEFAULT_RENEWAL_MS, DEFAULT_SUMMARY_MS, DEFAULT_TOMBSTONE_MS, MAX_LISTED_GUESTS,
   type PresenceOptions, type PresencePeer, type PresenceSummary, type Timers
 } from './types.ts'
@@ -55,6 +62,7 @@ import {
 export type { PresencePeer, Timers, PresenceOptions, PresenceSummary } from './types.ts'
 export {
   DEFAULT_BATCH_MS, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_STATES_PER_CONNECTION, DEFAULT_MAX_STATE_BYTES,
+  DEFAULT_MAX_GUEST_STATES_SHOWN, DEFAULT_MAX_STATES_PER_USER,
   DEFAULT_RENEWAL_MS, DEFAULT_SUMMARY_MS, DEFAULT_TOMBSTONE_MS, MAX_LISTED_GUESTS
 } from './types.ts'
 
@@ -79,6 +87,8 @@ interface Tombstone {
   outClock: number
   /** Whether guests may hold it, so whether they must hear of the removal. */
   guestsKnow: boolean
+  /** Whether participants may hold it (a hidden guest state never reached them). */
+  participantsKnow: boolean
   /** The connection that removed it (so it is not echoed), or NO_CONN. */
   author: number
   removedAt: number
@@ -111,6 +121,8 @@ export class PresenceHub {
   readonly #keepaliveMs: number
   readonly #maxStates: number
   readonly #maxStateBytes: number
+  readonly #maxStatesPerUser: number
+  readonly #maxGuestStatesShown: number
   readonly #renewalMs: number
   readonly #summaryMs: number
   readonly #tombstoneMs: number
@@ -123,6 +135,11 @@ export class PresenceHub {
   /** Connection counts per user, by role. */
   readonly #participantUsers = new Map<string, number>()
   readonly #guestUsers = new Map<string, number>()
+  /** Live states per user. */
+  readonly #userStates = new Map<string, number>()
+  /** Guest client ids whose states participants receive, and the others, oldest first. */
+  readonly #shownGuests = new Set<number>()
+  readonly #hiddenGuests = new Set<number>()
   /** Client ids changed since the last flush (live or tombstoned). */
   readonly #dirty = new Set<number>()
   /** Client ids whose state says `typing: true`. */
@@ -147,6 +164,8 @@ export class PresenceHub {
     this.#keepaliveMs = options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS
     this.#maxStates = options.maxStatesPerConnection ?? DEFAULT_MAX_STATES_PER_CONNECTION
     this.#maxStateBytes = options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES
+    this.#maxStatesPerUser = options.maxStatesPerUser ?? DEFAULT_MAX_STATES_PER_USER
+    this.#maxGuestStatesShown = options.maxGuestStatesShown ?? DEFAULT_MAX_GUEST_STATES_SHOWN
     this.#renewalMs = options.renewalMs ?? DEFAULT_RENEWAL_MS
     this.#summaryMs = options.summaryMs ?? DEFAULT_SUMMARY_MS
     this.#tombstoneMs = options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS
@@ -172,7 +191,7 @@ export class PresenceHub {
     const entries: AwarenessEntry[] = [{ clientId: this.#serverClientId, clock: this.#serverClock, json: this.#serverJson }]
     const isGuest = peer.role === 'guest'
     for (const [clientId, s] of this.#states) {
-      if (isGuest && s.role === 'guest') continue
+      if (s.role === 'guest' && (isGuest || !this.#shownGuests.has(clientId))) continue
       if (isGuest) s.shownToGuests = true
       entries.push({ clientId, clock: outClock(s), json: s.json })
     }
@@ -195,6 +214,7 @@ export class PresenceHub {
 
     const checked: AwarenessEntry[] = []
     const held = new Set(conn.ids)
+    let userStates = this.#userStates.get(peer.userId) ?? 0
     for (const e of latest.values()) {
       if (e.clientId === this.#serverClientId) continue
       const live = this.#states.get(e.clientId)
@@ -203,6 +223,11 @@ export class PresenceHub {
       if (live === undefined && !fresh && this.#tombstones.has(e.clientId)) continue
       const json = sanitizeState(e.json, conn.peer, this.#maxStateBytes)
       if (live === undefined && json === NULL_STATE) continue
+      if (live === undefined) {
+        // A new id for this user: past the per-user cap it is ignored.
+        if (userStates >= this.#maxStatesPerUser) continue
+        userStates++
+      }
       if (json === NULL_STATE) held.delete(e.clientId)
       else held.add(e.clientId)
       checked.push({ clientId: e.clientId, clock: e.clock, json })
@@ -322,6 +347,9 @@ export class PresenceHub {
     this.#typing.clear()
     if (wasTyping) this.#typingChanged()
     this.#typingListeners.clear()
+    this.#userStates.clear()
+    this.#shownGuests.clear()
+    this.#hiddenGuests.clear()
   }
 
   /** Records whether `clientId`'s state (null: removed) says it is typing; tells listeners of a change. */
@@ -353,6 +381,8 @@ export class PresenceHub {
         shownToGuests: false
       })
       conn.ids.add(e.clientId)
+      increment(this.#userStates, conn.peer.userId)
+      if (conn.peer.role === 'guest') this.#addGuest(e.clientId)
       this.#markDirty(e.clientId, true)
       this.#trackTyping(e.clientId, e.json)
       return
@@ -372,10 +402,33 @@ export class PresenceHub {
     const changed = roleChanged || e.json !== live.json
     live.offset = Math.max(live.offset, before + 1 - e.clock)
     live.peerClock = e.clock
+    if (roleChanged) {
+      if (conn.peer.role === 'guest') this.#addGuest(e.clientId)
+      else this.#dropGuest(e.clientId)
+    }
     live.role = conn.peer.role
     live.json = e.json
     this.#markDirty(e.clientId, changed)
     if (changed) this.#trackTyping(e.clientId, e.json)
+  }
+
+  /** A guest state appeared: shown to participants while there is room, else hidden. */
+  #addGuest (clientId: number): void {
+    if (this.#shownGuests.size < this.#maxGuestStatesShown) this.#shownGuests.add(clientId)
+    else this.#hiddenGuests.add(clientId)
+  }
+
+  /** A guest state went away (or became a participant's): the oldest hidden one is shown instead. */
+  #dropGuest (clientId: number): boolean {
+    this.#hiddenGuests.delete(clientId)
+    if (!this.#shownGuests.delete(clientId)) return false
+    for (const next of this.#hiddenGuests) {
+      this.#hiddenGuests.delete(next)
+      this.#shownGuests.add(next)
+      this.#markDirty(next, true)
+      break
+    }
+    return true
   }
 
   #remove (conn: Conn, e: AwarenessEntry): void {
@@ -389,9 +442,12 @@ export class PresenceHub {
   #bury (clientId: number, s: LiveState, clock: number, author: number): void {
     this.#states.delete(clientId)
     this.#trackTyping(clientId, null)
+    decrement(this.#userStates, s.owner.peer.userId)
+    const shown = s.role === 'guest' ? this.#dropGuest(clientId) : true
     this.#tombstones.set(clientId, {
       outClock: clock,
       guestsKnow: s.role === 'participant' || s.shownToGuests,
+      participantsKnow: shown,
       author,
       removedAt: this.#now()
     })
@@ -462,7 +518,7 @@ export class PresenceHub {
           out.push({ clientId, clock, json: s.json, author, toParticipants: true, toGuests: true })
           continue
         }
-        out.push({ clientId, clock, json: s.json, author, toParticipants: true, toGuests: false })
+        if (this.#shownGuests.has(clientId)) out.push({ clientId, clock, json: s.json, author, toParticipants: true, toGuests: false })
         if (s.shownToGuests) {
           // Its connection is a guest now (a takeover): guests must forget it.
           s.shownToGuests = false
@@ -472,7 +528,7 @@ export class PresenceHub {
       }
       const t = this.#tombstones.get(clientId)
       if (t !== undefined) {
-        out.push({ clientId, clock: t.outClock, json: NULL_STATE, author: t.author, toParticipants: true, toGuests: t.guestsKnow })
+        if (t.participantsKnow || t.guestsKnow) out.push({ clientId, clock: t.outClock, json: NULL_STATE, author: t.author, toParticipants: t.participantsKnow, toGuests: t.guestsKnow })
       }
     }
     this.#dirty.clear()

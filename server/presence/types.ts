@@ -34,6 +34,10 @@ export interface PresenceOptions {
   maxStatesPerConnection?: number
   /** Longest state accepted, in characters of the JSON the peer sent. */
   maxStateBytes?: number
+  /** Most client ids one user may hold across all its connections; more are ignored. */
+  maxStatesPerUser?: number
+  /** Most guest states participants receive; further guests are only counted in `guestCount`. */
+  maxGuestStatesShown?: number
   /** Longest delay of a forwarded renewal, in ms; must leave room under the 30 s timeout. */
   renewalMs?: number
   /** Shortest interval between two broadcasts of a changed summary, in ms. */
@@ -56,6 +60,8 @@ export const DEFAULT_BATCH_MS = 40
 export const DEFAULT_KEEPALIVE_MS = 15_000
 export const DEFAULT_MAX_STATES_PER_CONNECTION = 4
 export const DEFAULT_MAX_STATE_BYTES = 4096
+export const DEFAULT_MAX_STATES_PER_USER = 8
+export const DEFAULT_MAX_GUEST_STATES_SHOWN = 100
 export const DEFAULT_RENEWAL_MS = 5_000
 export const DEFAULT_SUMMARY_MS = 1_000
 export const DEFAULT_TOMBSTONE_MS = 10 * 60_000

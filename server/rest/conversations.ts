@@ -16,12 +16,14 @@ import { checkDisplayText } from '../../shared/text.ts'
 import { conversationBody, participantBody } from './schemas.ts'
 import { writeWithEvents } from '../events.ts'
 import { param, principalOf, type RestDeps } from './deps.ts'
+import { slowModeOf } from '../rate-limit.ts'
 
 interface ConversationPatch {
   subject?: string | null
   photoUrl?: string | null
   custom?: Record<string, string>
   guestAccess?: GuestAccess
+  /** Seconds between one user's messages, 0 = off (admins and moderators; see rate-limit.ts). */
   slowMode?: number
   participants?: string[]
 }
@@ -44,14 +46,13 @@ export const conversationView = (id: string, doc: Y.Doc): Record<string, unknown
   const meta = metaOf(doc)
   const participants: Record<string, ReturnType<typeof participantView>> = {}
   for (const [userId, p] of listParticipants(doc)) participants[userId] = participantView(p)
-  const slowMode = meta.get('slowMode')
   return {
     id,
     subject: meta.get('subject') ?? null,
     photoUrl: meta.get('photoUrl') ?? null,
     custom: meta.get('custom') ?? {},
     guestAccess: getGuestAccess(doc),
-    slowMode: typeof slowMode === 'number' ? slowMode : 0,
+    slowMode: slowModeOf(doc),
     createdAt: meta.get('createdAt') ?? null,
     createdBy: createdByOf(doc),
     participants
@@ -185,6 +186,7 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
         for (const key of ['subject', 'photoUrl', 'custom', 'guestAccess', 'slowMode'] as const) {
           if (body[key] !== undefined) meta.set(key, body[key])
         }
+        if (body.slowMode !== undefined) meta.set('slowMode', body.slowMode)
         const participants = participantsOf(doc)
         for (const userId of adding) {
           if (participants.has(userId)) continue

@@ -8,6 +8,7 @@ import type { EventSink } from '../events.ts'
 import type { BanList } from '../moderation/bans.ts'
 import type { FileService } from '../files/file-service.ts'
 import type { SearchIndex } from '../search/search-index.ts'
+import type { MessageRateLimiter } from '../rate-limit.ts'
 
 export interface RestDeps {
   auth: Authenticator
@@ -22,6 +23,8 @@ export interface RestDeps {
   files: FileService
   /** The message search index. */
   search: SearchIndex
+  /** Message rate limits, shared with the sync endpoint. */
+  limiter: MessageRateLimiter
 }
 
 /** The principal of a request, from its Authorization header. */

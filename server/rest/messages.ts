@@ -2,7 +2,7 @@
  * REST: a conversation's messages (contract §6). Reads page through the live document; writes
  * (admins only) go through it too, so peers see them at once, durable before the answer.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { ChatError } from '../../shared/errors.ts'
 import { toConversationId, toMessageId } from '../../shared/ids.ts'
 import { findMessageIndex, getParticipant, messagesOf } from '../../shared/doc.ts'
@@ -17,6 +17,7 @@ import { param, principalOf, type RestDeps } from './deps.ts'
 import { withConversation } from './conversations.ts'
 import { writeWithEvents } from '../events.ts'
 import { searchConversation } from '../search/routes.ts'
+import { slowModeOf } from '../rate-limit.ts'
 
 interface NewMessage { text: string, sender?: string, type: MessageType, custom?: Record<string, string>, referencedMessageId?: string, attachment?: Attachment }
 
@@ -68,6 +69,21 @@ const readPage = async (deps: RestDeps, room: Room, before: string | undefined, 
   if (live.length === limit || start > 0 || room.archivedCount === 0) return { data: live, hasMore: start > 0 || room.archivedCount > 0 && live.length === limit }
   const page = await deps.store.readArchive(id, null, limit - live.length)
   return { data: [...page.messages.map(a => a.message), ...live], hasMore: page.hasMore }
+}
+
+/**
+ * Charges the user messages of a post to their senders' rate limits (contract §7); refuses the
+ * whole post with 429 `RATE_LIMITED` and `Retry-After` when one sender is over. System messages
+ * (no sender) are not limited. A refused post charges nobody.
+ */
+const chargeSenders = (deps: RestDeps, room: Room, messages: Message[], reply: FastifyReply): void => {
+  const perSender = new Map<string, number>()
+  for (const m of messages) if (m.senderId !== null) perSender.set(m.senderId, (perSender.get(m.senderId) ?? 0) + 1)
+  const wait = deps.limiter.charge(room.id, perSender, slowModeOf(room.doc))
+  if (wait > 0) {
+    void reply.header('retry-after', String(Math.ceil(wait / 1000)))
+    throw new ChatError('RATE_LIMITED', `Too many messages from ${[...perSender.keys()].join(', ')}: retry in ${Math.ceil(wait / 1000)} s`)
+  }
 }
 
 export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): void => {
@@ -124,6 +140,7 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
       })
       const claims = messages.map(claimOf).filter((c): c is AttachmentClaim => c !== null)
       if (claims.length > 0) await deps.files.check(id, claims)
+      chargeSenders(deps, room, messages, reply)
       await room.transact(doc => { messagesOf(doc).push(messages) })
       return messages
     })

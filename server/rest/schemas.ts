@@ -1,4 +1,5 @@
 /** JSON schemas of request bodies (validated by fastify before a handler runs). */
+import { MAX_SLOW_MODE_SECONDS } from '../rate-limit.ts'
 const id = { type: 'string', pattern: '^[A-Za-z0-9_\\-.~]{1,128}$' } as const
 const stringMap = { type: 'object', additionalProperties: { type: 'string', maxLength: 10000 }, maxProperties: 100 } as const
 const stringOrList = { anyOf: [{ type: 'string', maxLength: 320 }, { type: 'array', items: { type: 'string', maxLength: 320 }, maxItems: 20 }] } as const
@@ -24,7 +25,7 @@ export const conversationBody = {
     photoUrl: nullableString(2048),
     custom: stringMap,
     guestAccess: { enum: ['write', 'read', 'none'] },
-    slowMode: { type: 'integer', minimum: 0, maximum: 86400 },
+    slowMode: { type: 'integer', minimum: 0, maximum: MAX_SLOW_MODE_SECONDS },
     participants: { type: 'array', items: id, maxItems: 1000 }
   }
 } as const

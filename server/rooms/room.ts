@@ -174,6 +174,8 @@ export class Room {
   private docVersion = 0
   /** Who a server transaction acts for (a REST caller's user id; null: admin or the server). */
   private txActor: string | null = null
+  /** The whole durable document as one update, shared by every step 1 with an empty state vector until the next change. */
+  private fullAnswer: Uint8Array | null = null
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
@@ -214,6 +216,7 @@ export class Room {
     doc.on('update', (update: Uint8Array, origin: unknown) => {
       this.docVersion++
       for (const peer of this.stalePeers.values()) peer.follow(update)
+      this.fullAnswer = null
       this.queue.push({ update, origin, events: this.txEvents, byServer: this.txByServer })
       this.txEvents = []
       this.txByServer = false
@@ -276,9 +279,11 @@ export class Room {
 
   /**
    * Judges a peer's update and applies it when allowed. Throws the refusal; the caller closes
-   * the connection. Nothing of a refused update is applied, stored or forwarded.
+   * the connection. Nothing of a refused update is applied, stored or forwarded. `admit` sees
+   * how many message objects an allowed change writes, before it is applied, and may refuse it
+   * by throwing (rate limits).
    */
-  async receiveUpdate (conn: RoomConnection, update: Uint8Array, catchUp = false): Promise<void> {
+  async receiveUpdate (conn: RoomConnection, update: Uint8Array, opts: { catchUp?: boolean, admit?: (messages: number) => void } = {}): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     // While storage fails, peers were told the stored state vector: any struct they send is
     // something the store lacks. Refusing it (retryably) keeps every later answer to their sync
@@ -296,7 +301,7 @@ export class Room {
     } catch (e) {
       // A catch-up that carries history the server lost (or reacts to a message deleted while
       // the peer was away): recovery mode instead of a final 4403.
-      const peer = catchUp && isChatError(e) && RECOVERABLE.has(e.code)
+      const peer = opts.catchUp === true && isChatError(e) && RECOVERABLE.has(e.code)
         ? StalePeer.detect(this.doc, update, client => this.clientOwners.has(client) || this.deps.serverClientIds.isServers(client))
         : null
       if (peer === null) throw e
@@ -315,6 +320,7 @@ export class Room {
     }
     if (!verdict.changes) return
     this.assertWritable()
+    opts.admit?.(verdict.messages)
     if (verdict.newClientIds.length > 0) {
       for (const id of verdict.newClientIds) this.clientOwners.set(id, conn.userId)
       this.pendingBindings.push({ userId: conn.userId, clientIds: verdict.newClientIds })
@@ -523,7 +529,10 @@ export class Room {
       if (this.stalled) return await this.encodeStored(stateVector)
       // Another connection's update may be applied between the wait and this continuation.
       await this.whenDurable().catch(e => { if (!this.stalled) throw e })
-      if (!this.hasUnflushed && !this.stalled) return Y.encodeStateAsUpdate(this.doc, stateVector)
+      if (this.hasUnflushed || this.stalled) continue
+      // Joiners (and peers that re-ask) mostly send an empty state vector: encode that once.
+      if (stateVector.byteLength === 1 && stateVector[0] === 0) return (this.fullAnswer ??= Y.encodeStateAsUpdate(this.doc))
+      return Y.encodeStateAsUpdate(this.doc, stateVector)
     }
   }
 

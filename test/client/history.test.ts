@@ -1,11 +1,11 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { startServer } from '../helpers/server.ts'
+import { startServer, UNLIMITED_RATE } from '../helpers/server.ts'
 import { waitFor } from '../helpers/clients.ts'
 import { convId, sessionFor } from './helpers.ts'
 
 test('messages the server moves to its archive stay on screen and are not reported as deleted', async () => {
-  const s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 } })
+  const s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 }, settings: UNLIMITED_RATE })
   const id = convId('h')
   await s.api('PUT', `/v1/conversations/${id}`, { participants: ['alice', 'bob'] })
   const alice = await sessionFor(s, 'alice')

@@ -2,14 +2,14 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Session } from '../../client/node.ts'
 import type { ChatError } from '../../shared/errors.ts'
-import { startServer, type TestServer } from '../helpers/server.ts'
+import { startServer, type TestServer, UNLIMITED_RATE } from '../helpers/server.ts'
 import { waitFor } from '../helpers/clients.ts'
 import { reactionsOf } from '../../shared/doc.ts'
 import { convId, sessionFor } from './helpers.ts'
 
 const Rich = suite<{ s: TestServer, sessions: Session[] }>('client reactions and replies')
 Rich.before.each(async ctx => {
-  ctx.s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 } })
+  ctx.s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 }, settings: UNLIMITED_RATE })
   ctx.sessions = []
 })
 Rich.after.each(async ctx => {

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import * as Y from 'yjs'
 import type { Session } from '../../client/node.ts'
 import type { ChatError } from '../../shared/errors.ts'
-import { startServer, type TestServer } from '../helpers/server.ts'
+import { startServer, UNLIMITED_RATE, type TestServer } from '../helpers/server.ts'
 import { connectPeer, texts, waitFor } from '../helpers/clients.ts'
 import { startTcpProxy } from '../helpers/tcp-proxy.ts'
 import { convId, countingWebSocket, sessionFor, sleep } from './helpers.ts'
@@ -11,7 +11,7 @@ import { convId, countingWebSocket, sessionFor, sleep } from './helpers.ts'
 type Ctx = { s: TestServer, sessions: Session[] }
 const Client = suite<Ctx>('client session and views')
 
-Client.before(async ctx => { ctx.s = await startServer() })
+Client.before(async ctx => { ctx.s = await startServer({ settings: UNLIMITED_RATE }) })
 Client.after(async ctx => { await ctx.s.stop() })
 Client.before.each(ctx => { ctx.sessions = [] })
 Client.after.each(async ctx => { await Promise.all(ctx.sessions.map(async s => { await s.close() })) })

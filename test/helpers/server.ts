@@ -24,11 +24,18 @@ export interface TestServer {
   stop (keepDir?: boolean): Promise<void>
 }
 
-export const startServer = async (opts: { dir?: string, config?: Partial<ServerConfig>, deps?: Partial<ServerDeps> } = {}): Promise<TestServer> => {
+/**
+ * Settings for tests that write many messages quickly as one user: the message rate limit
+ * (tested in abuse.test.ts) out of the way.
+ */
+export const UNLIMITED_RATE = { messageRate: { perSecond: 10_000, burst: 100_000 } } as const
+
+export const startServer = async (opts: { dir?: string, config?: Partial<ServerConfig>, deps?: Partial<ServerDeps>, settings?: Record<string, unknown> } = {}): Promise<TestServer> => {
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'parley-test-'))
   const store = await LevelStore.open(join(dir, 'db'))
   const logger = pino({ level: process.env.PARLEY_TEST_LOG ?? 'silent' })
   const server = await createServer({ ...DEFAULT_SERVER_CONFIG, port: 0, secret: TEST_SECRET, ...opts.config }, { store, logger, ...opts.deps })
+  if (opts.settings !== undefined) await server.settings.patch(opts.settings)
   const { url } = await server.listen()
   const wsUrl = url.replace(/^http/, 'ws')
   return {

@@ -1,7 +1,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as Y from 'yjs'
-import { startServer, type TestServer } from '../helpers/server.ts'
+import { startServer, UNLIMITED_RATE, type TestServer } from '../helpers/server.ts'
 import { connectPeer, sendMessage, texts, waitFor } from '../helpers/clients.ts'
 import { messagesOf } from '../../shared/doc.ts'
 
@@ -9,7 +9,7 @@ const History = suite<{ s: TestServer }>('history beyond the live window')
 const WINDOW = 20
 const CHUNK = 10
 History.before.each(async ctx => {
-  ctx.s = await startServer({ config: { historyWindow: WINDOW, archiveChunk: CHUNK } })
+  ctx.s = await startServer({ config: { historyWindow: WINDOW, archiveChunk: CHUNK }, settings: UNLIMITED_RATE })
   await ctx.s.api('PUT', '/v1/conversations/c1', { participants: ['alice', 'bob'] })
 })
 History.after.each(async ctx => { await ctx.s.stop() })

@@ -15,7 +15,7 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { startServer, type TestServer } from '../helpers/server.ts'
+import { startServer, UNLIMITED_RATE, type TestServer } from '../helpers/server.ts'
 import { connectPeer, sendMessage, texts, waitFor, type Peer } from '../helpers/clients.ts'
 import {
   awarenessFrame, changesOf, connectRawPeer, encodeSyncStep1, encodeSyncStep2, encodeSyncUpdate, msg, type RawPeer
@@ -156,7 +156,8 @@ interface Ctx { s: TestServer, bob: Peer }
 const Malformed = suite<Ctx>('malformed frames at the socket')
 
 Malformed.before.each(async ctx => {
-  ctx.s = await startServer()
+  // The bystanders exchange many messages; rate limits are tested in abuse.test.ts.
+  ctx.s = await startServer({ settings: UNLIMITED_RATE })
   await ctx.s.api('PUT', `/v1/conversations/${CONV}`, { participants: ['alice', 'bob'], subject: 'Fuzz' })
   await ctx.s.api('POST', `/v1/conversations/${CONV}/messages`, [{ text: 'first', sender: 'alice', type: 'UserMessage' }])
   ctx.bob = connectPeer(ctx.s.wsUrl, CONV, await ctx.s.token('bob'))

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startServer } from '../helpers/server.ts'
+import { startServer, UNLIMITED_RATE } from '../helpers/server.ts'
 import { spawnServer } from '../helpers/process.ts'
 import { assertNothingLost, killMidBurst } from '../helpers/burst.ts'
 import { connectPeer, sendMessage, texts, waitFor } from '../helpers/clients.ts'
@@ -16,7 +16,7 @@ import type { AppendWith } from '../../server/storage/port.ts'
 const Persist = suite('persistence')
 
 Persist('a restart keeps conversations, participants and messages', async () => {
-  const s = await startServer()
+  const s = await startServer({ settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice', 'bob'], subject: 'Kept' })
   await s.api('PUT', '/v1/conversations/c1/participants/carol', { access: 'Read', notify: false })
   const a = connectPeer(s.wsUrl, 'c1', await s.token('alice'))
@@ -40,7 +40,7 @@ Persist('a restart keeps conversations, participants and messages', async () => 
 })
 
 Persist('the log is compacted into a snapshot and the document loads the same', async () => {
-  const s = await startServer({ config: { compactAfterUpdates: 10 } })
+  const s = await startServer({ config: { compactAfterUpdates: 10 }, settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
   const a = connectPeer(s.wsUrl, 'c1', await s.token('alice'))
   await a.synced

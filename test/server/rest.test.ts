@@ -219,7 +219,7 @@ Rest('two users creating the same conversation at once: one creates it, the othe
 
 Rest('settings are read and patched by admins, with validation', async ({ s }) => {
   let r = await s.api('GET', '/v1/settings')
-  assert.equal(r.body, { browserSync: true, maxParticipants: 50, maxGuests: 10000, maxTextLength: 10000, notificationDelay: 30, webhookUrl: null, maxFileSize: 25 * 1024 * 1024, maxUploadBytesPerUserPerDay: 500 * 1024 * 1024 })
+  assert.equal(r.body, { browserSync: true, maxParticipants: 50, maxGuests: 10000, maxTextLength: 10000, notificationDelay: 30, webhookUrl: null, maxFileSize: 25 * 1024 * 1024, maxUploadBytesPerUserPerDay: 500 * 1024 * 1024, messageRate: { perSecond: 5, burst: 20 }, maxConnectionsPerUser: 64, maxConversationsPerUser: 32, maxPendingConnectionsPerAddress: 128 })
   r = await s.api('PATCH', '/v1/settings', { maxGuests: 5 })
   assert.is(r.body.maxGuests, 5)
   r = await s.api('PATCH', '/v1/settings', { maxGuests: -1 })

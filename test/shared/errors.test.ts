@@ -27,8 +27,8 @@ test('every registered code is raised somewhere (named in the code of the server
   for (const name of Object.keys(ERRORS)) assert.ok(code.includes(`'${name}'`), `${name} is registered but never raised`)
 })
 
-test('close codes follow the contract: 44xx for refusals, 1001, 1011 and 1013 (try again later) otherwise', () => {
-  const allowed = new Set([4400, 4401, 4403, 4404, 4409, 4413, 1001, 1011, 1013])
+test('close codes follow the contract: 44xx for refusals (4429 rate limits), 1001, 1011 and 1013 (try again later) otherwise', () => {
+  const allowed = new Set([4400, 4401, 4403, 4404, 4409, 4413, 4429, 1001, 1011, 1013])
   for (const [code, spec] of Object.entries(ERRORS)) assert.ok(allowed.has(spec.closeCode), code)
 })
 

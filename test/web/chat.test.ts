@@ -1,14 +1,14 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Browser, BrowserContext } from 'playwright-core'
-import { startServer, type TestServer } from '../helpers/server.ts'
+import { startServer, type TestServer, UNLIMITED_RATE } from '../helpers/server.ts'
 import { createConversation, launch, messageAction, messageWith, newPage, openAsGuest, sendText, shot, shownTexts, signIn } from './helpers.ts'
 
 type Ctx = { s: TestServer, browser: Browser, contexts: BrowserContext[] }
 const Web = suite<Ctx>('web UI in Chromium')
 
 Web.before(async ctx => {
-  ctx.s = await startServer({ config: { demo: true } })
+  ctx.s = await startServer({ config: { demo: true }, settings: UNLIMITED_RATE })
   ctx.browser = await launch()
 })
 Web.after(async ctx => {

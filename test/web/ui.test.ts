@@ -7,14 +7,14 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { startServer, type TestServer } from '../helpers/server.ts'
+import { startServer, type TestServer, UNLIMITED_RATE } from '../helpers/server.ts'
 import { createConversation, DESKTOP, launch, messageAction, messageWith, newPage, openAsGuest, PHONE, sendText, seriousA11yIssues, shot, shownTexts, signIn } from './helpers.ts'
 
 type Ctx = { s: TestServer, browser: Browser, contexts: BrowserContext[] }
 const Ui = suite<Ctx>('chat UI at desktop and phone sizes')
 
 Ui.before(async ctx => {
-  ctx.s = await startServer({ config: { demo: true } })
+  ctx.s = await startServer({ config: { demo: true }, settings: UNLIMITED_RATE })
   ctx.browser = await launch()
 })
 Ui.after(async ctx => {

@@ -11,7 +11,7 @@ import { writeServerInfo } from '../../../server/server-info.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 import { connectPeer, sendMessage, waitFor } from '../../helpers/clients.ts'
 import { runOps, spawnServer } from '../../helpers/process.ts'
-import { startServer, TEST_SECRET, type TestServer } from '../../helpers/server.ts'
+import { startServer, UNLIMITED_RATE, TEST_SECRET, type TestServer } from '../../helpers/server.ts'
 
 const Backup = suite<{ dir: string }>('backup, restore and check')
 Backup.before.each(async ctx => { ctx.dir = await mkdtemp(join(tmpdir(), 'parley-backup-')) })
@@ -40,6 +40,7 @@ Backup('a backup of a running server during a burst of writes holds everything a
     await fetch(srv.url + path, { method, headers: admin, body: JSON.stringify(body) })
   try {
     assert.is((await post('/v1/conversations/c1', 'PUT', { participants: ['alice', 'bob'] })).status, 201)
+    assert.is((await post('/v1/settings', 'PATCH', UNLIMITED_RATE)).status, 200)
     const auth = createAuthenticator(TEST_SECRET)
     const writer = connectPeer(srv.wsUrl, 'c1', await auth.signUserToken('alice', 3600))
     const observer = connectPeer(srv.wsUrl, 'c1', await auth.signUserToken('bob', 3600))
@@ -97,7 +98,7 @@ Backup('a backup of a running server during a burst of writes holds everything a
 })
 
 Backup('the tool finds the server through server.json, and backs up the folder itself once the server is gone', async ({ dir }) => {
-  const s = await startServer({ dir })
+  const s = await startServer({ dir, settings: UNLIMITED_RATE })
   const data = join(dir, 'db')
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
   await s.api('POST', '/v1/conversations/c1/messages', [{ text: 'before', sender: 'alice', type: 'UserMessage' }])
@@ -124,7 +125,7 @@ Backup('the tool finds the server through server.json, and backs up the folder i
 })
 
 Backup('restore refuses a folder that is not empty, with one line, and leaves it alone', async ({ dir }) => {
-  const s = await startServer({ dir })
+  const s = await startServer({ dir, settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/users/alice', { name: 'Alice' })
   await s.stop(true)
   const file = join(dir, 'x.parleybk')
@@ -145,7 +146,7 @@ Backup('restore refuses a folder that is not empty, with one line, and leaves it
 })
 
 Backup('check finds a damaged or cut backup, and restore of it leaves nothing behind', async ({ dir }) => {
-  const s = await startServer({ dir })
+  const s = await startServer({ dir, settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
   for (let i = 0; i < 5; i++) await s.api('POST', '/v1/conversations/c1/messages', [{ text: `m${i}`, sender: 'alice', type: 'UserMessage' }])
   await s.stop(true)
@@ -174,7 +175,7 @@ Backup('check finds a damaged or cut backup, and restore of it leaves nothing be
 })
 
 Backup('check reads every archive page and finds a damaged archive entry', async ({ dir }) => {
-  const s = await startServer({ dir, config: { historyWindow: 5, archiveChunk: 5 } })
+  const s = await startServer({ dir, config: { historyWindow: 5, archiveChunk: 5 }, settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
   for (let i = 0; i < 4; i++) {
     const batch = Array.from({ length: 10 }, (_, j) => ({ text: `m${i * 10 + j}`, sender: 'alice', type: 'UserMessage' }))

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as Y from 'yjs'
-import { startServer, TEST_SECRET } from '../../helpers/server.ts'
+import { startServer, TEST_SECRET, UNLIMITED_RATE } from '../../helpers/server.ts'
 import { runOps, spawnServer } from '../../helpers/process.ts'
 import { connectPeer, sendMessage, texts, waitFor } from '../../helpers/clients.ts'
 import { signToken } from '../../helpers/burst.ts'
@@ -40,7 +40,7 @@ const refusedWith = async (p: Promise<unknown>, message: RegExp): Promise<void> 
 Migrate('copies a LevelDB folder into an empty PostgreSQL schema, refuses a non-empty one, and the server on it has everything', async () => {
   // Failed webhook deliveries wait an hour: the events stay pending in the outbox.
   const delivery = { ...DEFAULT_DELIVERY_TUNING, outbox: { ...DEFAULT_DELIVERY_TUNING.outbox, retryBaseMs: 3_600_000 } }
-  const s = await startServer({ config: { historyWindow: 50, archiveChunk: 50, compactAfterUpdates: 5, delivery } })
+  const s = await startServer({ config: { historyWindow: 50, archiveChunk: 50, compactAfterUpdates: 5, delivery }, settings: UNLIMITED_RATE })
   const schema = await createTestSchema()
   try {
     await s.api('PUT', '/v1/users/alice', { name: 'Alice' })

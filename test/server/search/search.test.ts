@@ -1,6 +1,6 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
-import { startServer, type TestServer } from '../../helpers/server.ts'
+import { startServer, type TestServer, UNLIMITED_RATE } from '../../helpers/server.ts'
 import { connectPeer, sendMessage, waitFor } from '../../helpers/clients.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 import { LevelStore } from '../../../server/storage/level-store.ts'
@@ -8,7 +8,7 @@ import { join } from 'node:path'
 
 const Search = suite<{ s: TestServer }>('message search')
 Search.before.each(async ctx => {
-  ctx.s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 } })
+  ctx.s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 }, settings: UNLIMITED_RATE })
   await ctx.s.api('PUT', '/v1/conversations/c1', { participants: ['alice', 'bob'] })
   await ctx.s.api('PUT', '/v1/conversations/c2', { participants: ['alice'] })
 })
@@ -124,7 +124,7 @@ Search('a deleted conversation leaves nothing in the index: a new one of the sam
 })
 
 Search('a conversation written before the index existed is backfilled on its first query, archive included', async () => {
-  const s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 } })
+  const s = await startServer({ config: { historyWindow: 10, archiveChunk: 5 }, settings: UNLIMITED_RATE })
   await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
   await post(s, 'c1', 'alice', 'early grape', ...Array.from({ length: 20 }, (_, i) => `late grape ${i}`))
   await s.stop(true)
@@ -136,7 +136,7 @@ Search('a conversation written before the index existed is backfilled on its fir
   assert.ok(ops.length > 0)
   await section.batch(ops)
   await store.close()
-  const again = await startServer({ dir: s.dir, config: { historyWindow: 10, archiveChunk: 5 } })
+  const again = await startServer({ dir: s.dir, config: { historyWindow: 10, archiveChunk: 5 }, settings: UNLIMITED_RATE })
   try {
     const r = await q(again, '/v1/conversations/c1/messages?q=grape&limit=100')
     assert.is(r.body.data.length, 21)

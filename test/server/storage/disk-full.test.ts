@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { spawnServer, type RunningServer } from '../../helpers/process.ts'
+import { UNLIMITED_RATE } from '../../helpers/server.ts'
 import { connectPeer, sendMessage, waitFor } from '../../helpers/clients.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 
@@ -41,8 +42,13 @@ const unmount = async (dir: string): Promise<void> => {
   await rm(dir, { recursive: true, force: true })
 }
 
-const start = async (data: string, env: Record<string, string> = {}): Promise<RunningServer> =>
-  await spawnServer(['--port', '0', '--data', data, '--secret', SECRET, '--demo', 'off'], { PARLEY_LOG_LEVEL: 'info', ...env })
+/** Starts the server; these tests write as fast as they can, so the message rate limit is lifted. */
+const start = async (data: string, env: Record<string, string> = {}): Promise<RunningServer> => {
+  const server = await spawnServer(['--port', '0', '--data', data, '--secret', SECRET, '--demo', 'off'], { PARLEY_LOG_LEVEL: 'info', ...env })
+  const res = await api(server.url, 'PATCH', '/v1/settings', UNLIMITED_RATE)
+  if (res.status !== 200) throw new Error(`settings: HTTP ${res.status}`)
+  return server
+}
 
 const stop = async (server: RunningServer, signal: NodeJS.Signals): Promise<{ code: number | null, signal: NodeJS.Signals | null }> => {
   server.child.kill(signal)
