@@ -95,7 +95,19 @@ for (const [size, viewport] of SIZES) {
     await messageWith(alice, 'Count me in').getByTestId('sender').filter({ hasText: 'Carol Danvers' }).waitFor()
     await sendText(bob, 'Shall we go hiking?')
     await messageWith(alice, 'Shall we go hiking?').getByTestId('sender').filter({ hasText: 'Robert Builder' }).waitFor()
-    await sendText(alice, 'Yes! @bob bring the map')
+    // Mentions complete from the participants; Shift+Enter starts a new line, Enter sends.
+    const input = alice.getByTestId('composer-input')
+    await input.fill('')
+    await input.pressSequentially('Yes! @ro')
+    await alice.getByTestId('mention-option').filter({ hasText: 'Robert Builder' }).waitFor()
+    await input.press('Enter')
+    assert.is(await input.inputValue(), 'Yes! @bob ')
+    await input.pressSequentially('bring the map')
+    await input.press('Shift+Enter')
+    await input.pressSequentially('and snacks')
+    await input.press('Enter')
+    await messageWith(alice, 'and snacks').waitFor()
+    assert.is(await messageWith(alice, 'and snacks').getByTestId('message-text').innerText(), 'Yes! @Robert Builder bring the map\nand snacks')
     await messageWith(bob, 'bring the map').locator('.mention', { hasText: '@Robert Builder' }).waitFor()
 
     await signIn(guest, ctx.s.url, 'walker', 'Walker')
@@ -132,7 +144,7 @@ for (const [size, viewport] of SIZES) {
     await bob.close()
     await alice.locator('[data-testid=online] [data-user=bob]').waitFor({ state: 'detached' }).catch(() => {})
     assert.is(await messageWith(alice, 'hiking on Saturday').getByTestId('sender').innerText(), 'Robert Builder')
-    assert.equal(await shownTexts(guest), ['Count me in', 'Shall we go hiking on Saturday?', 'Yes! @Robert Builder bring the map'])
+    assert.equal(await shownTexts(guest), ['Count me in', 'Shall we go hiking on Saturday?', 'Yes! @Robert Builder bring the map\nand snacks'])
 
     // A read-only guest: no composer, a plain note instead.
     await ctx.s.api('PUT', `/v1/conversations/${id}`, { guestAccess: 'read' })
@@ -162,6 +174,16 @@ for (const [size, viewport] of SIZES) {
     const stored = await ctx.s.api('GET', `/v1/conversations/${id}`)
     assert.is(stored.body.subject, 'New name')
     assert.is(stored.body.participants.carol.access, 'ReadWrite')
+
+    // A moderator also bans.
+    await ctx.s.api('PUT', `/v1/conversations/${id}/participants/alice`, { role: 'moderator' })
+    await alice.reload()
+    await alice.getByTestId('settings-open').click()
+    await alice.getByTestId('ban-id').fill('mallory')
+    await alice.getByTestId('ban-add').click()
+    await alice.locator('[data-testid=bans] [data-user=mallory]').waitFor()
+    assert.equal((await ctx.s.api('GET', `/v1/conversations/${id}/bans`)).body.data.map((b: { userId: string }) => b.userId), ['mallory'])
+    await alice.getByTestId('settings-close').click()
 
     const bob = await open(ctx, viewport)
     await signIn(bob, ctx.s.url, 'bob', 'Bob', `#/c/${id}`)
