@@ -313,7 +313,9 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
 
   /** Kept message elements, rebuilt only when what they show changed. */
   const cache = new Map<string, { sig: string, el: HTMLElement }>()
-  const signature = (m: ViewMessage, cont: boolean): string => JSON.stringify([
+  /** Bumped when user records arrive: names in mentions and quotes may read differently. */
+  let namesVersion = 0
+  const signature = (m: ViewMessage, cont: boolean): string => JSON.stringify([namesVersion,
     m.text, m.status, m.editedAt, m.reactions, cont, m.senderId === null ? '' : people.name(m.senderId), view.participants.has(m.senderId ?? ''),
     pickerFor === m.id, confirmDelete === m.id, canAct(), view.isModerator, m.attachment === undefined ? null : urls.get(m.attachment.fileId) ?? null,
     m.referencedMessageId === undefined ? null : (view.messages.find(x => x.id === m.referencedMessageId)?.text ?? quotes.get(m.referencedMessageId)?.text ?? quotes.has(m.referencedMessageId))
@@ -532,7 +534,7 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
   }
   const onError = (): void => render()
   const onPresence = (p: Presence): void => { renderPresence(p); render() }
-  const onUsers = (): void => { render(); renderPresence(view.presence) }
+  const onUsers = (): void => { namesVersion++; render(); renderPresence(view.presence) }
   const ticker = setInterval(() => refreshTimes(list), 30_000)
 
   view.on('change', render)

@@ -150,6 +150,8 @@ for (const [size, viewport] of SIZES) {
     await ctx.s.api('PUT', `/v1/conversations/${id}`, { guestAccess: 'read' })
     await guest.reload()
     await guest.getByTestId('readonly').waitFor()
+    // Names in mentions come from the user records too, once they arrive.
+    await messageWith(guest, 'and snacks').locator('.mention', { hasText: '@Robert Builder' }).waitFor()
     assert.is(await guest.getByTestId('composer').count(), 0)
     await checkScreen(guest, `ui-read-only-guest-${size}`)
   })
