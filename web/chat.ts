@@ -31,6 +31,8 @@ export interface ChatPaneOptions {
   people: People
   /** The back button (shown on narrow screens): a link to the list (`'#/'`), a callback, or none. */
   back?: string | (() => void) | null
+  /** Closes a guest's views (moderators; absent: no such button). */
+  kickGuest?: (userId: string) => Promise<void>
   /** Opens the settings of this conversation (absent: no settings button). */
   openSettings?: () => void
 }
@@ -457,7 +459,14 @@ export const createChatPane = (view: ConversationView, opts: ChatPaneOptions): C
       h('h3', {}, 'Online'),
       h('ul', { 'data-testid': 'online' }, ...p.participants.map(u => person(u.id, u.id === opts.userId ? ' (you)' : null, null))),
       view.status === 'synced' ? h('p', { class: 'guests-count', 'data-testid': 'guest-count' }, `${p.guestCount} ${p.guestCount === 1 ? 'guest' : 'guests'} watching`) : null,
-      p.guests.length > 0 ? h('ul', { class: 'guests', 'data-testid': 'guests' }, ...p.guests.map(u => person(u.id, null, u.nameSource === 'self' ? 'self-named' : null))) : null)
+      p.guests.length > 0 ? h('ul', { class: 'guests', 'data-testid': 'guests' }, ...p.guests.map(u => {
+        const li = person(u.id, null, u.nameSource === 'self' ? 'self-named' : null)
+        const kick = opts.kickGuest
+        if (kick !== undefined && view.isModerator) {
+          li.append(h('button', { type: 'button', class: 'ghost small', 'data-testid': 'kick', 'aria-label': `Remove guest ${people.label(u.id)}`, onclick: () => { kick(u.id).catch(showNotice) } }, 'Remove'))
+        }
+        return li
+      })) : null)
   }
 
   let readTimer: ReturnType<typeof setTimeout> | null = null
@@ -586,6 +595,6 @@ export const openChatPane = (session: Session, id: string, o: { asGuest: boolean
     title: o.title,
     people,
     back: o.back,
-    ...(o.asGuest ? {} : { openSettings: () => openSettings(session, view, people) })
+    ...(o.asGuest ? {} : { openSettings: () => openSettings(session, view, people), kickGuest: async (guest: string) => { await session.kickGuest(id, guest) } })
   })
 }

@@ -146,6 +146,15 @@ for (const [size, viewport] of SIZES) {
     assert.is(await messageWith(alice, 'hiking on Saturday').getByTestId('sender').innerText(), 'Robert Builder')
     assert.equal(await shownTexts(guest), ['Count me in', 'Shall we go hiking on Saturday?', 'Yes! @Robert Builder bring the map\nand snacks'])
 
+    // A moderator removes a guest: the guest is told in plain words and may come back.
+    if (size === 'phone') {
+      await alice.getByTestId('people-toggle').click()
+      await shot(alice, `ui-people-sheet-${size}`)
+    }
+    await alice.locator('[data-testid=guests] [data-user=walker] [data-testid=kick]').click()
+    await guest.getByTestId('error').filter({ hasText: 'A moderator closed your guest view' }).waitFor()
+    await alice.locator('[data-testid=guests] [data-user=walker]').waitFor({ state: 'detached' })
+
     // A read-only guest: no composer, a plain note instead.
     await ctx.s.api('PUT', `/v1/conversations/${id}`, { guestAccess: 'read' })
     await guest.reload()
