@@ -12,6 +12,8 @@ export interface ConversationInfo {
   photoUrl: string | null
   custom: Record<string, string>
   guestAccess: GuestAccess
+  /** Seconds between one user's messages (v1.1; 0 or absent: off). */
+  slowMode?: number
   createdAt: number | null
   participants: Record<string, { access: Access, notify: Notify, role?: 'moderator' }>
 }
@@ -21,6 +23,8 @@ export interface ConversationAttributes {
   photoUrl?: string | null
   custom?: Record<string, string>
   guestAccess?: GuestAccess
+  /** Seconds between one user's messages, 0 = off (moderators only). */
+  slowMode?: number
   participants?: string[]
 }
 

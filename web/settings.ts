@@ -52,6 +52,11 @@ export const openSettings = (session: Session, view: ConversationView, people: P
       ...(['write', 'read', 'none'] as GuestAccess[]).map(g => h('option', { value: g, selected: info.guestAccess === g }, GUEST_TEXT[g])))
     guestSelect.addEventListener('change', () => run('Changing guest access', session.getOrCreateConversation(cid, { guestAccess: guestSelect.value as GuestAccess })))
 
+    const SLOW = [0, 5, 10, 30, 60, 300]
+    const slowSelect = h('select', { id: 'set-slow', disabled: !isMod, 'data-testid': 'settings-slow-mode' },
+      ...SLOW.map(n => h('option', { value: n, selected: (info.slowMode ?? 0) === n }, n === 0 ? 'Off' : n < 60 ? `One message every ${n} s` : `One message every ${n / 60} min`)))
+    slowSelect.addEventListener('change', () => run('Changing slow mode', session.getOrCreateConversation(cid, { slowMode: Number(slowSelect.value) })))
+
     const rows = Object.entries(info.participants).sort(([a], [b]) => a < b ? -1 : 1).map(([id, p]) => {
       const access = h('select', { 'aria-label': `Access of ${people.name(id)}`, disabled: !canEdit || id === session.userId, 'data-testid': 'participant-access' },
         ...ACCESS.map(a => h('option', { value: a, selected: p.access === a }, ACCESS_TEXT[a])))
@@ -89,6 +94,8 @@ export const openSettings = (session: Session, view: ConversationView, people: P
       h('section', {}, h('h3', {}, 'Subject'), subjectForm),
       h('section', {}, h('h3', {}, h('label', { for: 'set-guests' }, 'Guest access')), guestSelect,
         !canEdit && isMod ? h('p', { class: 'muted' }, 'As a moderator you may change guest access.') : null),
+      h('section', {}, h('h3', {}, h('label', { for: 'set-slow' }, 'Slow mode')), slowSelect,
+        !isMod ? h('p', { class: 'muted' }, 'Only moderators change slow mode.') : null),
       h('section', {}, h('h3', {}, `Participants (${rows.length})`), h('ul', { class: 'people-list', 'data-testid': 'participants' }, ...rows), canEdit ? addForm : null),
       isMod
         ? h('section', {}, h('h3', {}, 'Bans'),

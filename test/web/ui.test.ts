@@ -194,6 +194,9 @@ for (const [size, viewport] of SIZES) {
     await alice.getByTestId('ban-add').click()
     await alice.locator('[data-testid=bans] [data-user=mallory]').waitFor()
     assert.equal((await ctx.s.api('GET', `/v1/conversations/${id}/bans`)).body.data.map((b: { userId: string }) => b.userId), ['mallory'])
+    await alice.getByTestId('settings-slow-mode').selectOption('30')
+    await alice.getByTestId('settings-status').filter({ hasText: 'Changing slow mode: done' }).waitFor()
+    assert.is((await ctx.s.api('GET', `/v1/conversations/${id}`)).body.slowMode, 30)
     await alice.getByTestId('settings-close').click()
 
     const bob = await open(ctx, viewport)
