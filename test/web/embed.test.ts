@@ -5,7 +5,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { startServer } from '../helpers/server.ts'
-import { launch, newPage, seriousA11yIssues, shot } from './helpers.ts'
+import { launch, newPage, PHONE, seriousA11yIssues, shot } from './helpers.ts'
 
 const Embed = suite('embedding in Chromium')
 
@@ -37,6 +37,11 @@ Embed('the example page mounts a chatbox and an inbox; they talk, keep the host 
     assert.is(accent, '#2f4a3a')
     await shot(page, 'ui-embed-example-desktop')
     assert.equal(await seriousA11yIssues(page), [])
+    // In a phone-sized window the host stacks its columns; each chat takes its element's width.
+    await page.setViewportSize(PHONE)
+    await box.locator('[data-testid=message]', { hasText: 'Embedded and live' }).waitFor()
+    await shot(page, 'ui-embed-example-phone')
+    assert.is(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth), 0)
     assert.equal(problems, [])
     const plain = await fetch(s.url + '/embed-example.js')
     assert.is(plain.status, 200)

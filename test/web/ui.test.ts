@@ -76,6 +76,10 @@ for (const [size, viewport] of SIZES) {
     } else {
       await page.locator('[data-testid=conversation] a[aria-current=page]').waitFor()
       await page.getByTestId('back').waitFor({ state: 'hidden' })
+      await page.evaluate(() => { location.hash = '#/' })
+      await page.locator('[data-testid=conversation] a[aria-current=page]').waitFor({ state: 'detached' })
+      await checkScreen(page, `ui-inbox-${size}`)
+      await page.getByTestId('conversation').first().click()
     }
     await page.getByTestId('composer-input').waitFor()
   })
