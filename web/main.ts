@@ -107,7 +107,7 @@ class App {
   private readonly people: People
   private readonly inbox: Inbox
   private pane: ChatPane | null = null
-  private readonly main = h('main', { class: 'main', id: 'main' })
+  private readonly main = h('main', { class: 'main', id: 'main', tabindex: -1 })
   private readonly shell = h('div', { class: 'parley app', 'data-screen': 'list' })
 
   constructor (session: Session, me: SignIn) {
@@ -129,7 +129,8 @@ class App {
       void this.session.close().then(() => { location.hash = ''; location.reload() })
     })
     mount(this.shell,
-      h('a', { class: 'skip', href: '#main' }, 'Skip to the conversation'),
+      // A button, not a `#main` link: the hash is the route.
+      h('button', { type: 'button', class: 'skip', onclick: () => { (this.main.querySelector<HTMLElement>('[data-testid=composer-input]') ?? this.main.querySelector<HTMLElement>('[data-testid=messages]') ?? this.main).focus() } }, 'Skip to the conversation'),
       h('nav', { class: 'side', 'aria-label': 'Conversations' },
         h('header', { class: 'side-head' },
           h('h1', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'P'), 'Parley'),

@@ -66,6 +66,11 @@ for (const [size, viewport] of SIZES) {
     const width = await page.getByTestId('messages').evaluate(el => el.getBoundingClientRect().width)
     assert.ok(width > viewport.width * 0.5, `the message column is ${width} px wide`)
     assert.is(await page.getByTestId('chat-title').innerText(), 'Layout check')
+    // The skip link (first in tab order) jumps to the composer and keeps the conversation open.
+    await page.locator('.skip').focus()
+    await page.keyboard.press('Enter')
+    assert.is(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'composer-input')
+    assert.match(page.url(), new RegExp(`#/c/layout-${size}$`))
     if (size === 'phone') {
       assert.not.ok(await page.getByTestId('conversation-list').isVisible(), 'the list is its own screen')
       await page.getByTestId('back').click()
