@@ -128,13 +128,15 @@ class App {
       sessionStorage.removeItem(SIGNIN_KEY)
       void this.session.close().then(() => { location.hash = ''; location.reload() })
     })
+    const meAvatar = h('span', { class: 'me-avatar' }, this.people.avatar(this.me.userId, 'sm'))
+    this.people.onChange(() => mount(meAvatar, this.people.avatar(this.me.userId, 'sm')))
     mount(this.shell,
       // A button, not a `#main` link: the hash is the route.
       h('button', { type: 'button', class: 'skip', onclick: () => { (this.main.querySelector<HTMLElement>('[data-testid=composer-input]') ?? this.main.querySelector<HTMLElement>('[data-testid=messages]') ?? this.main).focus() } }, 'Skip to the conversation'),
       h('nav', { class: 'side', 'aria-label': 'Conversations' },
         h('header', { class: 'side-head' },
           h('h1', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'P'), 'Parley'),
-          h('span', { class: 'me', 'data-testid': 'me', title: `Signed in as ${this.me.name} (${this.me.userId})` }, this.people.avatar(this.me.userId, 'sm'), h('span', { class: 'sr-only' }, 'Signed in as '), h('span', { class: 'me-name' }, this.me.name)),
+          h('span', { class: 'me', 'data-testid': 'me', title: `Signed in as ${this.me.name} (${this.me.userId})` }, meAvatar, h('span', { class: 'sr-only' }, 'Signed in as '), h('span', { class: 'me-name' }, this.me.name)),
           signOut),
         this.inbox.element),
       this.main)
