@@ -31,6 +31,8 @@ import { createServerClientIds } from './rooms/server-client-ids.ts'
 import { registerBackupRoutes } from './ops/routes.ts'
 import { registerOpenApi } from './openapi.ts'
 import { clientError, frameworkError } from './http-errors.ts'
+import { ClusterNode, type ClusterOptions } from './cluster/cluster-node.ts'
+import { SINGLE_NODE, type NodePeers } from './cluster/peers.ts'
 
 export interface ServerConfig {
   host: string
@@ -93,6 +95,8 @@ export interface ServerDeps {
   now?: () => number
   /** Collect process metrics (off in tests that run many servers). */
   processMetrics?: boolean
+  /** Cluster mode (docs/cluster.md): the bus to the other nodes and the store's locked append. Absent: one node. */
+  cluster?: ClusterOptions
 }
 
 export interface ParleyServer {
@@ -150,6 +154,9 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   const metrics = createMetrics(deps.processMetrics ?? false)
   const auth = createAuthenticator(config.secret, now)
   const events = new EventBus((err, event) => logger.error({ err, event: event.type }, 'event subscriber failed'))
+  // The one place where cluster mode is chosen: its rooms, and whom changes are told to.
+  const cluster = deps.cluster === undefined ? null : new ClusterNode(deps.cluster, logger, timers)
+  const peers: NodePeers = cluster ?? SINGLE_NODE
   const rooms: RoomManager = new RoomManager({
     store,
     logger,
@@ -164,12 +171,13 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     historyWindow: config.historyWindow,
     archiveChunk: config.archiveChunk,
     keepaliveMs: config.keepaliveMs,
-    serverClientIds: createServerClientIds(config.secret)
+    serverClientIds: createServerClientIds(config.secret),
+    loadRoom: cluster?.loadRoom
   })
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
-  })
-  const bans = new BanList(store.section(BANS_SECTION), now)
+  }, () => { peers.settingsChanged() })
+  const bans = new BanList(store.section(BANS_SECTION), now, conv => { peers.bansChanged(conv) })
   const sync: SyncEndpoint = createSyncEndpoint({
     auth, rooms, store, bans, logger, metrics, timers, settings: () => settings.current, heartbeatMs: config.heartbeatMs
   })
@@ -225,7 +233,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId: () => randomUUID() }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, peers, now, newId: () => randomUUID() }
   registerUserRoutes(http, restDeps)
   registerModerationRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
@@ -256,6 +264,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     async listen () {
       await http.listen({ host: config.host, port: config.port })
       await eventServices.start()
+      cluster?.start({ rooms, reloadSettings: async () => { await settings.reload() }, forgetBans: conv => { bans.forget(conv) } })
       const addr = http.server.address() as AddressInfo
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
       return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` }
@@ -263,6 +272,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     async close () {
       closing ??= (async () => {
         sync.stop()
+        cluster?.stop()
         storage.stop()
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])

@@ -6,6 +6,7 @@ import type { SettingsState } from '../settings-state.ts'
 import type { DocStore } from '../storage/port.ts'
 import type { EventSink } from '../events.ts'
 import type { BanList } from '../moderation/bans.ts'
+import type { NodePeers } from '../cluster/peers.ts'
 
 export interface RestDeps {
   auth: Authenticator
@@ -14,6 +15,8 @@ export interface RestDeps {
   settings: SettingsState
   events: EventSink
   bans: BanList
+  /** The other nodes of a cluster (nobody on one node). */
+  peers: NodePeers
   now: () => number
   newId: () => string
 }

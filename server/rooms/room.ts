@@ -467,7 +467,7 @@ export class Room {
   resumeWrites (): void {
     if (!this.stalled) return
     this.stalled = false
-    if (this.queue.length > 0) this.scheduleFlush()
+    if (this.hasWork()) this.scheduleFlush()
   }
 
   /** True while storage refuses this room's writes. */
@@ -581,12 +581,12 @@ export class Room {
     await Promise.resolve() // let the current transaction and its siblings queue up
     while (this.hasWork() && this.closedWith === null) {
       const batch = await this.flushOnce()
-      if (batch === null) return
-      await this.afterCommit(batch)
+      if (this.stalled) return
+      if (batch !== null) await this.afterCommit(batch)
     }
   }
 
-  /** Writes one batch of what is queued; null when storage refused it (the room stalled). */
+  /** Writes one batch of what is queued; null when nothing was written (storage refused it: the room stalled). */
   protected async flushOnce (): Promise<Batch | null> {
     const batch = this.takeBatch()
     const seq = this.lastSeq + 1

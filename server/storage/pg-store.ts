@@ -439,9 +439,22 @@ export class PgStore implements DocStore, ExclusiveLog {
    * together agree (the first insert wins).
    */
   async loadOrCreateSecret (fresh: string): Promise<string> {
-    await this.write(async tx => { await tx`INSERT INTO meta (name, value) VALUES ('secret', ${json(fresh)}::text::json) ON CONFLICT (name) DO NOTHING` })
-    const stored = await this.getMeta('secret')
-    if (typeof stored !== 'string') throw new Error('the secret stored in PostgreSQL is not a string')
+    return await this.loadOrCreateMeta('secret', fresh)
+  }
+
+  /**
+   * The cluster's id (meta row `cluster`), made once by the first node: it names the cluster's
+   * channels on Redis, so clusters (or test runs) sharing a Redis never hear each other.
+   */
+  async loadOrCreateClusterId (fresh: string): Promise<string> {
+    return await this.loadOrCreateMeta('cluster', fresh)
+  }
+
+  /** A meta row's text, written with `fresh` when it is missing (the first writer wins). */
+  private async loadOrCreateMeta (name: string, fresh: string): Promise<string> {
+    await this.write(async tx => { await tx`INSERT INTO meta (name, value) VALUES (${name}, ${json(fresh)}::text::json) ON CONFLICT (name) DO NOTHING` })
+    const stored = await this.getMeta(name)
+    if (typeof stored !== 'string') throw new Error(`the ${name} stored in PostgreSQL is not a string`)
     return stored
   }
 

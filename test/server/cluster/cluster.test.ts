@@ -1,0 +1,123 @@
+/**
+ * Cluster mode (contract §8, docs/cluster.md): real `parley` processes sharing one PostgreSQL
+ * schema and the machine's Redis. Stock providers on different nodes, REST on any node, and
+ * conflicting writes on two nodes at once.
+ */
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import * as Y from 'yjs'
+import { connectPeer, sendMessage, texts, waitFor } from '../../helpers/clients.ts'
+import { startCluster, type TestCluster } from '../../helpers/cluster.ts'
+import { messagesOf } from '../../../shared/doc.ts'
+import { changesOf, connectRawPeer } from '../../helpers/crafted.ts'
+
+const C = suite<{ cluster: TestCluster }>('cluster mode')
+C.after.each(async ctx => { await ctx.cluster?.stop() })
+
+/** Every message's text as REST on `node` pages them, oldest first. */
+const restTexts = async (cluster: TestCluster, node: number, conv: string): Promise<string[]> => {
+  const out: string[] = []
+  let before = ''
+  for (let page = 0; page < 100; page++) {
+    const r = await cluster.api(cluster.nodes[node], 'GET', `/v1/conversations/${conv}/messages?limit=100${before}`)
+    assert.is(r.status, 200, JSON.stringify(r.body))
+    out.unshift(...r.body.data.map((m: { text: string }) => m.text))
+    if (r.body.hasMore !== true || r.body.data.length === 0) return out
+    before = `&before=${encodeURIComponent(r.body.data[0].id)}`
+  }
+  throw new Error('too many pages')
+}
+
+C('stock providers on two nodes converge both ways; REST on a third node sees every acknowledged write', async ctx => {
+  const cluster = ctx.cluster = await startCluster(3)
+  const [a, b] = cluster.nodes
+  assert.match(a.output(), /"redis":"redis:\/\/127\.0\.0\.1:6379"/)
+  assert.is((await cluster.api(a, 'PUT', '/v1/conversations/c1', { participants: ['alice', 'bob'] })).status, 201)
+  const alice = connectPeer(a.wsUrl, 'c1', await cluster.token('alice'))
+  const bob = connectPeer(b.wsUrl, 'c1', await cluster.token('bob'))
+  await Promise.all([alice.synced, bob.synced])
+  sendMessage(alice.doc, 'alice', 'from A')
+  await waitFor(() => texts(bob.doc).includes('from A'), 5000, 'bob on B receives alice on A')
+  sendMessage(bob.doc, 'bob', 'from B')
+  await waitFor(() => texts(alice.doc).includes('from B'), 5000, 'alice on A receives bob on B')
+  const posted = await cluster.api(cluster.nodes[2], 'POST', '/v1/conversations/c1/messages', [{ text: 'by REST on C', sender: 'alice', type: 'UserMessage' }])
+  assert.is(posted.status, 201)
+  await waitFor(() => texts(alice.doc).includes('by REST on C') && texts(bob.doc).includes('by REST on C'), 5000, 'a REST write on C reaches both')
+  assert.equal(texts(alice.doc), texts(bob.doc))
+  for (const node of [0, 1, 2]) assert.equal(await restTexts(cluster, node, 'c1'), texts(alice.doc), `REST on node ${node}`)
+  assert.equal(alice.closes, [])
+  assert.equal(bob.closes, [])
+  alice.destroy()
+  bob.destroy()
+})
+
+C('3 nodes with concurrent writers converge to the same messages in the same order on every node and in REST', async ctx => {
+  const cluster = ctx.cluster = await startCluster(3)
+  const users = ['u0', 'u1', 'u2']
+  assert.is((await cluster.api(cluster.nodes[0], 'PUT', '/v1/conversations/busy', { participants: users })).status, 201)
+  const peers = await Promise.all(users.map(async (u, i) => connectPeer(cluster.nodes[i].wsUrl, 'busy', await cluster.token(u))))
+  await Promise.all(peers.map(p => p.synced))
+  const PER = 60
+  for (let k = 0; k < PER; k++) {
+    for (const [i, p] of peers.entries()) sendMessage(p.doc, users[i], `${users[i]}-${k}`)
+    if (k % 5 === 4) await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  await waitFor(() => peers.every(p => texts(p.doc).length === PER * 3), 20_000, 'every peer has every message')
+  const order = texts(peers[0].doc)
+  for (const p of peers) assert.equal(texts(p.doc), order, 'the same order everywhere')
+  for (const node of [0, 1, 2]) assert.equal(await restTexts(cluster, node, 'busy'), order, `REST on node ${node}`)
+  for (const p of peers) assert.equal(p.closes, [])
+  for (const p of peers) p.destroy()
+})
+
+C('the same message id written on two nodes at once: exactly one is accepted, the other writer is refused', async ctx => {
+  const cluster = ctx.cluster = await startCluster(2)
+  const [a, b] = cluster.nodes
+  assert.is((await cluster.api(a, 'PUT', '/v1/conversations/dup', { participants: ['alice', 'bob'] })).status, 201)
+  for (let round = 0; round < 5; round++) {
+    const alice = connectPeer(a.wsUrl, 'dup', await cluster.token('alice'))
+    const bob = connectPeer(b.wsUrl, 'dup', await cluster.token('bob'))
+    await Promise.all([alice.synced, bob.synced])
+    const id = `same-${round}`
+    sendMessage(alice.doc, 'alice', `alice ${round}`, id)
+    sendMessage(bob.doc, 'bob', `bob ${round}`, id)
+    await waitFor(() => alice.closes.length + bob.closes.length > 0, 10_000, 'one writer is refused')
+    const refused = [...alice.closes, ...bob.closes]
+    assert.is(refused.length, 1, JSON.stringify(refused))
+    assert.equal(refused[0], { code: 4403, reason: 'DUPLICATE_MESSAGE_ID' })
+    const stored = (await cluster.api(b, 'GET', '/v1/conversations/dup/messages?limit=100')).body.data.filter((m: { id: string }) => m.id === id)
+    assert.is(stored.length, 1, 'one message with that id is stored')
+    const winner = alice.closes.length === 0 ? 'alice' : 'bob'
+    assert.is(stored[0].senderId, winner)
+    alice.destroy()
+    bob.destroy()
+  }
+})
+
+C('a Yjs client id used on node A by alice is refused for bob on node B, however fresh B’s copy', async ctx => {
+  const cluster = ctx.cluster = await startCluster(2)
+  const [a, b] = cluster.nodes
+  assert.is((await cluster.api(a, 'PUT', '/v1/conversations/ids', { participants: ['alice', 'bob'] })).status, 201)
+  // B loads the conversation first, so its copy exists before alice writes on A.
+  const watcher = connectPeer(b.wsUrl, 'ids', await cluster.token('bob'))
+  await watcher.synced
+  const aliceDoc = new Y.Doc()
+  aliceDoc.clientID = 424242
+  const alice = connectPeer(a.wsUrl, 'ids', await cluster.token('alice'), {}, aliceDoc)
+  await alice.synced
+  sendMessage(alice.doc, 'alice', 'mine')
+  await waitFor(() => texts(watcher.doc).includes('mine'), 5000, 'B has alice’s message')
+  // bob's copy holds alice's message (so bob writes past her clock), but B never bound her id:
+  // only the owners read inside the locked flush know it.
+  const thief = await connectRawPeer(`${b.wsUrl}/ids?token=${await cluster.token('bob')}`, 424242)
+  assert.ok(texts(thief.doc).includes('mine'))
+  thief.sendUpdate(changesOf(thief.doc, d => { messagesOf(d).push([{ id: 'stolen', senderId: 'bob', text: 'stolen id', createdAt: Date.now(), type: 'UserMessage' }]) }))
+  assert.equal(await thief.closed, { code: 4403, reason: 'CLIENT_ID_TAKEN' })
+  const all = await restTexts(cluster, 0, 'ids')
+  assert.ok(all.includes('mine'))
+  assert.not.ok(all.includes('stolen id'))
+  alice.destroy()
+  watcher.destroy()
+})
+
+C.run()
