@@ -15,8 +15,8 @@ export const CLUSTER_SECRET = 'cluster-secret-0123456789'
 export interface TestCluster {
   schema: TestSchema
   nodes: RunningServer[]
-  /** Starts one more node of the same cluster. */
-  spawn (): Promise<RunningServer>
+  /** Starts one more node of the same cluster (reaching Redis at `redisUrl`, e.g. through a proxy). */
+  spawn (redisUrl?: string): Promise<RunningServer>
   token (userId: string): Promise<string>
   /** A REST call as admin on `node`, JSON in and out. */
   api (node: RunningServer, method: string, path: string, body?: unknown): Promise<{ status: number, body: any }>
@@ -25,17 +25,17 @@ export interface TestCluster {
 
 export const startCluster = async (count: number): Promise<TestCluster> => {
   const schema = await createTestSchema()
-  const args = ['--port', '0', '--postgres', schema.url, '--redis', REDIS_URL, '--secret', CLUSTER_SECRET, '--demo', 'off']
+  const args = (redis: string): string[] => ['--port', '0', '--postgres', schema.url, '--redis', redis, '--secret', CLUSTER_SECRET, '--demo', 'off']
   const nodes: RunningServer[] = []
-  const spawn = async (): Promise<RunningServer> => {
-    const node = await spawnServer(args)
+  const spawn = async (redisUrl = REDIS_URL): Promise<RunningServer> => {
+    const node = await spawnServer(args(redisUrl))
     nodes.push(node)
     return node
   }
   try {
     // The first node creates the tables and the cluster id; the others start together.
     await spawn()
-    await Promise.all(Array.from({ length: count - 1 }, spawn))
+    await Promise.all(Array.from({ length: count - 1 }, async () => await spawn()))
   } catch (e) {
     for (const n of nodes) n.child.kill('SIGKILL')
     await schema.drop()

@@ -6,8 +6,12 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as Y from 'yjs'
-import { connectPeer, sendMessage, texts, waitFor } from '../../helpers/clients.ts'
-import { startCluster, type TestCluster } from '../../helpers/cluster.ts'
+import { connectPeer, connectRaw, sendMessage, texts, waitFor } from '../../helpers/clients.ts'
+import { CLUSTER_SECRET, startCluster, type TestCluster } from '../../helpers/cluster.ts'
+import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
+import { REDIS_URL } from '../../helpers/redis.ts'
+import { createTestSchema } from '../../helpers/postgres.ts'
+import { runServer } from '../../helpers/process.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 import { changesOf, connectRawPeer } from '../../helpers/crafted.ts'
 
@@ -118,6 +122,94 @@ C('a Yjs client id used on node A by alice is refused for bob on node B, however
   assert.not.ok(all.includes('stolen id'))
   alice.destroy()
   watcher.destroy()
+})
+
+C('rights, settings, bans and deletion made on node A close the affected connections on node B', async ctx => {
+  const cluster = ctx.cluster = await startCluster(2)
+  const [a, b] = cluster.nodes
+  assert.is((await cluster.api(a, 'PUT', '/v1/conversations/r1', { participants: ['alice', 'bob', 'carol'], guestAccess: 'write' })).status, 201)
+  const bob = connectPeer(b.wsUrl, 'r1', await cluster.token('bob'))
+  const carol = connectPeer(b.wsUrl, 'r1', await cluster.token('carol'))
+  const guest = connectPeer(b.wsUrl, 'r1', await cluster.token('visitor'), { guest: '1' })
+  await Promise.all([bob.synced, carol.synced, guest.synced])
+
+  // A participant removed on A (a document change) is closed on B.
+  assert.is((await cluster.api(a, 'DELETE', '/v1/conversations/r1/participants/bob')).status < 300, true)
+  await waitFor(() => bob.closes.length > 0, 5000, 'bob closed on B')
+  assert.equal(bob.closes[0], { code: 4403, reason: 'PARTICIPANT_REMOVED' })
+
+  // A settings change on A applies on B: guests closed, and B's REST reads the new value.
+  assert.is((await cluster.api(a, 'PATCH', '/v1/settings', { browserSync: false })).status, 200)
+  await waitFor(() => guest.closes.length > 0, 5000, 'the guest closed on B')
+  assert.equal(guest.closes[0], { code: 4403, reason: 'GUEST_ACCESS_OFF' })
+  assert.is((await cluster.api(b, 'GET', '/v1/settings')).body.browserSync, false)
+  assert.is((await cluster.api(a, 'PATCH', '/v1/settings', { browserSync: true })).status, 200)
+  await waitFor(() => carol.closes.length === 0, 10, 'carol stays')
+
+  // A ban on A closes carol on B, and B refuses her afterwards (it forgot what it knew of the bans).
+  assert.is((await cluster.api(a, 'PUT', '/v1/conversations/r1/bans/carol', { reason: 'spam' })).status, 200)
+  await waitFor(() => carol.closes.length > 0, 5000, 'carol closed on B')
+  assert.equal(carol.closes[0], { code: 4403, reason: 'BANNED' })
+  carol.destroy()
+  const again = connectRaw(`${b.wsUrl}/r1?token=${await cluster.token('carol')}`)
+  assert.equal(await again.closed, { code: 4403, reason: 'BANNED' })
+
+  // Deleted on A: B closes its peers with 4404 and serves the conversation no more.
+  const dave = connectPeer(b.wsUrl, 'r1', await cluster.token('alice'))
+  await dave.synced
+  assert.is((await cluster.api(a, 'DELETE', '/v1/conversations/r1')).status, 204)
+  await waitFor(() => dave.closes.length > 0, 5000, 'closed on B')
+  assert.equal(dave.closes[0], { code: 4404, reason: 'CONVERSATION_DELETED' })
+  assert.is((await cluster.api(b, 'GET', '/v1/conversations/r1')).status, 404)
+  for (const p of [bob, guest, dave]) p.destroy()
+})
+
+C('Redis unreachable from node B for a while: B still converges (it reads the store every second), and after Redis is back too', async ctx => {
+  const cluster = ctx.cluster = await startCluster(1)
+  const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+  try {
+    const a = cluster.nodes[0]
+    const b = await cluster.spawn(`redis://127.0.0.1:${proxy.port}`)
+    assert.is((await cluster.api(a, 'PUT', '/v1/conversations/cut', { participants: ['alice', 'bob'] })).status, 201)
+    const alice = connectPeer(a.wsUrl, 'cut', await cluster.token('alice'))
+    const bob = connectPeer(b.wsUrl, 'cut', await cluster.token('bob'))
+    await Promise.all([alice.synced, bob.synced])
+    sendMessage(alice.doc, 'alice', 'before')
+    await waitFor(() => texts(bob.doc).includes('before'), 5000, 'before the cut')
+    await proxy.stop()
+    for (let i = 0; i < 5; i++) sendMessage(alice.doc, 'alice', `during ${i}`)
+    sendMessage(bob.doc, 'bob', 'bob during')
+    await waitFor(() => texts(bob.doc).includes('during 4') && texts(alice.doc).includes('bob during'), 10_000, 'both ways without Redis on B')
+    await proxy.start()
+    for (let i = 0; i < 5; i++) sendMessage(alice.doc, 'alice', `after ${i}`)
+    await waitFor(() => texts(bob.doc).includes('after 4'), 10_000, 'after Redis is back')
+    assert.equal(texts(bob.doc), texts(alice.doc))
+    assert.equal(await restTexts(cluster, 1, 'cut'), texts(alice.doc))
+    assert.equal([...alice.closes, ...bob.closes], [])
+    alice.destroy()
+    bob.destroy()
+  } finally {
+    await proxy.start()
+    await cluster.stop()
+    ctx.cluster = undefined as unknown as TestCluster
+    await proxy.stop()
+  }
+})
+
+C('--redis without --postgres, and an unreachable Redis at start, are one line and exit 1', async () => {
+  let r = await runServer(['--port', '0', '--redis', REDIS_URL])
+  assert.is(r.code, 1)
+  assert.match(r.stderr, /--redis needs --postgres/)
+  const schema = await createTestSchema()
+  try {
+    r = await runServer(['--port', '0', '--postgres', schema.url, '--redis', 'redis://:hunter2-secret@127.0.0.1:1', '--secret', CLUSTER_SECRET])
+    assert.is(r.code, 1)
+    assert.is(r.stderr.trim().split('\n').length, 1, r.stderr)
+    assert.match(r.stderr, /cannot use Redis at redis:\/\/127\.0\.0\.1:1/)
+    assert.not.match(r.stderr, /hunter2/)
+  } finally {
+    await schema.drop()
+  }
 })
 
 C.run()
