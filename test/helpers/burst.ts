@@ -13,10 +13,10 @@ import type { RunningServer } from './process.ts'
 export const signToken = async (secret: string, sub: string): Promise<string> =>
   await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(new TextEncoder().encode(secret))
 
-/** Creates conversation `conv`, bursts into it and kills `s` mid-burst. Returns the ids a reader received. */
+/** Creates conversation `conv` (or takes it as it is), bursts into it and kills `s` mid-burst. Returns the ids a reader received. */
 export const killMidBurst = async (s: RunningServer, secret: string, conv = 'burst'): Promise<string[]> => {
   const put = await fetch(`${s.url}/v1/conversations/${conv}`, { method: 'PUT', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }, body: JSON.stringify({ participants: ['w', 'r'] }) })
-  assert.is(put.status, 201)
+  assert.ok(put.status === 201 || put.status === 200, `PUT answered ${put.status}`)
   const writer = connectPeer(s.wsUrl, conv, await signToken(secret, 'w'))
   const reader = connectPeer(s.wsUrl, conv, await signToken(secret, 'r'))
   await Promise.all([writer.synced, reader.synced])

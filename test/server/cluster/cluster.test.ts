@@ -12,11 +12,17 @@ import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 import { REDIS_URL } from '../../helpers/redis.ts'
 import { createTestSchema } from '../../helpers/postgres.ts'
 import { runServer } from '../../helpers/process.ts'
+import { assertNothingLost, killMidBurst } from '../../helpers/burst.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 import { changesOf, connectRawPeer } from '../../helpers/crafted.ts'
 
-const C = suite<{ cluster: TestCluster }>('cluster mode')
-C.after.each(async ctx => { await ctx.cluster?.stop() })
+const C = suite<{ cluster?: TestCluster }>('cluster mode')
+C.after.each(async ctx => {
+  // uvu shares one context across a suite's tests: each test's cluster is stopped once.
+  const cluster = ctx.cluster
+  ctx.cluster = undefined
+  await cluster?.stop()
+})
 
 /** Every message's text as REST on `node` pages them, oldest first. */
 const restTexts = async (cluster: TestCluster, node: number, conv: string): Promise<string[]> => {
@@ -190,10 +196,32 @@ C('Redis unreachable from node B for a while: B still converges (it reads the st
     bob.destroy()
   } finally {
     await proxy.start()
+    ctx.cluster = undefined
     await cluster.stop()
-    ctx.cluster = undefined as unknown as TestCluster
     await proxy.stop()
   }
+})
+
+C('kill -9 of a node mid-burst loses nothing a reader saw; a reader on another node had it all, and a writer moves there', async ctx => {
+  const cluster = ctx.cluster = await startCluster(2)
+  const [a, b] = cluster.nodes
+  // A reader on B during the burst on A: what it saw came through the cluster.
+  assert.is((await cluster.api(b, 'PUT', '/v1/conversations/burst', { participants: ['w', 'r'] })).status, 201)
+  const far = connectPeer(b.wsUrl, 'burst', await cluster.token('r'))
+  await far.synced
+  const received = await killMidBurst(a, CLUSTER_SECRET)
+  const farSeen = messagesOf(far.doc).toArray().map(m => m.id)
+  assert.ok(farSeen.length > 0, 'the reader on B received part of the burst')
+  await assertNothingLost(b, CLUSTER_SECRET, [...new Set([...received, ...farSeen])])
+  // The writer comes back on B with what it holds; everything it wrote on A that was stored stays once.
+  const writer = connectPeer(b.wsUrl, 'burst', await cluster.token('w'))
+  await writer.synced
+  sendMessage(writer.doc, 'w', 'after the crash')
+  await waitFor(() => texts(far.doc).includes('after the crash'), 5000, 'a writer that moved to B is served')
+  const ids = messagesOf(far.doc).toArray().map(m => m.id)
+  assert.is(new Set(ids).size, ids.length, 'no message twice')
+  writer.destroy()
+  far.destroy()
 })
 
 C('--redis without --postgres, and an unreachable Redis at start, are one line and exit 1', async () => {
