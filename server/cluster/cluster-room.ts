@@ -137,12 +137,15 @@ export class ClusterRoom extends Room {
           this.applyRemote(caught.stored)
           const writers = [...new Set(raw.flatMap(r => writersOf(r.update)))].filter(id => !this.clientOwners.has(id))
           for (const [id, owner] of await caught.ownersOf(writers)) this.clientOwners.set(id, owner)
+          const refused = new Set<RoomConnection>()
           for (const r of raw) {
             if (this.closed) break
-            if (!this.conns.has(r.conn)) continue // gone meanwhile
+            // Gone meanwhile, or refused already: as on one node, nothing after a refusal is taken.
+            if (!this.conns.has(r.conn) || refused.has(r.conn)) continue
             try {
               await this.judgeAndApply(r.conn, r.update, r.catchUp, caught.archivePosOf, async peer => { stale.push([r.conn, peer]) })
             } catch (e) {
+              refused.add(r.conn)
               refusals.push([r.conn, isChatError(e) ? e : new ChatError('INTERNAL')])
             }
           }

@@ -15,8 +15,8 @@ export const CLUSTER_SECRET = 'cluster-secret-0123456789'
 export interface TestCluster {
   schema: TestSchema
   nodes: RunningServer[]
-  /** Starts one more node of the same cluster (reaching Redis at `redisUrl`, e.g. through a proxy). */
-  spawn (redisUrl?: string): Promise<RunningServer>
+  /** Starts one more node of the same cluster (reaching Redis or PostgreSQL at another URL, e.g. through a proxy). */
+  spawn (via?: { redis?: string, postgres?: string }): Promise<RunningServer>
   token (userId: string): Promise<string>
   /** A REST call as admin on `node`, JSON in and out. */
   api (node: RunningServer, method: string, path: string, body?: unknown): Promise<{ status: number, body: any }>
@@ -25,10 +25,9 @@ export interface TestCluster {
 
 export const startCluster = async (count: number): Promise<TestCluster> => {
   const schema = await createTestSchema()
-  const args = (redis: string): string[] => ['--port', '0', '--postgres', schema.url, '--redis', redis, '--secret', CLUSTER_SECRET, '--demo', 'off']
   const nodes: RunningServer[] = []
-  const spawn = async (redisUrl = REDIS_URL): Promise<RunningServer> => {
-    const node = await spawnServer(args(redisUrl))
+  const spawn = async (via: { redis?: string, postgres?: string } = {}): Promise<RunningServer> => {
+    const node = await spawnServer(['--port', '0', '--postgres', via.postgres ?? schema.url, '--redis', via.redis ?? REDIS_URL, '--secret', CLUSTER_SECRET, '--demo', 'off'])
     nodes.push(node)
     return node
   }

@@ -10,7 +10,7 @@ import { connectPeer, connectRaw, sendMessage, texts, waitFor } from '../../help
 import { CLUSTER_SECRET, startCluster, type TestCluster } from '../../helpers/cluster.ts'
 import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 import { REDIS_URL } from '../../helpers/redis.ts'
-import { createTestSchema } from '../../helpers/postgres.ts'
+import { createTestSchema, PG_URL } from '../../helpers/postgres.ts'
 import { runServer } from '../../helpers/process.ts'
 import { assertNothingLost, killMidBurst } from '../../helpers/burst.ts'
 import { messagesOf } from '../../../shared/doc.ts'
@@ -175,7 +175,7 @@ C('Redis unreachable from node B for a while: B still converges (it reads the st
   const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
   try {
     const a = cluster.nodes[0]
-    const b = await cluster.spawn(`redis://127.0.0.1:${proxy.port}`)
+    const b = await cluster.spawn({ redis: `redis://127.0.0.1:${proxy.port}` })
     assert.is((await cluster.api(a, 'PUT', '/v1/conversations/cut', { participants: ['alice', 'bob'] })).status, 201)
     const alice = connectPeer(a.wsUrl, 'cut', await cluster.token('alice'))
     const bob = connectPeer(b.wsUrl, 'cut', await cluster.token('bob'))
@@ -192,6 +192,41 @@ C('Redis unreachable from node B for a while: B still converges (it reads the st
     assert.equal(texts(bob.doc), texts(alice.doc))
     assert.equal(await restTexts(cluster, 1, 'cut'), texts(alice.doc))
     assert.equal([...alice.closes, ...bob.closes], [])
+    alice.destroy()
+    bob.destroy()
+  } finally {
+    await proxy.start()
+    ctx.cluster = undefined
+    await cluster.stop()
+    await proxy.stop()
+  }
+})
+
+C('PostgreSQL unreachable from node B: B refuses writes (1013, 503) while A goes on; once it is back B resumes by itself and converges', async ctx => {
+  const cluster = ctx.cluster = await startCluster(1)
+  const proxy = await startTcpProxy(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname)
+  try {
+    const a = cluster.nodes[0]
+    const b = await cluster.spawn({ postgres: cluster.schema.urlVia(proxy.port) })
+    assert.is((await cluster.api(a, 'PUT', '/v1/conversations/pg', { participants: ['alice', 'bob'] })).status, 201)
+    const alice = connectPeer(a.wsUrl, 'pg', await cluster.token('alice'))
+    const bob = connectPeer(b.wsUrl, 'pg', await cluster.token('bob'))
+    await Promise.all([alice.synced, bob.synced])
+    await proxy.stop()
+    const during = sendMessage(bob.doc, 'bob', 'bob while B cannot reach PostgreSQL')
+    await waitFor(() => bob.closes.some(c => c.code === 1013), 10_000, 'bob asked to retry later')
+    assert.is((await cluster.api(b, 'GET', '/healthz')).status, 503)
+    assert.is((await cluster.api(b, 'POST', '/v1/conversations/pg/messages', [{ text: 'refused', sender: 'bob', type: 'UserMessage' }])).status, 503)
+    sendMessage(alice.doc, 'alice', 'alice on A meanwhile')
+    assert.is((await cluster.api(a, 'POST', '/v1/conversations/pg/messages', [{ text: 'REST on A meanwhile', sender: 'alice', type: 'UserMessage' }])).status, 201)
+    await proxy.start()
+    for (let i = 0; i < 100 && (await cluster.api(b, 'GET', '/healthz')).status !== 200; i++) await new Promise(resolve => setTimeout(resolve, 100))
+    assert.is((await cluster.api(b, 'GET', '/healthz')).status, 200, 'B resumed by itself')
+    await waitFor(() => texts(bob.doc).includes('alice on A meanwhile') && texts(bob.doc).includes('REST on A meanwhile'), 10_000, 'B catches up')
+    await waitFor(() => messagesOf(alice.doc).toArray().some(m => m.id === during.id), 15_000, 'bob’s refused write arrives once B is back')
+    await waitFor(() => texts(bob.doc).length === texts(alice.doc).length, 5000, 'the same length')
+    assert.equal(texts(bob.doc), texts(alice.doc))
+    assert.not.ok(texts(alice.doc).includes('refused'))
     alice.destroy()
     bob.destroy()
   } finally {
