@@ -15,11 +15,15 @@ import { parsePgUrl } from './storage/pg-url.ts'
 import type { DocStore } from './storage/port.ts'
 import { removeServerInfo, writeServerInfo } from './server-info.ts'
 import { RedisBus } from './bus/redis-bus.ts'
+import { RedisPresenceBoard } from './bus/presence-board.ts'
 import type { ClusterOptions } from './cluster/cluster-node.ts'
 import { randomUUID } from 'node:crypto'
 
 const isLoopback = (host: string): boolean =>
   host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
+
+/** A node that stops renewing its guests (it died) loses them everywhere after this long. */
+const PRESENCE_TTL_MS = 10_000
 
 /** A Redis URL without its password, for messages. */
 const redactRedis = (url: string): string => {
@@ -56,6 +60,7 @@ const main = async (): Promise<void> => {
   let secret: string
   let cluster: ClusterOptions | undefined
   let bus: RedisBus | null = null
+  let board: RedisPresenceBoard | null = null
   const postgres = options.postgres
   if (postgres !== undefined) {
     let pg: PgStore | null = null
@@ -76,7 +81,8 @@ const main = async (): Promise<void> => {
           prefix: `parley:${clusterId}:`,
           onError: err => logger.debug({ err: err.message }, 'redis connection error')
         })
-        cluster = { bus, log: pg }
+        board = new RedisPresenceBoard(options.redis, `parley:${clusterId}:`, PRESENCE_TTL_MS)
+        cluster = { bus, log: pg, board }
       } catch (e) {
         await pg.close().catch(() => {})
         return fail(`cannot use Redis at ${redacted}: ${(e as Error).message.split('\n')[0]}`)
@@ -103,7 +109,7 @@ const main = async (): Promise<void> => {
   } catch (e) {
     const err = e as NodeJS.ErrnoException
     await store.close().catch(() => {})
-    await bus?.close()
+    await Promise.all([bus?.close(), board?.close()])
     if (err.code === 'EADDRINUSE') return fail(`port ${options.port} on ${options.host} is already in use`)
     if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') return fail(`cannot listen on host ${options.host}`)
     if (err.code === 'EACCES') return fail(`not allowed to listen on ${options.host}:${options.port}`)
@@ -121,7 +127,7 @@ const main = async (): Promise<void> => {
     force.unref()
     void server.close()
       .then(async () => { if (postgres === undefined) await removeServerInfo(options.data).catch(() => {}) })
-      .then(async () => { await bus?.close() })
+      .then(async () => { await Promise.all([bus?.close(), board?.close()]) })
       .then(async () => { await store.close() })
       .then(() => { lifecycle.info('stopped'); flush(); process.exit(0) })
       .catch(err => { logger.error({ err }, 'shutdown failed'); flush(); process.exit(1) })

@@ -18,12 +18,17 @@ import type { RoomManager } from '../rooms/room-manager.ts'
 import type { ExclusiveLog } from '../storage/port.ts'
 import { ClusterRoom } from './cluster-room.ts'
 import type { NodePeers } from './peers.ts'
+import type { PresenceBoard } from '../bus/presence-board.ts'
 
 export interface ClusterOptions {
   bus: Bus
   log: ExclusiveLog
   /** How often every loaded room reads what others committed, whatever the bus said (ms). */
   catchUpMs?: number
+  /** Where the nodes pool their guests (cluster-wide guestCount, maxGuests, presence endpoint). */
+  board?: PresenceBoard
+  /** How often this node publishes its guests and reads the others' (ms, default 250). */
+  presenceMs?: number
 }
 
 /** Updates up to this size travel on the bus (the fast path); larger ones are read from the store. */
@@ -52,11 +57,17 @@ export class ClusterNode implements NodePeers {
   private hooks: ClusterHooks | null = null
   private readonly offs: Array<() => void> = []
   private timer: unknown = null
+  private readonly board: PresenceBoard | null
+  private readonly presenceMs: number
+  private presenceTimer: unknown = null
+  private exchanging = false
 
   constructor (opts: ClusterOptions, logger: Logger, timers: Timers) {
     this.bus = opts.bus
     this.log = opts.log
     this.catchUpMs = opts.catchUpMs ?? 1000
+    this.board = opts.board ?? null
+    this.presenceMs = opts.presenceMs ?? 250
     this.logger = logger
     this.timers = timers
   }
@@ -77,11 +88,31 @@ export class ClusterNode implements NodePeers {
     this.offs.push(this.bus.subscribe('control', m => { this.onControl(m) }))
     this.bus.onGap(() => { this.catchUpAll() })
     this.timer = this.timers.setInterval(() => { this.catchUpAll() }, this.catchUpMs)
+    if (this.board !== null) this.presenceTimer = this.timers.setInterval(() => { void this.exchangePresence() }, this.presenceMs)
+  }
+
+  /** One presence tick: publish this node's guests per loaded conversation, take the others'. */
+  private async exchangePresence (): Promise<void> {
+    const board = this.board
+    const rooms = this.hooks?.rooms
+    if (board === null || rooms === undefined || this.exchanging) return
+    this.exchanging = true
+    try {
+      const loaded = rooms.loaded()
+      const others = await board.exchange(this.id, new Map(loaded.map(room => [room.id, room.presence.localGuests()])))
+      for (const room of loaded) if (!room.closed) room.presence.setRemoteGuests(others.get(room.id) ?? new Set())
+    } catch (err) {
+      this.logger.debug({ err }, 'presence exchange failed')
+    } finally {
+      this.exchanging = false
+    }
   }
 
   stop (): void {
     if (this.timer !== null) this.timers.clearInterval(this.timer)
+    if (this.presenceTimer !== null) this.timers.clearInterval(this.presenceTimer)
     this.timer = null
+    this.presenceTimer = null
     for (const off of this.offs.splice(0)) off()
   }
 
