@@ -34,7 +34,7 @@ export class RedisBus implements Bus {
       lazyConnect: true
     }
     this.pub = new Redis(opts.url, common)
-    // The subscriber re-subscribes by itself on reconnection (ioredis autoResubscribe).
+    // The subscriber re-subscribes on reconnection (ioredis autoResubscribe, and `ready` below).
     this.sub = new Redis(opts.url, { ...common, enableOfflineQueue: true })
     const onError = opts.onError ?? (() => {})
     this.pub.on('error', onError)
@@ -44,7 +44,11 @@ export class RedisBus implements Bus {
       if (handlers !== undefined) for (const h of [...handlers]) h(message)
     })
     this.sub.on('ready', () => {
-      if (this.readyOnce) for (const fn of this.gapListeners) fn()
+      if (this.readyOnce) {
+        // ioredis renews the subscriptions Redis confirmed; one cut before its answer is renewed here.
+        for (const channel of this.channels.keys()) this.sub.subscribe(this.prefix + channel).catch(() => {})
+        for (const fn of this.gapListeners) fn()
+      }
       this.readyOnce = true
     })
   }

@@ -6,6 +6,7 @@ import { LocalBus } from '../../../server/bus/local-bus.ts'
 import { RedisBus } from '../../../server/bus/redis-bus.ts'
 import { waitFor } from '../../helpers/clients.ts'
 import { REDIS_URL, testPrefix } from '../../helpers/redis.ts'
+import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 
 const B = suite('bus')
 
@@ -46,6 +47,29 @@ B('on Redis: two nodes hear each other; another prefix (another cluster) hears n
     assert.equal(heardByStranger, [])
   } finally {
     await Promise.all([a.close(), b.close(), stranger.close()])
+  }
+})
+
+B('on Redis: after its connection was cut and came back, the bus says it may have lost messages, and delivers again', async () => {
+  const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+  const prefix = testPrefix()
+  const [cut, other] = await Promise.all([RedisBus.open({ url: `redis://127.0.0.1:${proxy.port}`, prefix }), RedisBus.open({ url: REDIS_URL, prefix })])
+  try {
+    let gaps = 0
+    cut.onGap(() => { gaps++ })
+    const got: string[] = []
+    cut.subscribe('commits', m => got.push(m))
+    await proxy.stop()
+    await proxy.start()
+    await waitFor(() => gaps === 1, 10_000, 'a gap is reported after the reconnection')
+    for (let i = 0; i < 100 && !got.includes('again'); i++) {
+      other.publish('commits', 'again')
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    assert.ok(got.includes('again'), 'the subscription was renewed')
+  } finally {
+    await Promise.all([cut.close(), other.close()])
+    await proxy.stop()
   }
 })
 
