@@ -39,6 +39,8 @@ import { registerFileRoutes } from './rest/files.ts'
 import { SearchIndex, SECTION as SEARCH_SECTION } from './search/search-index.ts'
 import { registerSearchRoutes } from './search/routes.ts'
 import { MessageRateLimiter } from './rate-limit.ts'
+import { ClusterNode, type ClusterOptions } from './cluster/cluster-node.ts'
+import { SINGLE_NODE, type NodePeers } from './cluster/peers.ts'
 
 export interface ServerConfig {
   host: string
@@ -115,6 +117,8 @@ export interface ServerDeps {
   processMetrics?: boolean
   /** Where uploaded files' bytes go (default: `files/` in the store's folder). */
   blobs?: BlobStore
+  /** Cluster mode (docs/cluster.md): the bus to the other nodes and the store's locked append. Absent: one node. */
+  cluster?: ClusterOptions
 }
 
 export interface ParleyServer {
@@ -200,6 +204,9 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
   await search.open()
   events.addStager(evs => search.stage(evs))
   events.subscribe(e => { search.handle(e) })
+  // The one place where cluster mode is chosen: its rooms, and whom changes are told to.
+  const cluster = deps.cluster === undefined ? null : new ClusterNode(deps.cluster, logger, timers)
+  const peers: NodePeers = cluster ?? SINGLE_NODE
   const rooms: RoomManager = new RoomManager({
     store,
     logger,
@@ -215,12 +222,13 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     archiveChunk: config.archiveChunk,
     keepaliveMs: config.keepaliveMs,
     serverClientIds: createServerClientIds(config.secret),
-    checkAttachments: async (conv, claims) => { await files.check(conv, claims) }
+    checkAttachments: async (conv, claims) => { await files.check(conv, claims) },
+    loadRoom: cluster?.loadRoom
   })
   const settings: SettingsState = await SettingsState.load(store, () => {
     for (const room of rooms.loaded()) room.reevaluate()
-  })
-  const bans = new BanList(store.section(BANS_SECTION), now)
+  }, () => { peers.settingsChanged() })
+  const bans = new BanList(store.section(BANS_SECTION), now, conv => { peers.bansChanged(conv) })
   const limiter = new MessageRateLimiter(now, () => settings.current.messageRate)
   const sync: SyncEndpoint = createSyncEndpoint({
     auth, rooms, store, bans, logger, metrics, timers, now, limiter, settings: () => settings.current,
@@ -278,7 +286,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     return await metrics.registry.metrics()
   })
   registerWebRoutes(http, { auth, config, logger })
-  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, now, newId, files, search, limiter }
+  const restDeps: RestDeps = { auth, rooms, store, settings, events, bans, peers, now, newId, files, search, limiter }
   registerUserRoutes(http, restDeps)
   registerModerationRoutes(http, restDeps)
   registerConversationRoutes(http, restDeps)
@@ -314,6 +322,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
       await http.listen({ host: config.host, port: config.port })
       await eventServices.start()
       files.start()
+      cluster?.start({ rooms, reloadSettings: async () => { await settings.reload() }, forgetBans: conv => { bans.forget(conv) } })
       const addr = http.server.address() as AddressInfo
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
       return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` }
@@ -321,6 +330,7 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     async close () {
       closing ??= (async () => {
         sync.stop()
+        cluster?.stop()
         storage.stop()
         sync.closeAll(1001)
         await Promise.all([http.close(), rooms.unloadAll()])

@@ -20,6 +20,8 @@ export interface ProcessOptions {
   reserveBytes: number
   /** PostgreSQL URL: keep everything there instead of the LevelDB folder (docs/cluster.md). */
   postgres: string | undefined
+  /** Redis URL: run as one node of a cluster sharing the PostgreSQL database (docs/cluster.md). */
+  redis: string | undefined
   help: boolean
 }
 
@@ -41,6 +43,8 @@ Options (each also read from the environment variable in brackets):
   --postgres URL   keep everything in PostgreSQL instead of DIR [PARLEY_POSTGRES_URL]
                    postgres://user:password@host:5432/db[?schema=NAME] (default schema public);
                    tables are created or upgraded on start; the generated secret is kept there
+  --redis URL      cluster mode (needs --postgres): nodes with the same database, Redis and
+                   secret are one cluster [PARLEY_REDIS_URL] redis://[:password@]host:6379[/db]
   --help           print this help and exit
 
 Environment only:
@@ -64,6 +68,7 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
         smtp: { type: 'string' },
         fsync: { type: 'string' },
         postgres: { type: 'string' },
+        redis: { type: 'string' },
         help: { type: 'boolean' }
       },
       strict: true,
@@ -96,7 +101,12 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
       throw new ConfigError(`--postgres: ${(e as Error).message}`)
     }
   }
+  const redis = values.redis ?? env.PARLEY_REDIS_URL
+  if (redis !== undefined) {
+    if (postgres === undefined) throw new ConfigError('--redis needs --postgres (the nodes of a cluster share one PostgreSQL database)')
+    if (!/^rediss?:\/\/[^\s]+$/.test(redis)) throw new ConfigError('--redis must be a redis:// or rediss:// URL')
+  }
   const reserveText = env.PARLEY_RESERVE_MB ?? '8'
   if (!/^\d{1,4}$/.test(reserveText)) throw new ConfigError(`PARLEY_RESERVE_MB must be a whole number of MiB, got ${JSON.stringify(reserveText)}`)
-  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', reserveBytes: Number(reserveText) * 1024 * 1024, postgres, help: values.help ?? false }
+  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', reserveBytes: Number(reserveText) * 1024 * 1024, postgres, redis, help: values.help ?? false }
 }

@@ -1,6 +1,7 @@
 /**
  * The `parley` process: reads flags and environment (the only module that does), opens the
- * store (the LevelDB folder, or PostgreSQL with --postgres), starts the server and handles
+ * store (the LevelDB folder, or PostgreSQL with --postgres; with --redis too, one node of a
+ * cluster), starts the server and handles
  * SIGTERM/SIGINT (close sockets with 1001, flush, exit 0).
  */
 import { mkdir } from 'node:fs/promises'
@@ -15,9 +16,27 @@ import { PgStore } from './storage/pg-store.ts'
 import { parsePgUrl } from './storage/pg-url.ts'
 import type { DocStore } from './storage/port.ts'
 import { removeServerInfo, writeServerInfo } from './server-info.ts'
+import { RedisBus } from './bus/redis-bus.ts'
+import { RedisPresenceBoard } from './bus/presence-board.ts'
+import type { ClusterOptions } from './cluster/cluster-node.ts'
+import { randomUUID } from 'node:crypto'
 
 const isLoopback = (host: string): boolean =>
   host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
+
+/** A node that stops renewing its guests (it died) loses them everywhere after this long. */
+const PRESENCE_TTL_MS = 10_000
+
+/** A Redis URL without its password, for messages. */
+const redactRedis = (url: string): string => {
+  try {
+    const u = new URL(url)
+    u.password = ''
+    return u.href
+  } catch {
+    return 'redis://…'
+  }
+}
 
 const fail = (message: string): never => {
   process.stderr.write(`parley: ${message}\n`)
@@ -41,6 +60,9 @@ const main = async (): Promise<void> => {
   const { logger, flush } = createProcessLogger(format, process.env.PARLEY_LOG_LEVEL ?? 'info')
   let store: DocStore
   let secret: string
+  let cluster: ClusterOptions | undefined
+  let bus: RedisBus | null = null
+  let board: RedisPresenceBoard | null = null
   const postgres = options.postgres
   if (postgres !== undefined) {
     let pg: PgStore | null = null
@@ -51,6 +73,22 @@ const main = async (): Promise<void> => {
     } catch (e) {
       await pg?.close().catch(() => {})
       return fail(`cannot use PostgreSQL at ${parsePgUrl(postgres).redacted}: ${(e as Error).message.split('\n')[0]}`)
+    }
+    if (options.redis !== undefined) {
+      const redacted = redactRedis(options.redis)
+      try {
+        const clusterId = await pg.loadOrCreateClusterId(randomUUID())
+        bus = await RedisBus.open({
+          url: options.redis,
+          prefix: `parley:${clusterId}:`,
+          onError: err => logger.debug({ err: err.message }, 'redis connection error')
+        })
+        board = new RedisPresenceBoard(options.redis, `parley:${clusterId}:`, PRESENCE_TTL_MS)
+        cluster = { bus, log: pg, board }
+      } catch (e) {
+        await pg.close().catch(() => {})
+        return fail(`cannot use Redis at ${redacted}: ${(e as Error).message.split('\n')[0]}`)
+      }
     }
   } else {
     try {
@@ -71,6 +109,7 @@ const main = async (): Promise<void> => {
       store,
       logger,
       processMetrics: true,
+      cluster,
       // Uploaded files live on this node's disk: beside LevelDB by default, in the data folder
       // when the rest is in PostgreSQL (docs/cluster.md).
       blobs: options.postgres === undefined ? undefined : await FsBlobStore.open(join(options.data, 'files'))
@@ -80,6 +119,7 @@ const main = async (): Promise<void> => {
   } catch (e) {
     const err = e as NodeJS.ErrnoException
     await store.close().catch(() => {})
+    await Promise.all([bus?.close(), board?.close()])
     if (err.code === 'EADDRINUSE') return fail(`port ${options.port} on ${options.host} is already in use`)
     if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') return fail(`cannot listen on host ${options.host}`)
     if (err.code === 'EACCES') return fail(`not allowed to listen on ${options.host}:${options.port}`)
@@ -97,6 +137,7 @@ const main = async (): Promise<void> => {
     force.unref()
     void server.close()
       .then(async () => { if (postgres === undefined) await removeServerInfo(options.data).catch(() => {}) })
+      .then(async () => { await Promise.all([bus?.close(), board?.close()]) })
       .then(async () => { await store.close() })
       .then(() => { lifecycle.info('stopped'); flush(); process.exit(0) })
       .catch(err => { logger.error({ err }, 'shutdown failed'); flush(); process.exit(1) })
@@ -106,7 +147,7 @@ const main = async (): Promise<void> => {
   // Lets `npm run backup` find this server (it holds the folder's lock).
   if (postgres === undefined) await writeServerInfo(options.data, url).catch(err => logger.warn({ err }, 'cannot write server.json; backups need --url'))
   // Only now: whoever sees this line may send SIGTERM at once, and must get a clean stop.
-  lifecycle.info(postgres === undefined ? { data: options.data } : { postgres: store.location }, `listening on ${url}`)
+  lifecycle.info(postgres === undefined ? { data: options.data } : options.redis === undefined ? { postgres: store.location } : { postgres: store.location, redis: redactRedis(options.redis) }, `listening on ${url}`)
 }
 
 await main()

@@ -10,16 +10,29 @@ export class SettingsState {
   private value: Settings
   private readonly store: DocStore
   private readonly onChange: (s: Settings) => void
+  private readonly onPatched: () => void
   private queue: Promise<unknown> = Promise.resolve()
 
-  private constructor (store: DocStore, value: Settings, onChange: (s: Settings) => void) {
+  private constructor (store: DocStore, value: Settings, onChange: (s: Settings) => void, onPatched: () => void) {
     this.store = store
     this.value = value
     this.onChange = onChange
+    this.onPatched = onPatched
   }
 
-  static async load (store: DocStore, onChange: (s: Settings) => void): Promise<SettingsState> {
-    return new SettingsState(store, settingsFromStored(await store.getSettings()), onChange)
+  /** `onChange`: the value changed (here or, read again, elsewhere); `onPatched`: a patch here was stored (other nodes reload). */
+  static async load (store: DocStore, onChange: (s: Settings) => void, onPatched: () => void = () => {}): Promise<SettingsState> {
+    return new SettingsState(store, settingsFromStored(await store.getSettings()), onChange, onPatched)
+  }
+
+  /** Reads the settings from the store again (another node of the cluster changed them) and applies them. */
+  async reload (): Promise<void> {
+    const run = this.queue.then(async () => {
+      this.value = settingsFromStored(await this.store.getSettings())
+      this.onChange(this.value)
+    })
+    this.queue = run.catch(() => {})
+    await run
   }
 
   get current (): Settings { return this.value }
@@ -35,6 +48,7 @@ export class SettingsState {
       await this.store.putSettings({ ...next })
       this.value = next
       this.onChange(next)
+      this.onPatched()
       return next
     })
     this.queue = run.catch(() => {})

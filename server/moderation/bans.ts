@@ -41,9 +41,19 @@ export class BanList {
   private readonly withoutBans = new Set<string>()
   private readonly loading = new Map<string, Promise<void>>()
 
-  constructor (section: KvSection, now: () => number) {
+  private readonly onChanged: (conv: string) => void
+
+  /** `onChanged`: after a conversation's bans changed (the other nodes of a cluster forget theirs). */
+  constructor (section: KvSection, now: () => number, onChanged: (conv: string) => void = () => {}) {
     this.section = section
     this.now = now
+    this.onChanged = onChanged
+  }
+
+  /** Drops what memory holds of a conversation's bans (another node changed them): the next check reads them again. */
+  forget (conv: string): void {
+    this.withBans.delete(conv)
+    this.withoutBans.delete(conv)
   }
 
   /** Reads a conversation's bans into memory (once); `activeBan` answers from there. */
@@ -90,12 +100,14 @@ export class BanList {
     if (bans === undefined) this.withBans.set(conv, bans = new Map())
     this.withoutBans.delete(conv)
     bans.set(ban.userId, ban)
+    this.onChanged(conv)
   }
 
   /** Lifts a ban, with `with_` in the same batch. */
   async lift (conv: string, userId: string, with_: readonly SectionPut[] = []): Promise<void> {
     await this.section.batch([{ type: 'del', key: `${conv}/${userId}` }], with_)
     this.withBans.get(conv)?.delete(userId)
+    this.onChanged(conv)
   }
 
   /** Removes every ban of a conversation (it was deleted). */

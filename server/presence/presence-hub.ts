@@ -140,6 +140,8 @@ export class PresenceHub {
   /** Guest client ids whose states participants receive, and the others, oldest first. */
   readonly #shownGuests = new Set<number>()
   readonly #hiddenGuests = new Set<number>()
+  /** Guest users connected to the other nodes of a cluster (empty on one node). */
+  #remoteGuests: ReadonlySet<string> = new Set()
   /** Client ids changed since the last flush (live or tombstoned). */
   readonly #dirty = new Set<number>()
   /** Client ids whose state says `typing: true`. */
@@ -274,7 +276,11 @@ export class PresenceHub {
       if (guests.length >= MAX_LISTED_GUESTS) break
       guests.push(userId)
     }
-    return { participants: Array.from(this.#participantUsers.keys()), guestCount: this.#guestUsers.size, guests }
+    for (const userId of this.#remoteGuests) {
+      if (guests.length >= MAX_LISTED_GUESTS) break
+      if (!this.#guestUsers.has(userId)) guests.push(userId)
+    }
+    return { participants: Array.from(this.#participantUsers.keys()), guestCount: this.#guestCount(), guests }
   }
 
   /**
@@ -308,7 +314,25 @@ export class PresenceHub {
 
   /** Whether `userId` has a guest connection joined now (a new tab of it takes no new place). */
   hasGuest (userId: string): boolean {
-    return this.#guestUsers.has(userId)
+    return this.#guestUsers.has(userId) || this.#remoteGuests.has(userId)
+  }
+
+  /** Guest users with a connection joined to this node (what a cluster node tells the others). */
+  localGuests (): string[] {
+    return Array.from(this.#guestUsers.keys())
+  }
+
+  /** The guest users the other nodes of a cluster have joined now (cluster mode). */
+  setRemoteGuests (users: ReadonlySet<string>): void {
+    this.#remoteGuests = users
+    this.#summaryChanged()
+  }
+
+  /** Distinct guest users, here and on the other nodes. */
+  #guestCount (): number {
+    let n = this.#guestUsers.size
+    for (const userId of this.#remoteGuests) if (!this.#guestUsers.has(userId)) n++
+    return n
   }
 
   /** Whether anyone (participant or guest) has a state saying `typing: true` now. */
@@ -327,7 +351,7 @@ export class PresenceHub {
 
   /** Distinct guest users online, for the `maxGuests` cap (checked by the caller before `join`). */
   distinctGuestUsers (): number {
-    return this.#guestUsers.size
+    return this.#guestCount()
   }
 
   /** Connections joined. */
@@ -468,7 +492,7 @@ export class PresenceHub {
 
   /** Recomputes the server state; true when it changed (its clock then moved on). */
   #refreshServerState (): boolean {
-    const json = JSON.stringify({ parley: { guestCount: this.#guestUsers.size, participantCount: this.#participantUsers.size } })
+    const json = JSON.stringify({ parley: { guestCount: this.#guestCount(), participantCount: this.#participantUsers.size } })
     if (json === this.#serverJson) return false
     this.#serverJson = json
     this.#serverClock++

@@ -107,6 +107,7 @@ const deleteConversation = async (deps: RestDeps, id: string): Promise<void> => 
     })
   })
   await deps.bans.deleteAll(id)
+  deps.peers.conversationDeleted(id)
 }
 
 /**

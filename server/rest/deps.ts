@@ -9,6 +9,7 @@ import type { BanList } from '../moderation/bans.ts'
 import type { FileService } from '../files/file-service.ts'
 import type { SearchIndex } from '../search/search-index.ts'
 import type { MessageRateLimiter } from '../rate-limit.ts'
+import type { NodePeers } from '../cluster/peers.ts'
 
 export interface RestDeps {
   auth: Authenticator
@@ -17,6 +18,8 @@ export interface RestDeps {
   settings: SettingsState
   events: EventSink
   bans: BanList
+  /** The other nodes of a cluster (nobody on one node). */
+  peers: NodePeers
   now: () => number
   newId: () => string
   /** Uploaded files (checks attachments of REST messages). */

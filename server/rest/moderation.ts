@@ -63,6 +63,7 @@ export const registerModerationRoutes = (app: FastifyInstance, deps: RestDeps): 
       const event: ServerEvent = { type: 'conversation.user_banned', conversationId: id, userId, reason: ban.reason, until: ban.until, by }
       await writeWithEvents(deps.events, [event], async staged => { await deps.bans.put(id, ban, staged) })
       room.closeUser(userId, new ChatError('BANNED'))
+      deps.peers.closeUser(id, userId, 'BANNED')
       if (getParticipant(room.doc, userId) !== undefined) await removeParticipant(deps, room, userId, by)
       return banView(ban)
     })
@@ -97,6 +98,7 @@ export const registerModerationRoutes = (app: FastifyInstance, deps: RestDeps): 
     return await withConversation(deps, id, async room => {
       requireModerator(principal, room.doc)
       const closed = room.closeUser(userId, new ChatError('KICKED'), 'guest')
+      deps.peers.closeUser(id, userId, 'KICKED', 'guest')
       if (closed > 0) {
         const event: ServerEvent = { type: 'conversation.guest_kicked', conversationId: id, userId, connections: closed, by: actorOf(principal) }
         await writeWithEvents(deps.events, [event], async staged => { await putStaged(deps, staged) })

@@ -17,6 +17,8 @@ interface Entry {
 
 export interface RoomManagerDeps extends Omit<RoomDeps, 'onClosed'> {
   idleUnloadMs: number
+  /** Loads a room: `Room.load` (default), or a cluster room (server/cluster/), chosen at startup. */
+  loadRoom?: (id: string, deps: RoomDeps) => Promise<Room>
 }
 
 export class RoomManager {
@@ -38,7 +40,8 @@ export class RoomManager {
     }
     if (entry === undefined) {
       const created: Entry = { loading: Promise.resolve(null as unknown as Room), room: null, refs: 0, idleTimer: null }
-      created.loading = Room.load(id, { ...this.deps, onClosed: room => this.forget(room) })
+      const load = this.deps.loadRoom ?? Room.load
+      created.loading = load(id, { ...this.deps, onClosed: room => this.forget(room) })
         .then(room => {
           created.room = room
           this.deps.metrics.loadedConversations.set(this.loadedCount())
@@ -52,6 +55,8 @@ export class RoomManager {
     this.cancelIdle(entry)
     try {
       const room = await entry.loading
+      const caughtUp = room.caughtUp()
+      if (caughtUp !== undefined) await caughtUp
       if (room.closed) throw new ChatError('CONVERSATION_NOT_FOUND')
       return room
     } catch (e) {

@@ -90,12 +90,33 @@ export interface RoomDeps {
   checkAttachments: (conv: string, claims: readonly AttachmentClaim[]) => Promise<void>
 }
 
+/** How a peer's update came (`catchUp`: its sync step 2), and a check of the messages it writes (rate limits). */
+export interface AcceptOptions {
+  catchUp?: boolean
+  /** Sees how many message objects an allowed change writes, before it is applied; throws to refuse it. */
+  admit?: (messages: number) => void
+}
+
 /**
  * One emitted update. `byServer`: the server wrote in it too (a peer's transaction in which it
  * moved messages, see `order.ts`), so it goes to its origin connection as well, and the
  * server's client id gets bound.
  */
-interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[], byServer: boolean }
+export interface Queued { update: Uint8Array, origin: unknown, events: ServerEvent[], byServer: boolean }
+
+/** What one flush writes: the queued updates merged into one log entry, and what travels with it. */
+export interface Batch {
+  queued: Queued[]
+  bindings: Array<{ userId: string, clientIds: number[] }>
+  archive: ArchivedMessage[]
+  records: TransactRecords[]
+  merged: Uint8Array | null
+  events: ServerEvent[]
+  staged: ReturnType<EventSink['stage']>
+  with_: AppendWith
+  /** The entry it was stored as, once stored (null: it had no update). */
+  seq: number | null
+}
 
 /**
  * Refusals a peer's catch-up gets when it holds history the server lost (a system message or
@@ -140,30 +161,30 @@ export class Room {
   readonly id: string
   readonly doc: Y.Doc
   readonly presence: PresenceHub
-  private readonly deps: RoomDeps
+  protected readonly deps: RoomDeps
   private readonly judge: UpdateJudge
   /** Who reacted to which message (live or archived: the reactions root is not windowed). */
   readonly reactions: ReactionIndex
-  private readonly clientOwners: Map<number, string>
-  private readonly conns = new Set<RoomConnection>()
-  private queue: Queued[] = []
-  private pendingBindings: Array<{ userId: string, clientIds: number[] }> = []
-  private pendingArchive: ArchivedMessage[] = []
-  private pendingRecords: TransactRecords[] = []
-  private flushing: Promise<void> | null = null
+  protected readonly clientOwners: Map<number, string>
+  protected readonly conns = new Set<RoomConnection>()
+  protected queue: Queued[] = []
+  protected pendingBindings: Array<{ userId: string, clientIds: number[] }> = []
+  protected pendingArchive: ArchivedMessage[] = []
+  protected pendingRecords: TransactRecords[] = []
+  protected flushing: Promise<void> | null = null
   /** True while a batch that storage refused waits at the head of the queue. */
-  private stalled = false
-  private lastSeq: number
-  private logCount: number
+  protected stalled = false
+  protected lastSeq: number
+  protected logCount: number
   private logBytes = 0
   private serverIdBound: boolean
-  private closedWith: ChatError | null = null
+  protected closedWith: ChatError | null = null
   /** Events of the transaction being committed; attached to its update when it is emitted. */
-  private txEvents: ServerEvent[] = []
+  protected txEvents: ServerEvent[] = []
   /** Connections in recovery mode: they hold history the server lost (see stale-peer.ts). */
-  private readonly stalePeers = new Map<RoomConnection, StalePeer>()
+  protected readonly stalePeers = new Map<RoomConnection, StalePeer>()
   /** Whether the server wrote in the peer transaction being committed (see `Queued.byServer`). */
-  private txByServer = false
+  protected txByServer = false
   /** Ids this room moved to the archive since it loaded (the store may not hold them yet). */
   private readonly archivedHere = new Set<string>()
   /** Archived messages deleted since the room loaded: reactions and replies to them are refused. */
@@ -177,7 +198,7 @@ export class Room {
   /** The whole durable document as one update, shared by every step 1 with an empty state vector until the next change. */
   private fullAnswer: Uint8Array | null = null
 
-  private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
+  protected constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps) {
     this.id = id
     this.doc = doc
     this.deps = deps
@@ -217,10 +238,7 @@ export class Room {
       this.docVersion++
       for (const peer of this.stalePeers.values()) peer.follow(update)
       this.fullAnswer = null
-      this.queue.push({ update, origin, events: this.txEvents, byServer: this.txByServer })
-      this.txEvents = []
-      this.txByServer = false
-      this.scheduleFlush()
+      this.onDocUpdate(update, origin)
     })
     metaOf(doc).observe(event => {
       if (event.transaction.origin !== ARCHIVE_ORIGIN && event.keysChanged.has('subject')) {
@@ -232,6 +250,14 @@ export class Room {
     this.maybeArchive()
   }
 
+  /** What the document emitted: queued for the flush (a cluster room also sees updates it did not make). */
+  protected onDocUpdate (update: Uint8Array, origin: unknown): void {
+    this.queue.push({ update, origin, events: this.txEvents, byServer: this.txByServer })
+    this.txEvents = []
+    this.txByServer = false
+    this.scheduleFlush()
+  }
+
   /** Messages moved to the archive so far. */
   get archivedCount (): number {
     const marker = metaOf(this.doc).get('archived')
@@ -240,13 +266,25 @@ export class Room {
 
   /** Loads a conversation from the store: snapshot, then the log. */
   static async load (id: string, deps: RoomDeps): Promise<Room> {
+    const { doc, owners, stored } = await Room.read(id, deps)
+    return new Room(id, doc, owners, stored.lastSeq, stored.updates.length, deps)
+  }
+
+  /** What a room is made of, read from the store. */
+  protected static async read (id: string, deps: RoomDeps): Promise<{ doc: Y.Doc, owners: Map<number, string>, stored: StoredDoc }> {
     const [stored, owners] = await Promise.all([deps.store.loadDoc(id), deps.store.loadClientOwners(id)])
     const doc = new Y.Doc({ gc: true })
     doc.clientID = deps.serverClientIds.next(id => owners.has(id))
     applyStored(doc, stored)
     ensureRoots(doc)
-    return new Room(id, doc, owners, stored.lastSeq, stored.updates.length, deps)
+    return { doc, owners, stored }
   }
+
+  /**
+   * Resolves once the room holds everything committed before the call (a REST request or a
+   * connection starts from there). A room alone on its store always does.
+   */
+  caughtUp (): Promise<void> | undefined { return undefined }
 
   /** The sequence number of the last log entry this room wrote (what its peers may have seen). */
   get durableSeq (): number { return this.lastSeq }
@@ -283,7 +321,7 @@ export class Room {
    * how many message objects an allowed change writes, before it is applied, and may refuse it
    * by throwing (rate limits).
    */
-  async receiveUpdate (conn: RoomConnection, update: Uint8Array, opts: { catchUp?: boolean, admit?: (messages: number) => void } = {}): Promise<void> {
+  async receiveUpdate (conn: RoomConnection, update: Uint8Array, opts: AcceptOptions = {}): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     // While storage fails, peers were told the stored state vector: any struct they send is
     // something the store lacks. Refusing it (retryably) keeps every later answer to their sync
@@ -295,9 +333,23 @@ export class Room {
       await this.recover(conn, stale)
       return
     }
+    await this.acceptUpdate(conn, update, opts)
+  }
+
+  /** After the checks of `receiveUpdate`: judges and applies it now (a room alone on its store). */
+  protected async acceptUpdate (conn: RoomConnection, update: Uint8Array, opts: AcceptOptions): Promise<void> {
+    await this.judgeAndApply(conn, update, opts, async id => await this.deps.store.archivePosOf(this.id, id), async peer => await this.recover(conn, peer))
+  }
+
+  /**
+   * Judges a peer's update against the document as it is and applies it when allowed; throws
+   * the refusal. `archivePosOf` answers whether an id is archived; `onStale` takes a peer that
+   * turned out to hold history the server lost (recovery mode).
+   */
+  protected async judgeAndApply (conn: RoomConnection, update: Uint8Array, opts: AcceptOptions, archivePosOf: (id: string) => Promise<number | undefined>, onStale: (peer: StalePeer) => Promise<void>): Promise<void> {
     let verdict: Extract<Verdict, { ok: true }>
     try {
-      verdict = await this.checkArchive(conn, update, this.judgeUpdate(conn, update))
+      verdict = await this.checkArchive(conn, update, this.judgeUpdate(conn, update), archivePosOf)
     } catch (e) {
       // A catch-up that carries history the server lost (or reacts to a message deleted while
       // the peer was away): recovery mode instead of a final 4403.
@@ -308,7 +360,7 @@ export class Room {
       this.stalePeers.set(conn, peer)
       this.deps.metrics.stalePeers.inc()
       this.deps.logger.warn({ conversation: this.id, user: conn.userId, refusal: e instanceof ChatError ? e.code : undefined }, 'a peer holds changes the server does not have: recovery mode (its own changes are taken again, the rest dropped at the peer)')
-      await this.recover(conn, peer)
+      await onStale(peer)
       return
     }
     if (verdict.attachments.length > 0) {
@@ -316,7 +368,7 @@ export class Room {
       const version = this.docVersion
       await this.deps.checkAttachments(this.id, verdict.attachments).catch((e: unknown) => this.refuseUpdate(isChatError(e) ? e : new ChatError('INTERNAL')))
       if (this.closedWith !== null) throw this.closedWith
-      if (this.docVersion !== version) verdict = await this.checkArchive(conn, update, this.judgeUpdate(conn, update))
+      if (this.docVersion !== version) verdict = await this.checkArchive(conn, update, this.judgeUpdate(conn, update), archivePosOf)
     }
     if (!verdict.changes) return
     this.assertWritable()
@@ -352,7 +404,7 @@ export class Room {
    * Re-issues, as the server, what a peer in recovery mode may do (see stale-peer.ts), then
    * deletes at the peer whatever it holds beyond the server's document.
    */
-  private async recover (conn: RoomConnection, peer: StalePeer): Promise<void> {
+  protected async recover (conn: RoomConnection, peer: StalePeer): Promise<void> {
     const { maxTextLength } = this.deps.settings()
     const intents = peer.intents(this.doc, conn.userId, maxTextLength)
     const added: Message[] = []
@@ -401,7 +453,7 @@ export class Room {
    * update is judged again (and ids new to that judgment looked up), so the verdict holds for
    * the document it is applied to.
    */
-  private async checkArchive (conn: RoomConnection, update: Uint8Array, first: Extract<Verdict, { ok: true }>): Promise<Extract<Verdict, { ok: true }>> {
+  private async checkArchive (conn: RoomConnection, update: Uint8Array, first: Extract<Verdict, { ok: true }>, archivePosOf: (id: string) => Promise<number | undefined>): Promise<Extract<Verdict, { ok: true }>> {
     let verdict = first
     const inStore = new Map<string, boolean>()
     for (;;) {
@@ -409,7 +461,7 @@ export class Room {
       const unknown = this.archivedCount === 0 ? [] : [...verdict.freshIds, ...reactionTargets, ...references].filter(id => !inStore.has(id))
       if (unknown.length === 0) break
       const version = this.docVersion
-      for (const id of unknown) inStore.set(id, await this.deps.store.archivePosOf(this.id, id) !== undefined)
+      for (const id of unknown) inStore.set(id, await archivePosOf(id) !== undefined)
       if (this.closedWith !== null) throw this.closedWith
       if (this.docVersion === version) break
       verdict = this.judgeUpdate(conn, update)
@@ -540,7 +592,7 @@ export class Room {
   resumeWrites (): void {
     if (!this.stalled) return
     this.stalled = false
-    if (this.queue.length > 0) this.scheduleFlush()
+    if (this.hasWork()) this.scheduleFlush()
   }
 
   /** True while storage refuses this room's writes. */
@@ -551,11 +603,11 @@ export class Room {
     return await this.withStored(doc => Y.encodeStateVector(doc))
   }
 
-  private assertWritable (): void {
+  protected assertWritable (): void {
     if (this.stalled || this.deps.store.writeFailure !== null) throw this.storageRefusal()
   }
 
-  private storageRefusal (): ChatError {
+  protected storageRefusal (): ChatError {
     const reason = this.deps.store.writeFailure?.reason
     return new ChatError('STORAGE_UNAVAILABLE', `Storage is failing${reason === undefined ? '' : ` (${reason})`}; nothing can be written now, retry later`)
   }
@@ -587,7 +639,12 @@ export class Room {
 
   /** True while something the document emitted is not yet on disk. */
   get hasUnflushed (): boolean {
-    return this.flushing !== null || this.queue.length > 0
+    return this.flushing !== null || this.hasWork()
+  }
+
+  /** True while something waits for the flush. */
+  protected hasWork (): boolean {
+    return this.queue.length > 0 || this.pendingRecords.length > 0
   }
 
   /**
@@ -639,7 +696,7 @@ export class Room {
     this.doc.destroy()
   }
 
-  private scheduleFlush (): void {
+  protected scheduleFlush (): void {
     if (this.flushing !== null || this.stalled) return
     this.flushing = this.flushLoop()
       .catch(e => this.fail(e, 'storage write failed'))
@@ -648,64 +705,91 @@ export class Room {
 
   private async flushLoop (): Promise<void> {
     await Promise.resolve() // let the current transaction and its siblings queue up
-    while ((this.queue.length > 0 || this.pendingRecords.length > 0) && this.closedWith === null) {
-      const batch = this.queue
-      this.queue = []
-      if (!this.serverIdBound && batch.some(q => q.byServer || q.origin === SERVER_OWNER || q.origin === ARCHIVE_ORIGIN)) {
-        this.serverIdBound = true
-        this.clientOwners.set(this.doc.clientID, SERVER_OWNER)
-        this.pendingBindings.push({ userId: SERVER_OWNER, clientIds: [this.doc.clientID] })
-      }
-      const bindings = this.pendingBindings
-      this.pendingBindings = []
-      const archive = this.pendingArchive
-      this.pendingArchive = []
-      const records = this.pendingRecords
-      this.pendingRecords = []
-      const merged = batch.length === 0 ? null : batch.length === 1 ? batch[0].update : Y.mergeUpdates(batch.map(q => q.update))
-      const seq = this.lastSeq + 1
-      const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
-      const events = [...batch.flatMap(q => q.events), ...records.flatMap(r => r.events ?? [])]
-      const staged = this.deps.events.stage(events)
-      try {
-        await this.deps.store.appendUpdates(this.id, seq, merged === null ? [] : [merged], { archive, bindings, sections: staged, ...mergeRecords(records) })
-      } catch (e) {
-        if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
-        // Nothing of it was forwarded or acknowledged: keep it, in order, for when storage is back.
-        this.queue = [...batch, ...this.queue]
-        this.pendingBindings = [...bindings, ...this.pendingBindings]
-        this.pendingArchive = [...archive, ...this.pendingArchive]
-        this.pendingRecords = [...records, ...this.pendingRecords]
-        this.stalled = true
-        const refusal = this.storageRefusal()
-        for (const q of batch) if (this.conns.has(q.origin as RoomConnection)) (q.origin as RoomConnection).close(refusal)
-        return
-      }
-      endTimer()
-      if (merged !== null) {
-        this.lastSeq = seq
-        this.logCount++
-        this.logBytes += merged.byteLength
-        this.broadcast(batch, merged)
-      }
-      for (const w of staged) w.committed()
-      for (const e of events) this.deps.events.emit(e)
-      if (this.queue.length === 0) this.maybeArchive()
-      if (this.queue.length === 0 && this.closedWith === null &&
-        (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {
-        // An optimisation: when storage refuses it, the log simply stays as it is.
-        await this.compact().catch(err => {
-          if (!isChatError(err) || err.code !== 'STORAGE_UNAVAILABLE') throw err
-        })
-      }
+    while (this.hasWork() && this.closedWith === null) {
+      const batch = await this.flushOnce()
+      if (this.stalled) return
+      if (batch !== null) await this.afterCommit(batch)
     }
   }
+
+  /** Writes one batch of what is queued; null when nothing was written (storage refused it: the room stalled). */
+  protected async flushOnce (): Promise<Batch | null> {
+    const batch = this.takeBatch()
+    const seq = this.lastSeq + 1
+    const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
+    try {
+      await this.deps.store.appendUpdates(this.id, seq, batch.merged === null ? [] : [batch.merged], batch.with_)
+    } catch (e) {
+      if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
+      this.stall(batch)
+      return null
+    }
+    endTimer()
+    if (batch.merged !== null) batch.seq = seq
+    return batch
+  }
+
+  /** Takes everything queued as one batch (one log entry and what travels with it). */
+  protected takeBatch (): Batch {
+    const queued = this.queue
+    this.queue = []
+    if (!this.serverIdBound && queued.some(q => q.byServer || q.origin === SERVER_OWNER || q.origin === ARCHIVE_ORIGIN)) {
+      this.serverIdBound = true
+      this.clientOwners.set(this.doc.clientID, SERVER_OWNER)
+      this.pendingBindings.push({ userId: SERVER_OWNER, clientIds: [this.doc.clientID] })
+    }
+    const bindings = this.pendingBindings
+    this.pendingBindings = []
+    const archive = this.pendingArchive
+    this.pendingArchive = []
+    const records = this.pendingRecords
+    this.pendingRecords = []
+    const merged = queued.length === 0 ? null : queued.length === 1 ? queued[0].update : Y.mergeUpdates(queued.map(q => q.update))
+    const events = [...queued.flatMap(q => q.events), ...records.flatMap(r => r.events ?? [])]
+    const staged = this.deps.events.stage(events)
+    return { queued, bindings, archive, records, merged, events, staged, seq: null, with_: { archive, bindings, sections: staged, ...mergeRecords(records) } }
+  }
+
+  /** Storage refused `batch`: nothing of it was forwarded or acknowledged; keep it, in order, for when storage is back. */
+  protected stall (batch: Batch): void {
+    this.queue = [...batch.queued, ...this.queue]
+    this.pendingBindings = [...batch.bindings, ...this.pendingBindings]
+    this.pendingArchive = [...batch.archive, ...this.pendingArchive]
+    this.pendingRecords = [...batch.records, ...this.pendingRecords]
+    this.stalled = true
+    const refusal = this.storageRefusal()
+    for (const q of batch.queued) if (this.conns.has(q.origin as RoomConnection)) (q.origin as RoomConnection).close(refusal)
+  }
+
+  /** A batch is durable (stored as entry `batch.seq`): forward it, report its events, archive, compact. */
+  private async afterCommit (batch: Batch): Promise<void> {
+    if (batch.merged !== null && batch.seq !== null) {
+      this.lastSeq = batch.seq
+      this.logCount++
+      this.logBytes += batch.merged.byteLength
+      this.broadcast(batch.queued, batch.merged)
+      this.committed(batch.seq, batch.merged)
+    }
+    for (const w of batch.staged) w.committed()
+    for (const e of batch.events) this.deps.events.emit(e)
+    if (this.queue.length === 0) this.maybeArchive()
+    if (this.queue.length === 0 && this.closedWith === null &&
+      (this.logCount >= this.deps.compactAfterUpdates || this.logBytes >= this.deps.compactAfterBytes)) {
+      // An optimisation: when storage refuses it, the log simply stays as it is.
+      await this.compact().catch(err => {
+        if (!isChatError(err) || err.code !== 'STORAGE_UNAVAILABLE') throw err
+      })
+    }
+  }
+
+  /** Entry `seq` holding `update` was committed by this room (a cluster room announces it). */
+  protected committed (_seq: number, _update: Uint8Array): void {}
 
   /**
    * Sends a durable batch to every peer, without echoing a peer's own updates back to it (but
    * an update the server wrote in too goes to its origin as well: it must see the move).
    */
-  private broadcast (batch: Queued[], merged: Uint8Array): void {
+  protected broadcast (batch: Queued[], merged: Uint8Array): void {
     if (this.conns.size === 0) return
     const all = encodeSyncUpdate(merged)
     const origins = new Set(batch.filter(q => !q.byServer).map(q => q.origin))
@@ -726,7 +810,7 @@ export class Room {
    * advances `meta.archived`; the flush writes them to the archive in the same LevelDB batch as
    * that transaction's update, so a message is always in the log or in the archive, never lost.
    */
-  private maybeArchive (): void {
+  protected maybeArchive (): void {
     const arr = messagesOf(this.doc)
     if (this.closedWith !== null || this.stalled || this.deps.store.writeFailure !== null) return
     if (arr.length <= this.deps.historyWindow + this.deps.archiveChunk) return
@@ -791,7 +875,7 @@ export class Room {
     }
   }
 
-  private fail (e: unknown, what: string): void {
+  protected fail (e: unknown, what: string): void {
     this.deps.logger.error({ err: e, conversation: this.id }, `room closed: ${what}`)
     this.close(new ChatError('INTERNAL', 'The conversation hit a storage or consistency error; reconnect'))
   }

@@ -224,6 +224,24 @@ export class LevelStore implements DocStore {
     return { snapshot, snapshotSeq, updates, lastSeq }
   }
 
+  async loadDocAfter (conv: string, afterSeq: number): Promise<StoredDoc> {
+    let snapshot: Uint8Array | null = null
+    let snapshotSeq = 0
+    for await (const [key, value] of this.bin.iterator({ ...keys.prefixRange(keys.snapPrefix(conv)), reverse: true, limit: 1 })) {
+      snapshotSeq = keys.parseSeq(key.slice(keys.snapPrefix(conv).length))
+      if (snapshotSeq > afterSeq) snapshot = value
+    }
+    const from = Math.max(afterSeq, snapshotSeq)
+    const updates: Uint8Array[] = []
+    let lastSeq = from
+    const range = { gt: keys.logKey(conv, from), lt: keys.prefixRange(keys.logPrefix(conv)).lt }
+    for await (const [key, value] of this.bin.iterator(range)) {
+      updates.push(value)
+      lastSeq = keys.parseSeq(key.slice(keys.logPrefix(conv).length))
+    }
+    return { snapshot, snapshotSeq: snapshot === null ? 0 : snapshotSeq, updates, lastSeq }
+  }
+
   /** Reads the last sequence number stored for `conv` (0 when none) from the disk, see `heads`. */
   private async readHead (conv: string): Promise<number> {
     let head = 0

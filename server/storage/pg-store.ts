@@ -19,7 +19,7 @@ import type { Message } from '../../shared/schema.ts'
 import { FailStop, type WriteFailure } from './fail-stop.ts'
 import { DATA_TABLES, LATEST_VERSION, MIGRATIONS } from './pg-schema.ts'
 import { parsePgUrl, type PgTarget } from './pg-url.ts'
-import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type DocStore, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
+import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type CaughtUp, type DocStore, type ExclusiveLog, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
 
 export interface PgStoreOptions {
   /** postgres://user:password@host:port/database, optionally with `?schema=NAME` (default public). */
@@ -103,7 +103,7 @@ export interface ImportBatch {
   sections?: readonly SectionPut[]
 }
 
-export class PgStore implements DocStore {
+export class PgStore implements DocStore, ExclusiveLog {
   private sql: Sql
   private readonly target: PgTarget
   private readonly max: number
@@ -268,7 +268,6 @@ export class PgStore implements DocStore {
   }
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
-    const { archive = [], archiveDeletes = [], bindings = [], sections = [], conversation, members = [] } = with_
     const lastSeq = firstSeq + updates.length - 1
     const claimed = await this.write(async tx => {
       if (updates.length > 0) {
@@ -281,16 +280,7 @@ export class PgStore implements DocStore {
         if (head.length === 0) return false
         await Promise.all(updates.map(async (u, i) => await tx`INSERT INTO doc_log (conv, seq, bytes) VALUES (${conv}, ${firstSeq + i}, ${bufferOf(u)})`))
       }
-      await putArchive(tx, archive.map(a => ({ conv, ...a })))
-      if (archiveDeletes.length > 0) await tx`DELETE FROM archive WHERE conv = ${conv} AND pos = ANY(${archiveDeletes.map(a => a.pos)}::int8[])`
-      await putClients(tx, bindings.flatMap(b => b.clientIds.map(clientId => ({ conv, clientId, userId: b.userId }))))
-      if (conversation !== undefined) {
-        await tx`INSERT INTO conversations (conv, created_at) VALUES (${conv}, ${conversation.createdAt}) ON CONFLICT (conv) DO UPDATE SET created_at = excluded.created_at`
-      }
-      const leaving = members.filter(m => m.joinedAt === null).map(m => m.userId)
-      if (leaving.length > 0) await tx`DELETE FROM memberships WHERE conv = ${conv} AND user_id = ANY(${leaving}::text[])`
-      await putMembers(tx, members.flatMap(m => m.joinedAt === null ? [] : [{ user: m.userId, conv, joinedAt: m.joinedAt }]))
-      await putSections(tx, sections)
+      await writeWith(tx, conv, with_)
       return true
     })
     if (claimed) return
@@ -300,6 +290,41 @@ export class PgStore implements DocStore {
     if (same) return
     const [head] = await this.read(async sql => await sql`SELECT last_seq FROM doc_heads WHERE conv = ${conv}`)
     throw new SeqConflictError(conv, firstSeq, (head?.last_seq as number | undefined) ?? 0)
+  }
+
+  async loadDocAfter (conv: string, afterSeq: number): Promise<StoredDoc> {
+    return await this.read(async sql => await readAfter(sql, conv, afterSeq))
+  }
+
+  async appendExclusive (conv: string, afterSeq: number, build: (caught: CaughtUp) => Promise<{ update: Uint8Array | null, with_: AppendWith }>): Promise<number> {
+    return await this.write(async tx => {
+      // The conversation's row lock, held until commit: one writer at a time per conversation.
+      await tx`INSERT INTO doc_heads (conv, last_seq) VALUES (${conv}, 0) ON CONFLICT (conv) DO NOTHING`
+      const [head] = await tx`SELECT last_seq FROM doc_heads WHERE conv = ${conv} FOR UPDATE`
+      const headSeq = head.last_seq as number
+      if (headSeq < afterSeq) throw new SeqConflictError(conv, afterSeq + 1, headSeq)
+      const stored = await readAfter(tx, conv, afterSeq)
+      const { update, with_ } = await build({
+        stored,
+        ownersOf: async ids => {
+          if (ids.length === 0) return new Map()
+          const rows = await tx`SELECT client_id, user_id FROM client_owners WHERE conv = ${conv} AND client_id = ANY(${[...ids]}::int8[])`
+          return new Map(rows.map(r => [r.client_id as number, r.user_id as string]))
+        },
+        archivePosOf: async messageId => {
+          const rows = await tx`SELECT pos FROM archive WHERE conv = ${conv} AND message_id = ${messageId} ORDER BY pos DESC LIMIT 1`
+          return rows.length === 0 ? undefined : rows[0].pos as number
+        }
+      })
+      let last = headSeq
+      if (update !== null) {
+        last = headSeq + 1
+        await tx`UPDATE doc_heads SET last_seq = ${last} WHERE conv = ${conv}`
+        await tx`INSERT INTO doc_log (conv, seq, bytes) VALUES (${conv}, ${last}, ${bufferOf(update)})`
+      }
+      await writeWith(tx, conv, with_)
+      return last
+    })
   }
 
   async readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }> {
@@ -414,9 +439,22 @@ export class PgStore implements DocStore {
    * together agree (the first insert wins).
    */
   async loadOrCreateSecret (fresh: string): Promise<string> {
-    await this.write(async tx => { await tx`INSERT INTO meta (name, value) VALUES ('secret', ${json(fresh)}::text::json) ON CONFLICT (name) DO NOTHING` })
-    const stored = await this.getMeta('secret')
-    if (typeof stored !== 'string') throw new Error('the secret stored in PostgreSQL is not a string')
+    return await this.loadOrCreateMeta('secret', fresh)
+  }
+
+  /**
+   * The cluster's id (meta row `cluster`), made once by the first node: it names the cluster's
+   * channels on Redis, so clusters (or test runs) sharing a Redis never hear each other.
+   */
+  async loadOrCreateClusterId (fresh: string): Promise<string> {
+    return await this.loadOrCreateMeta('cluster', fresh)
+  }
+
+  /** A meta row's text, written with `fresh` when it is missing (the first writer wins). */
+  private async loadOrCreateMeta (name: string, fresh: string): Promise<string> {
+    await this.write(async tx => { await tx`INSERT INTO meta (name, value) VALUES (${name}, ${json(fresh)}::text::json) ON CONFLICT (name) DO NOTHING` })
+    const stored = await this.getMeta(name)
+    if (typeof stored !== 'string') throw new Error(`the ${name} stored in PostgreSQL is not a string`)
     return stored
   }
 
@@ -490,6 +528,45 @@ const migrate = async (sql: Sql, schema: string): Promise<void> => {
     const [{ synchronous_commit: sync }] = await tx`SHOW synchronous_commit`
     if (sync === 'off') throw new Error('synchronous_commit is off for Parley\'s connections; it must be on')
   })
+}
+
+/** Writes what an append carries besides its entries (`AppendWith`), in the append's transaction. */
+const writeWith = async (tx: Tx, conv: string, with_: AppendWith): Promise<void> => {
+  const { archive = [], archiveDeletes = [], bindings = [], sections = [], conversation, members = [] } = with_
+  await putArchive(tx, archive.map(a => ({ conv, ...a })))
+  if (archiveDeletes.length > 0) await tx`DELETE FROM archive WHERE conv = ${conv} AND pos = ANY(${archiveDeletes.map(a => a.pos)}::int8[])`
+  await putClients(tx, bindings.flatMap(b => b.clientIds.map(clientId => ({ conv, clientId, userId: b.userId }))))
+  if (conversation !== undefined) {
+    await tx`INSERT INTO conversations (conv, created_at) VALUES (${conv}, ${conversation.createdAt}) ON CONFLICT (conv) DO UPDATE SET created_at = excluded.created_at`
+  }
+  const leaving = members.filter(m => m.joinedAt === null).map(m => m.userId)
+  if (leaving.length > 0) await tx`DELETE FROM memberships WHERE conv = ${conv} AND user_id = ANY(${leaving}::text[])`
+  await putMembers(tx, members.flatMap(m => m.joinedAt === null ? [] : [{ user: m.userId, conv, joinedAt: m.joinedAt }]))
+  await putSections(tx, sections)
+}
+
+/** Stored after entry `afterSeq` (see `DocStore.loadDocAfter`), in one statement. */
+const readAfter = async (q: Query, conv: string, afterSeq: number): Promise<StoredDoc> => {
+  const rows = await q`
+    SELECT 0 AS kind, seq, bytes FROM doc_snapshots WHERE conv = ${conv} AND seq > ${afterSeq}
+    UNION ALL
+    SELECT 1 AS kind, seq, bytes FROM doc_log
+      WHERE conv = ${conv} AND seq > GREATEST(${afterSeq}::int8, COALESCE((SELECT seq FROM doc_snapshots WHERE conv = ${conv}), 0))
+    ORDER BY kind, seq`
+  let snapshot: Uint8Array | null = null
+  let snapshotSeq = 0
+  const updates: Uint8Array[] = []
+  let lastSeq = afterSeq
+  for (const r of rows) {
+    if (r.kind === 0) {
+      snapshot = bytesOf(r.bytes as Buffer)
+      snapshotSeq = r.seq as number
+    } else {
+      updates.push(bytesOf(r.bytes as Buffer))
+    }
+    lastSeq = r.seq as number
+  }
+  return { snapshot, snapshotSeq, updates, lastSeq }
 }
 
 const putArchive = async (tx: Query, rows: ReadonlyArray<{ conv: string, pos: number, message: Message }>): Promise<void> => {

@@ -45,6 +45,31 @@ export interface StoredDoc {
   lastSeq: number
 }
 
+/**
+ * What a locked append sees (`ExclusiveLog.appendExclusive`): everything committed after the
+ * caller's copy, and reads inside the same transaction.
+ */
+export interface CaughtUp {
+  /** Stored after `afterSeq` (see `DocStore.loadDocAfter`). */
+  stored: StoredDoc
+  /** The owners of these client ids as stored now (another node may have bound one). */
+  ownersOf (clientIds: readonly number[]): Promise<Map<number, string>>
+  /** Where an archived message is, if it is archived (read in the transaction). */
+  archivePosOf (messageId: string): Promise<number | undefined>
+}
+
+/**
+ * A store several nodes share (PostgreSQL): appends that hold the conversation's lock from the
+ * read of what others committed to the insert of what the caller made of it. `build` runs once,
+ * inside the transaction: it applies `stored`, judges its writes against the result and returns
+ * the entry to append (or none); it must not touch the store otherwise. Resolves with the
+ * sequence number of the last stored entry once committed; rejects (and writes nothing) on
+ * failure, like `appendUpdates`.
+ */
+export interface ExclusiveLog {
+  appendExclusive (conv: string, afterSeq: number, build: (caught: CaughtUp) => Promise<{ update: Uint8Array | null, with_: AppendWith }>): Promise<number>
+}
+
 /** A message moved out of the live document, at its position in the whole history. */
 export interface ArchivedMessage {
   pos: number
@@ -129,6 +154,13 @@ export interface DocStore {
    * nothing more. Gaps are not checked: `firstSeq` past the last stored entry is accepted.
    */
   appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_?: AppendWith): Promise<void>
+  /**
+   * What is stored after entry `afterSeq` (a node catching up): the log entries after it, oldest
+   * first, and the snapshot only when one covers entries after `afterSeq` (they were compacted
+   * away; then `updates` are those after the snapshot). `lastSeq`: the last entry returned, or
+   * `afterSeq` when nothing newer is stored.
+   */
+  loadDocAfter (conv: string, afterSeq: number): Promise<StoredDoc>
 
   /** Up to `limit` archived messages before position `beforePos` (or the newest), oldest first. */
   readArchive (conv: string, beforePos: number | null, limit: number): Promise<{ messages: ArchivedMessage[], hasMore: boolean }>

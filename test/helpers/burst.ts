@@ -14,10 +14,10 @@ import { UNLIMITED_RATE } from './server.ts'
 export const signToken = async (secret: string, sub: string): Promise<string> =>
   await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('1h').sign(new TextEncoder().encode(secret))
 
-/** Creates conversation `conv`, bursts into it and kills `s` mid-burst. Returns the ids a reader received. */
+/** Creates conversation `conv` (or takes it as it is), bursts into it and kills `s` mid-burst. Returns the ids a reader received. */
 export const killMidBurst = async (s: RunningServer, secret: string, conv = 'burst'): Promise<string[]> => {
   const put = await fetch(`${s.url}/v1/conversations/${conv}`, { method: 'PUT', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }, body: JSON.stringify({ participants: ['w', 'r'] }) })
-  assert.is(put.status, 201)
+  assert.ok(put.status === 201 || put.status === 200, `PUT answered ${put.status}`)
   // A burst as fast as it goes: the message rate limit (tested in abuse.test.ts) is lifted.
   const patched = await fetch(`${s.url}/v1/settings`, { method: 'PATCH', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' }, body: JSON.stringify(UNLIMITED_RATE) })
   assert.is(patched.status, 200)

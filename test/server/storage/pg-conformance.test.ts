@@ -164,4 +164,46 @@ Pg('the heartbeat notices a lost server before any write', async () => {
   }
 })
 
+
+Pg('appendExclusive: two nodes at once take turns; the second sees what the first committed, its bindings included, before it builds', async () => {
+  const schema = await createTestSchema()
+  const [a, b] = await Promise.all([PgStore.open({ url: schema.url }), PgStore.open({ url: schema.url })])
+  try {
+    await a.appendUpdates('c', 1, [new Uint8Array([1])])
+    const seen: Array<{ node: string, updates: number[], owners: Array<[number, string]> }> = []
+    let release = (): void => {}
+    const firstInside = new Promise<void>(resolve => { release = resolve })
+    const first = a.appendExclusive('c', 1, async caught => {
+      seen.push({ node: 'a', updates: caught.stored.updates.map(u => u[0]), owners: [...await caught.ownersOf([7])] })
+      release()
+      await new Promise(resolve => setTimeout(resolve, 200)) // b waits for the lock meanwhile
+      return { update: new Uint8Array([2]), with_: { bindings: [{ userId: 'alice', clientIds: [7] }] } }
+    })
+    await firstInside
+    const second = b.appendExclusive('c', 1, async caught => {
+      seen.push({ node: 'b', updates: caught.stored.updates.map(u => u[0]), owners: [...await caught.ownersOf([7, 8])] })
+      return { update: new Uint8Array([3]), with_: {} }
+    })
+    assert.equal(await Promise.all([first, second]), [2, 3])
+    assert.equal(seen, [
+      { node: 'a', updates: [], owners: [] },
+      { node: 'b', updates: [2], owners: [[7, 'alice']] }
+    ])
+    const doc = await b.loadDoc('c')
+    assert.equal(doc.updates.map(u => u[0]), [1, 2, 3])
+    assert.is(await a.appendExclusive('c', 3, async () => ({ update: null, with_: {} })), 3, 'nothing to append: the head stays')
+    let threw = false
+    try {
+      await a.appendExclusive('c', 2, async () => { throw new Error('refused by the caller') })
+    } catch (e) {
+      threw = (e as Error).message === 'refused by the caller'
+    }
+    assert.ok(threw, 'a build that throws rejects the append')
+    assert.is((await a.loadDoc('c')).lastSeq, 3, 'and writes nothing')
+  } finally {
+    await Promise.all([a.close(), b.close()])
+    await schema.drop()
+  }
+})
+
 Pg.run()

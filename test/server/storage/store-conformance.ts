@@ -101,6 +101,19 @@ export const runStoreConformance = (name: string, open: () => Promise<OpenedStor
     assert.equal(plain(await store.loadDoc('a')), { snapshot: b(43), snapshotSeq: 4, updates: [b(5)], lastSeq: 5 })
   })
 
+  S('a node catching up reads what is stored after its copy: the newer entries, or the snapshot that covers them', async ({ store }) => {
+    assert.equal(plain(await store.loadDocAfter('a', 0)), { snapshot: null, snapshotSeq: 0, updates: [], lastSeq: 0 })
+    await store.appendUpdates('a', 1, [u8(1), u8(2), u8(3)])
+    assert.equal(plain(await store.loadDocAfter('a', 1)), { snapshot: null, snapshotSeq: 0, updates: [[2], [3]], lastSeq: 3 })
+    assert.equal(plain(await store.loadDocAfter('a', 3)), { snapshot: null, snapshotSeq: 0, updates: [], lastSeq: 3 })
+    await store.compact('a', 2, u8(42))
+    assert.equal(plain(await store.loadDocAfter('a', 1)), { snapshot: [42], snapshotSeq: 2, updates: [[3]], lastSeq: 3 }, 'entry 2 was compacted away: the snapshot stands for it')
+    assert.equal(plain(await store.loadDocAfter('a', 2)), { snapshot: null, snapshotSeq: 0, updates: [[3]], lastSeq: 3 }, 'a copy the snapshot covers gets no snapshot')
+    await store.compact('a', 3, u8(43))
+    assert.equal(plain(await store.loadDocAfter('a', 3)), { snapshot: null, snapshotSeq: 0, updates: [], lastSeq: 3 })
+    assert.equal(plain(await store.loadDocAfter('b', 5)), { snapshot: null, snapshotSeq: 0, updates: [], lastSeq: 5 }, 'an unknown conversation has nothing newer')
+  })
+
   S('an append is conditional: an entry already stored, or covered by a snapshot, is refused with a seq conflict', async ({ store }) => {
     await store.appendUpdates('a', 1, [u8(1), u8(2)])
     for (const [seq, bytes] of [[1, [7]], [2, [7]], [2, [2, 7]]] as const) {

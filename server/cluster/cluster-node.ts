@@ -1,0 +1,167 @@
+/**
+ * One node of a cluster (`--postgres` + `--redis`): loads conversations as ClusterRooms, tells
+ * the other nodes what it committed and what changed outside documents (NodePeers), and applies
+ * what they tell it. Channels (each prefixed by the bus):
+ *   `commit`   {"c": conv, "s": seq, "u"?: base64 bytes}: entry `s` of `c` is committed
+ *   `control`  {"n": node, "t": "settings" | "deleted" | "bans" | "close", ...}
+ * Every loaded room also reads the store once per `catchUpMs` (default 1 s) and after the bus
+ * lost messages (a Redis reconnection), so a dropped message delays, never loses, an update.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import { ChatError, ERRORS, type ErrorCode } from '../../shared/errors.ts'
+import type { Role } from '../../shared/schema.ts'
+import type { Bus } from '../bus/port.ts'
+import type { Timers } from '../presence/presence-hub.ts'
+import type { Room, RoomDeps } from '../rooms/room.ts'
+import type { RoomManager } from '../rooms/room-manager.ts'
+import type { ExclusiveLog } from '../storage/port.ts'
+import { ClusterRoom } from './cluster-room.ts'
+import type { NodePeers } from './peers.ts'
+import type { PresenceBoard } from '../bus/presence-board.ts'
+
+export interface ClusterOptions {
+  bus: Bus
+  log: ExclusiveLog
+  /** How often every loaded room reads what others committed, whatever the bus said (ms). */
+  catchUpMs?: number
+  /** Where the nodes pool their guests (cluster-wide guestCount, maxGuests, presence endpoint). */
+  board?: PresenceBoard
+  /** How often this node publishes its guests and reads the others' (ms, default 250). */
+  presenceMs?: number
+}
+
+/** Updates up to this size travel on the bus (the fast path); larger ones are read from the store. */
+const MAX_INLINE_BYTES = 32 * 1024
+
+/** What a node applies of the others' control messages. */
+export interface ClusterHooks {
+  rooms: RoomManager
+  reloadSettings: () => Promise<void>
+  forgetBans: (conv: string) => void
+}
+
+type Control =
+  | { t: 'settings' }
+  | { t: 'deleted', c: string }
+  | { t: 'bans', c: string }
+  | { t: 'close', c: string, u: string, code: string, role?: Role }
+
+export class ClusterNode implements NodePeers {
+  readonly id = randomUUID()
+  private readonly bus: Bus
+  private readonly log: ExclusiveLog
+  private readonly catchUpMs: number
+  private readonly logger: Logger
+  private readonly timers: Timers
+  private hooks: ClusterHooks | null = null
+  private readonly offs: Array<() => void> = []
+  private timer: unknown = null
+  private readonly board: PresenceBoard | null
+  private readonly presenceMs: number
+  private presenceTimer: unknown = null
+  private exchanging = false
+
+  constructor (opts: ClusterOptions, logger: Logger, timers: Timers) {
+    this.bus = opts.bus
+    this.log = opts.log
+    this.catchUpMs = opts.catchUpMs ?? 1000
+    this.board = opts.board ?? null
+    this.presenceMs = opts.presenceMs ?? 250
+    this.logger = logger
+    this.timers = timers
+  }
+
+  /** RoomManager's loader in cluster mode. */
+  readonly loadRoom = async (id: string, deps: RoomDeps): Promise<Room> =>
+    await ClusterRoom.loadClustered(id, deps, {
+      log: this.log,
+      announce: (conv, seq, update) => {
+        const u = update.byteLength <= MAX_INLINE_BYTES ? Buffer.from(update.buffer, update.byteOffset, update.byteLength).toString('base64') : undefined
+        this.bus.publish('commit', JSON.stringify({ c: conv, s: seq, u }))
+      }
+    })
+
+  start (hooks: ClusterHooks): void {
+    this.hooks = hooks
+    this.offs.push(this.bus.subscribe('commit', m => { this.onCommit(m) }))
+    this.offs.push(this.bus.subscribe('control', m => { this.onControl(m) }))
+    this.bus.onGap(() => { this.catchUpAll() })
+    this.timer = this.timers.setInterval(() => { this.catchUpAll() }, this.catchUpMs)
+    if (this.board !== null) this.presenceTimer = this.timers.setInterval(() => { void this.exchangePresence() }, this.presenceMs)
+  }
+
+  /** One presence tick: publish this node's guests per loaded conversation, take the others'. */
+  private async exchangePresence (): Promise<void> {
+    const board = this.board
+    const rooms = this.hooks?.rooms
+    if (board === null || rooms === undefined || this.exchanging) return
+    this.exchanging = true
+    try {
+      const loaded = rooms.loaded()
+      const others = await board.exchange(this.id, new Map(loaded.map(room => [room.id, room.presence.localGuests()])))
+      for (const room of loaded) if (!room.closed) room.presence.setRemoteGuests(others.get(room.id) ?? new Set())
+    } catch (err) {
+      this.logger.debug({ err }, 'presence exchange failed')
+    } finally {
+      this.exchanging = false
+    }
+  }
+
+  stop (): void {
+    if (this.timer !== null) this.timers.clearInterval(this.timer)
+    if (this.presenceTimer !== null) this.timers.clearInterval(this.presenceTimer)
+    this.timer = null
+    this.presenceTimer = null
+    for (const off of this.offs.splice(0)) off()
+  }
+
+  settingsChanged (): void { this.control({ t: 'settings' }) }
+  conversationDeleted (conv: string): void { this.control({ t: 'deleted', c: conv }) }
+  bansChanged (conv: string): void { this.control({ t: 'bans', c: conv }) }
+  closeUser (conv: string, userId: string, code: ErrorCode, role?: Role): void { this.control({ t: 'close', c: conv, u: userId, code, role }) }
+
+  private control (message: Control): void {
+    this.bus.publish('control', JSON.stringify({ ...message, n: this.id }))
+  }
+
+  private catchUpAll (): void {
+    for (const room of this.hooks?.rooms.loaded() ?? []) (room as ClusterRoom).requestCatchUp()
+  }
+
+  private onCommit (message: string): void {
+    let m: { c: string, s: number, u?: string }
+    try {
+      m = JSON.parse(message)
+    } catch {
+      return
+    }
+    const room = this.hooks?.rooms.peek(m.c) as ClusterRoom | undefined
+    room?.remoteCommitted(m.s, typeof m.u === 'string' ? new Uint8Array(Buffer.from(m.u, 'base64')) : null)
+  }
+
+  private onControl (message: string): void {
+    let m: Control & { n: string }
+    try {
+      m = JSON.parse(message)
+    } catch {
+      return
+    }
+    const hooks = this.hooks
+    if (hooks === null || m.n === this.id) return
+    switch (m.t) {
+      case 'settings':
+        hooks.reloadSettings().catch(err => this.logger.warn({ err }, 'cannot reload the settings another node changed'))
+        return
+      case 'deleted':
+        hooks.forgetBans(m.c)
+        hooks.rooms.evict(m.c, new ChatError('CONVERSATION_DELETED'))
+        return
+      case 'bans':
+        hooks.forgetBans(m.c)
+        return
+      case 'close':
+        if (m.code in ERRORS) hooks.rooms.peek(m.c)?.closeUser(m.u, new ChatError(m.code as ErrorCode), m.role)
+    }
+  }
+}

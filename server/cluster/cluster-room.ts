@@ -1,0 +1,218 @@
+/**
+ * A room whose conversation other nodes write too (cluster mode, docs/cluster.md). Chosen at
+ * startup instead of `Room` (RoomManager's `loadRoom`); the single-node write path never runs
+ * this code.
+ *
+ * What changes against `Room`:
+ * - Peer updates are not judged when they arrive: they wait, raw, for the flush. The flush takes
+ *   the conversation's lock in PostgreSQL (`ExclusiveLog.appendExclusive`), applies what other
+ *   nodes committed since this copy (origin REMOTE_ORIGIN), reads the owners of the client ids
+ *   the waiting updates write with, judges each update against that caught-up document, and
+ *   inserts the result, all in one transaction. So every update is judged against every update
+ *   committed before it, whichever node committed it, and lag never causes a refusal. Refused
+ *   updates close their connections once the transaction is over.
+ * - Entries other nodes commit reach this room by the bus (fast path: the bytes of the next
+ *   entry) or by a read of the store (a gap, a lost message, the periodic catch-up): they are
+ *   applied with REMOTE_ORIGIN, forwarded to the local peers, never stored again, and their
+ *   events are not reported again (the node that committed them did).
+ * - Messages move to the archive only inside the lock.
+ * Server writes (REST) apply at once, as on one node, and are committed by the next flush.
+ */
+import * as Y from 'yjs'
+import { ChatError, isChatError } from '../../shared/errors.ts'
+import { encodeSyncUpdate } from '../../shared/protocol.ts'
+import { Room, type AcceptOptions, type Batch, type RoomConnection, type RoomDeps } from '../rooms/room.ts'
+import type { StalePeer } from '../rooms/stale-peer.ts'
+import type { ExclusiveLog, StoredDoc } from '../storage/port.ts'
+
+/** Origin of the transactions that apply what other nodes committed. */
+export const REMOTE_ORIGIN = '#remote'
+
+export interface ClusterRoomLink {
+  /** The store's locked append. */
+  log: ExclusiveLog
+  /** Tells the other nodes that this room committed entry `seq` (holding `update`). */
+  announce: (conv: string, seq: number, update: Uint8Array) => void
+}
+
+interface RawUpdate { conn: RoomConnection, update: Uint8Array, opts: AcceptOptions }
+
+/** The Yjs client ids that write structs in `update` (malformed bytes: none; the judge refuses them). */
+const writersOf = (update: Uint8Array): number[] => {
+  try {
+    return [...Y.parseUpdateMeta(update).from.keys()]
+  } catch {
+    return []
+  }
+}
+
+export class ClusterRoom extends Room {
+  private readonly link: ClusterRoomLink
+  /** Peer updates waiting to be judged inside the lock. */
+  private raw: RawUpdate[] = []
+  private wantCatchUp = false
+  /** What other nodes committed, applied here and not yet forwarded to the local peers. */
+  private remoteOut: Uint8Array[] = []
+  /** True inside the locked part of a flush. */
+  private locked = false
+
+  private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps, link: ClusterRoomLink) {
+    super(id, doc, owners, lastSeq, logCount, deps)
+    this.link = link
+  }
+
+  static async loadClustered (id: string, deps: RoomDeps, link: ClusterRoomLink): Promise<ClusterRoom> {
+    const { doc, owners, stored } = await ClusterRoom.read(id, deps)
+    return new ClusterRoom(id, doc, owners, stored.lastSeq, stored.updates.length, deps, link)
+  }
+
+  /** Another node committed entry `seq` (`update`: its bytes, when the bus carried them). */
+  remoteCommitted (seq: number, update: Uint8Array | null): void {
+    if (this.closed || seq <= this.durableSeq) return
+    if (update !== null && seq === this.durableSeq + 1 && this.flushing === null && !this.stalled) {
+      this.applyRemote({ snapshot: null, snapshotSeq: 0, updates: [update], lastSeq: seq })
+      this.forwardRemote()
+      return
+    }
+    this.requestCatchUp()
+  }
+
+  /** Reads what the store holds past this copy (a gap, a lost bus message, the periodic check). */
+  requestCatchUp (): void {
+    if (this.closed) return
+    this.wantCatchUp = true
+    this.scheduleFlush()
+  }
+
+  override caughtUp (): Promise<void> {
+    this.requestCatchUp()
+    return this.settled()
+  }
+
+  protected override onDocUpdate (update: Uint8Array, origin: unknown): void {
+    if (origin !== REMOTE_ORIGIN) {
+      super.onDocUpdate(update, origin)
+      return
+    }
+    // Committed elsewhere: forwarded, never stored again; its events were reported by its node.
+    this.remoteOut.push(update)
+    this.txEvents = []
+    this.txByServer = false
+  }
+
+  protected override hasWork (): boolean {
+    return super.hasWork() || this.raw.length > 0 || this.wantCatchUp
+  }
+
+  protected override async acceptUpdate (conn: RoomConnection, update: Uint8Array, opts: AcceptOptions): Promise<void> {
+    this.raw.push({ conn, update, opts })
+    this.scheduleFlush()
+  }
+
+  protected override maybeArchive (): void {
+    if (this.locked) super.maybeArchive()
+  }
+
+  protected override committed (seq: number, update: Uint8Array): void {
+    this.link.announce(this.id, seq, update)
+  }
+
+  protected override async flushOnce (): Promise<Batch | null> {
+    this.wantCatchUp = false
+    if (this.raw.length === 0 && !super.hasWork()) {
+      await this.catchUpUnlocked()
+      return null
+    }
+    const raw = this.raw
+    this.raw = []
+    const refusals: Array<[RoomConnection, ChatError]> = []
+    const stale: Array<[RoomConnection, StalePeer]> = []
+    let batch: Batch | null = null
+    const endTimer = this.deps.metrics.storageWriteSeconds.startTimer()
+    let seq: number
+    try {
+      seq = await this.link.log.appendExclusive(this.id, this.durableSeq, async caught => {
+        this.locked = true
+        try {
+          this.applyRemote(caught.stored)
+          const writers = [...new Set(raw.flatMap(r => writersOf(r.update)))].filter(id => !this.clientOwners.has(id))
+          for (const [id, owner] of await caught.ownersOf(writers)) this.clientOwners.set(id, owner)
+          const refused = new Set<RoomConnection>()
+          for (const r of raw) {
+            if (this.closed) break
+            // Gone meanwhile, or refused already: as on one node, nothing after a refusal is taken.
+            if (!this.conns.has(r.conn) || refused.has(r.conn)) continue
+            try {
+              await this.judgeAndApply(r.conn, r.update, r.opts, caught.archivePosOf, async peer => { stale.push([r.conn, peer]) })
+            } catch (e) {
+              refused.add(r.conn)
+              refusals.push([r.conn, isChatError(e) ? e : new ChatError('INTERNAL')])
+            }
+          }
+          this.maybeArchive()
+          batch = this.takeBatch()
+          return { update: batch.merged, with_: batch.with_ }
+        } finally {
+          this.locked = false
+        }
+      })
+    } catch (e) {
+      this.forwardRemote()
+      if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
+      if (batch !== null) {
+        this.stall(batch)
+      } else {
+        // Refused before anything was judged: nothing was applied; the writers retry later.
+        this.stalled = true
+        const refusal = this.storageRefusal()
+        for (const r of raw) r.conn.close(refusal)
+      }
+      for (const [conn, error] of refusals) conn.close(error)
+      return null
+    }
+    endTimer()
+    this.forwardRemote()
+    for (const [conn, error] of refusals) conn.close(error)
+    for (const [conn, peer] of stale) {
+      this.recover(conn, peer).catch(e => conn.close(isChatError(e) ? e : new ChatError('INTERNAL')))
+    }
+    const done = batch as Batch | null
+    if (done !== null && done.merged !== null) done.seq = seq
+    return done
+  }
+
+  /** Applies and forwards what the store holds past this copy, without the lock (nothing to write). */
+  private async catchUpUnlocked (): Promise<void> {
+    let stored: StoredDoc
+    try {
+      stored = await this.deps.store.loadDocAfter(this.id, this.durableSeq)
+    } catch (err) {
+      // Storage trouble is the storage guard's business; the next check retries.
+      this.deps.logger.debug({ err, conversation: this.id }, 'catch-up read failed')
+      return
+    }
+    this.applyRemote(stored)
+    this.forwardRemote()
+  }
+
+  /** Applies entries other nodes committed, in one transaction, and moves this copy's head past them. */
+  private applyRemote (stored: StoredDoc): void {
+    if (stored.lastSeq <= this.durableSeq) return
+    if (stored.snapshot !== null || stored.updates.length > 0) {
+      Y.transact(this.doc, () => {
+        if (stored.snapshot !== null) Y.applyUpdate(this.doc, stored.snapshot)
+        for (const u of stored.updates) Y.applyUpdate(this.doc, u)
+      }, REMOTE_ORIGIN)
+    }
+    this.lastSeq = stored.lastSeq
+  }
+
+  /** Sends what other nodes committed to every local peer (it is durable: it came from the store or after its commit). */
+  private forwardRemote (): void {
+    if (this.remoteOut.length === 0) return
+    const update = this.remoteOut.length === 1 ? this.remoteOut[0] : Y.mergeUpdates(this.remoteOut)
+    this.remoteOut = []
+    const frame = encodeSyncUpdate(update)
+    for (const conn of this.connections()) conn.send(frame)
+  }
+}
