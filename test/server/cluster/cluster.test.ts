@@ -15,6 +15,7 @@ import { runServer } from '../../helpers/process.ts'
 import { assertNothingLost, killMidBurst } from '../../helpers/burst.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 import { changesOf, connectRawPeer } from '../../helpers/crafted.ts'
+import { UNLIMITED_RATE } from '../../helpers/server.ts'
 
 const C = suite<{ cluster?: TestCluster }>('cluster mode')
 C.after.each(async ctx => {
@@ -65,6 +66,15 @@ C('3 nodes with concurrent writers converge to the same messages in the same ord
   const cluster = ctx.cluster = await startCluster(3)
   const users = ['u0', 'u1', 'u2']
   assert.is((await cluster.api(cluster.nodes[0], 'PUT', '/v1/conversations/busy', { participants: users })).status, 201)
+  // Writers as fast as they go: the message rate limit (tested in abuse.test.ts) is lifted on every node.
+  assert.is((await cluster.api(cluster.nodes[0], 'PATCH', '/v1/settings', UNLIMITED_RATE)).status, 200)
+  for (const node of cluster.nodes) {
+    const deadline = Date.now() + 5000
+    while ((await cluster.api(node, 'GET', '/v1/settings')).body.messageRate.burst !== UNLIMITED_RATE.messageRate.burst) {
+      assert.ok(Date.now() < deadline, 'settings reached every node')
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
   const peers = await Promise.all(users.map(async (u, i) => connectPeer(cluster.nodes[i].wsUrl, 'busy', await cluster.token(u))))
   await Promise.all(peers.map(p => p.synced))
   const PER = 60
