@@ -19,6 +19,7 @@ import { ChatError } from '../../shared/errors.ts'
 import type { Authenticator } from '../auth.ts'
 import { buildEmbedExample, buildWebAssets, type ExampleAssets, type WebAssets } from './bundle.ts'
 import { pagePolicy, styleHashSource } from './security-headers.ts'
+import { decodeJwt } from 'jose'
 
 export interface WebDeps {
   auth: Authenticator
@@ -92,6 +93,7 @@ export const registerWebRoutes = (http: FastifyInstance, deps: WebDeps): void =>
     const userId = toUserId(typeof body === 'object' && body !== null ? (body as { userId?: unknown }).userId : undefined)
     const token = await deps.auth.signUserToken(userId, DEMO_TOKEN_TTL_S)
     deps.logger.info({ user: userId }, 'demo token issued')
-    return { token, expiresAt: Date.now() + DEMO_TOKEN_TTL_S * 1000 }
+    // The token's own `exp` (whole seconds), so the answer and the token never disagree.
+    return { token, expiresAt: (decodeJwt(token).exp ?? 0) * 1000 }
   })
 }

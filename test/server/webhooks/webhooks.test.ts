@@ -102,24 +102,28 @@ Hooks('a record that keeps failing moves to the dead letters after maxAttempts',
   await ctx.s.api('PUT', '/v1/users/alice', { name: 'Alice' })
   await waitFor(() => ctx.s.server.eventServices.outbox.pending === 0, 5000, 'given up')
   assert.is(ctx.hook.received.length, 3)
-  const dead: unknown[] = []
-  for await (const [k, v] of ctx.s.store.section('outbox').entries({ gte: 'v1!dead!', lt: 'v1!dead!\xff' })) dead.push([k, v])
-  assert.is(dead.length, 1)
+  // The dead letter is written once the record left the queue: look until it is there.
+  const deadLetters = async (): Promise<number> => {
+    let n = 0
+    for await (const _ of ctx.s.store.section('outbox').entries({ gte: 'v1!dead!', lt: 'v1!dead!\xff' })) n++
+    return n
+  }
+  for (let i = 0; i < 100 && await deadLetters() === 0; i++) await new Promise(resolve => setTimeout(resolve, 20))
+  assert.is(await deadLetters(), 1)
 })
 
 Hooks('a slow receiver never slows message delivery between peers', async ctx => {
   await setup(ctx, { concurrency: 2, attemptTimeoutMs: 20_000 })
-  ctx.hook.delayMs = 3000
+  // Each webhook post hangs far longer than a message may take to be delivered (2 s below).
+  ctx.hook.delayMs = 10_000
   await ctx.s.api('PUT', '/v1/conversations/c1', { participants: ['alice', 'bob'] })
   const a = connectPeer(ctx.s.wsUrl, 'c1', await ctx.s.token('alice'))
   const b = connectPeer(ctx.s.wsUrl, 'c1', await ctx.s.token('bob'))
   ctx.peers.push(a, b)
   await Promise.all([a.synced, b.synced])
   for (let i = 0; i < 20; i++) {
-    const start = Date.now()
     sendMessage(a.doc, 'alice', `msg ${i}`)
     await waitFor(() => messagesOf(b.doc).length === i + 1, 2000, `message ${i}`)
-    assert.ok(Date.now() - start < 500, `message ${i} took ${Date.now() - start} ms`)
   }
   assert.ok(ctx.s.server.eventServices.outbox.pending >= 18, 'the webhooks are still queued')
   ctx.hook.delayMs = 0
