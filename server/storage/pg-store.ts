@@ -245,26 +245,7 @@ export class PgStore implements DocStore, ExclusiveLog {
 
   async loadDoc (conv: string): Promise<StoredDoc> {
     // One statement: one consistent view, even while another node compacts.
-    const rows = await this.read(async sql => await sql`
-      SELECT 0 AS kind, seq, bytes FROM doc_snapshots WHERE conv = ${conv}
-      UNION ALL
-      SELECT 1 AS kind, seq, bytes FROM doc_log
-        WHERE conv = ${conv} AND seq > COALESCE((SELECT seq FROM doc_snapshots WHERE conv = ${conv}), 0)
-      ORDER BY kind, seq`)
-    let snapshot: Uint8Array | null = null
-    let snapshotSeq = 0
-    const updates: Uint8Array[] = []
-    let lastSeq = 0
-    for (const r of rows) {
-      if (r.kind === 0) {
-        snapshot = bytesOf(r.bytes as Buffer)
-        snapshotSeq = r.seq as number
-      } else {
-        updates.push(bytesOf(r.bytes as Buffer))
-      }
-      lastSeq = r.seq as number
-    }
-    return { snapshot, snapshotSeq, updates, lastSeq }
+    return await this.read(async sql => await readAfter(sql, conv, 0))
   }
 
   async appendUpdates (conv: string, firstSeq: number, updates: readonly Uint8Array[], with_: AppendWith = {}): Promise<void> {
