@@ -26,8 +26,9 @@ import { api, startParley, type ServerUnderTest } from './lib/servers.ts'
 import { Samples } from './lib/stats.ts'
 import { connectStockPeer, type StockPeer } from './lib/stock-peer.ts'
 import { fmt, markdownTable, mib } from './lib/table.ts'
-import { epochNow, paced, runBounded, sleep, waitUntil } from './lib/timing.ts'
+import { paced, runBounded, sleep, waitUntil } from './lib/timing.ts'
 import { signUserToken } from './lib/tokens.ts'
+import { markerText, readMarkers } from './lib/markers.ts'
 import { EMPTY_DOC_STEP1 } from './lib/wire.ts'
 import { DEFAULT_SETTINGS } from '../shared/settings.ts'
 
@@ -57,7 +58,6 @@ for (const [k, v] of Object.entries(opts)) if (!Number.isInteger(v) || v < 0 || 
 const ROOM = 'bench-abuse'
 const WRITER = 'writer'
 const SUPERVISOR = 'supervisor'
-const MARKER = /#bm(\d+)@(\d+(?:\.\d+)?)#/g
 const JOIN_CAP_MS = 120_000
 const DRAIN_CAP_MS = 15_000
 
@@ -170,17 +170,10 @@ const runOnce = async (abusive: boolean): Promise<RunResult> => {
         echo: true,
         watchUser: WRITER,
         onSync: (_client, frame, receivedAt) => {
-          if (frame.indexOf('#bm') < 0) return
-          const at = performance.timeOrigin + receivedAt
-          const text = frame.toString('latin1')
-          MARKER.lastIndex = 0
-          for (let m = MARKER.exec(text); m !== null; m = MARKER.exec(text)) {
-            const seq = Number(m[1])
-            if (seq >= got.length || got[seq] === 1) continue
-            got[seq] = 1
+          readMarkers(frame, performance.timeOrigin + receivedAt, got, latency => {
             counts[i]++
-            latencies.push(at - Number(m[2]))
-          }
+            latencies.push(latency)
+          })
         }
       }))
     }
@@ -204,7 +197,7 @@ const runOnce = async (abusive: boolean): Promise<RunResult> => {
     log(`  ${opts.messages} messages at ${opts.rate}/s`)
     const messages = writer.doc.getArray<Record<string, unknown>>('messages')
     await paced(opts.messages, opts.rate, i => {
-      messages.push([{ id: `bm-${i}`, senderId: WRITER, text: `#bm${i}@${epochNow().toFixed(3)}#`, createdAt: Date.now(), type: 'UserMessage' }])
+      messages.push([{ id: `bm-${i}`, senderId: WRITER, text: markerText(i), createdAt: Date.now(), type: 'UserMessage' }])
     })
     await waitUntil(() => latencies.length >= opts.guests * opts.messages, DRAIN_CAP_MS, 50)
     result.rssAfterMessages = readProc(server.pid).rssBytes

@@ -30,8 +30,9 @@ import { api, startServer, type ServerKind, type ServerUnderTest } from './lib/s
 import { Samples, summarize } from './lib/stats.ts'
 import { connectStockPeer, stateUserName, type StockPeer } from './lib/stock-peer.ts'
 import { fmt, markdownTable, mib } from './lib/table.ts'
-import { epochNow, paced, runBounded, sleep, waitUntil } from './lib/timing.ts'
+import { paced, runBounded, sleep, waitUntil } from './lib/timing.ts'
 import { signUserToken } from './lib/tokens.ts'
+import { markerText, readMarkers } from './lib/markers.ts'
 
 interface Options {
   guests: number[]
@@ -131,7 +132,6 @@ interface RunResult {
 const ROOM = 'bench-guests'
 const WRITER = 'writer'
 const SUPERVISOR = 'supervisor'
-const MARKER = /#bm(\d+)@(\d+(?:\.\d+)?)#/g
 const RENEWAL_MS = 15_000
 const SETTLE_CAP_MS = 10_000
 const IDLE_MS = 5_000
@@ -199,17 +199,10 @@ const measure = async (server: ServerUnderTest, n: number, opts: Options, guests
       echo: opts.echo,
       watchUser: WRITER,
       onSync: (_client, frame, receivedAt) => {
-        if (frame.indexOf('#bm') < 0) return
-        const at = performance.timeOrigin + receivedAt
-        const text = frame.toString('latin1')
-        MARKER.lastIndex = 0
-        for (let m = MARKER.exec(text); m !== null; m = MARKER.exec(text)) {
-          const seq = Number(m[1])
-          if (seq >= got.length || got[seq] === 1) continue
-          got[seq] = 1
+        readMarkers(frame, performance.timeOrigin + receivedAt, got, latency => {
           counts[i]++
-          latencies.push(at - Number(m[2]))
-        }
+          latencies.push(latency)
+        })
       }
     }))
   }
@@ -248,7 +241,7 @@ const measure = async (server: ServerUnderTest, n: number, opts: Options, guests
   const msgStart = performance.now()
   const messages = writer.doc.getArray<Record<string, unknown>>('messages')
   await paced(opts.messages, opts.rate, i => {
-    messages.push([{ id: `bm-${i}`, senderId: WRITER, text: `#bm${i}@${epochNow().toFixed(3)}#`, createdAt: Date.now(), type: 'UserMessage' }])
+    messages.push([{ id: `bm-${i}`, senderId: WRITER, text: markerText(i), createdAt: Date.now(), type: 'UserMessage' }])
   })
   const total = n * opts.messages
   const drainMs = await waitUntil(() => latencies.length >= total, opts.drainCapMs, 20)
