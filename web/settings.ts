@@ -28,7 +28,9 @@ export const openSettings = (session: Session, view: ConversationView, people: P
   const say = (text: string, bad = false): void => { status.textContent = text; status.classList.toggle('bad', bad) }
   const run = (what: string, p: Promise<unknown>): void => {
     say(`${what}…`)
-    p.then(() => { say(`${what}: done.`); void load() }, e => say(describeError(e), true))
+    // "done" is said once the dialog shows the new state: the reload replaces every form, so
+    // saying it earlier would let someone type into a form that is about to be replaced.
+    p.then(async () => { await load(); say(`${what}: done.`) }, e => say(describeError(e), true))
   }
 
   const load = async (): Promise<void> => {
