@@ -22,6 +22,8 @@ export interface ProcessOptions {
   postgres: string | undefined
   /** Redis URL: run as one node of a cluster sharing the PostgreSQL database (docs/cluster.md). */
   redis: string | undefined
+  /** Cluster mode: how long a node's presence outlives its last renewal (PARLEY_PRESENCE_TTL_MS). */
+  presenceTtlMs: number
   help: boolean
 }
 
@@ -52,6 +54,8 @@ Environment only:
   PARLEY_LOG_FORMAT  json|pretty (default: pretty when stdout is a terminal, else json)
   PARLEY_RESERVE_MB  disk kept in reserve in DIR, given up so that storage opens on a full
                      disk (default 8)
+  PARLEY_PRESENCE_TTL_MS  cluster mode: how long after a node stops renewing its presence (it
+                     died) the other nodes forget it, in ms, 1000 to 30000 (default 10000)
 `
 
 export const parseProcessOptions = (argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ProcessOptions => {
@@ -108,5 +112,10 @@ export const parseProcessOptions = (argv: readonly string[], env: Readonly<Recor
   }
   const reserveText = env.PARLEY_RESERVE_MB ?? '8'
   if (!/^\d{1,4}$/.test(reserveText)) throw new ConfigError(`PARLEY_RESERVE_MB must be a whole number of MiB, got ${JSON.stringify(reserveText)}`)
-  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', reserveBytes: Number(reserveText) * 1024 * 1024, postgres, redis, help: values.help ?? false }
+  const ttlText = env.PARLEY_PRESENCE_TTL_MS ?? '10000'
+  const presenceTtlMs = Number(ttlText)
+  if (!/^\d{4,5}$/.test(ttlText) || presenceTtlMs < 1000 || presenceTtlMs > 30_000) {
+    throw new ConfigError(`PARLEY_PRESENCE_TTL_MS must be a whole number of ms from 1000 to 30000, got ${JSON.stringify(ttlText)}`)
+  }
+  return { host, port: Number(portText), data, secret, demo, smtp, fsync: fsync === 'on', reserveBytes: Number(reserveText) * 1024 * 1024, postgres, redis, presenceTtlMs, help: values.help ?? false }
 }

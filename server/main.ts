@@ -24,9 +24,6 @@ import { randomUUID } from 'node:crypto'
 const isLoopback = (host: string): boolean =>
   host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
 
-/** A node that stops renewing its guests (it died) loses them everywhere after this long. */
-const PRESENCE_TTL_MS = 10_000
-
 /** A Redis URL without its password, for messages. */
 const redactRedis = (url: string): string => {
   try {
@@ -83,7 +80,7 @@ const main = async (): Promise<void> => {
           prefix: `parley:${clusterId}:`,
           onError: err => logger.debug({ err: err.message }, 'redis connection error')
         })
-        board = new RedisPresenceBoard(options.redis, `parley:${clusterId}:`, PRESENCE_TTL_MS)
+        board = new RedisPresenceBoard(options.redis, `parley:${clusterId}:`, options.presenceTtlMs)
         cluster = { bus, log: pg, board }
       } catch (e) {
         await pg.close().catch(() => {})

@@ -19,15 +19,16 @@ import type { ExclusiveLog } from '../storage/port.ts'
 import { ClusterRoom } from './cluster-room.ts'
 import type { NodePeers } from './peers.ts'
 import type { PresenceBoard } from '../bus/presence-board.ts'
+import { ClusterPresence } from '../presence/cluster-presence.ts'
 
 export interface ClusterOptions {
   bus: Bus
   log: ExclusiveLog
   /** How often every loaded room reads what others committed, whatever the bus said (ms). */
   catchUpMs?: number
-  /** Where the nodes pool their guests (cluster-wide guestCount, maxGuests, presence endpoint). */
+  /** Where the nodes pool their presence (server/presence/cluster-presence.ts). Absent: presence stays per node. */
   board?: PresenceBoard
-  /** How often this node publishes its guests and reads the others' (ms, default 250). */
+  /** How often this node shares its presence changes (ms, default 250). */
   presenceMs?: number
 }
 
@@ -39,6 +40,8 @@ export interface ClusterHooks {
   rooms: RoomManager
   reloadSettings: () => Promise<void>
   forgetBans: (conv: string) => void
+  /** The `maxGuests` setting now. */
+  maxGuests: () => number
 }
 
 type Control =
@@ -59,8 +62,7 @@ export class ClusterNode implements NodePeers {
   private timer: unknown = null
   private readonly board: PresenceBoard | null
   private readonly presenceMs: number
-  private presenceTimer: unknown = null
-  private exchanging = false
+  private presence: ClusterPresence | null = null
 
   constructor (opts: ClusterOptions, logger: Logger, timers: Timers) {
     this.bus = opts.bus
@@ -73,14 +75,18 @@ export class ClusterNode implements NodePeers {
   }
 
   /** RoomManager's loader in cluster mode. */
-  readonly loadRoom = async (id: string, deps: RoomDeps): Promise<Room> =>
-    await ClusterRoom.loadClustered(id, deps, {
+  readonly loadRoom = async (id: string, deps: RoomDeps): Promise<Room> => {
+    const room = await ClusterRoom.loadClustered(id, deps, {
       log: this.log,
       announce: (conv, seq, update) => {
         const u = update.byteLength <= MAX_INLINE_BYTES ? Buffer.from(update.buffer, update.byteOffset, update.byteLength).toString('base64') : undefined
         this.bus.publish('commit', JSON.stringify({ c: conv, s: seq, u }))
       }
     })
+    // The other nodes' presence, before the first peer joins (it sees it, maxGuests counts it).
+    await this.presence?.attach(room)
+    return room
+  }
 
   start (hooks: ClusterHooks): void {
     this.hooks = hooks
@@ -88,31 +94,28 @@ export class ClusterNode implements NodePeers {
     this.offs.push(this.bus.subscribe('control', m => { this.onControl(m) }))
     this.bus.onGap(() => { this.catchUpAll() })
     this.timer = this.timers.setInterval(() => { this.catchUpAll() }, this.catchUpMs)
-    if (this.board !== null) this.presenceTimer = this.timers.setInterval(() => { void this.exchangePresence() }, this.presenceMs)
-  }
-
-  /** One presence tick: publish this node's guests per loaded conversation, take the others'. */
-  private async exchangePresence (): Promise<void> {
-    const board = this.board
-    const rooms = this.hooks?.rooms
-    if (board === null || rooms === undefined || this.exchanging) return
-    this.exchanging = true
-    try {
-      const loaded = rooms.loaded()
-      const others = await board.exchange(this.id, new Map(loaded.map(room => [room.id, room.presence.localGuests()])))
-      for (const room of loaded) if (!room.closed) room.presence.setRemoteGuests(others.get(room.id) ?? new Set())
-    } catch (err) {
-      this.logger.debug({ err }, 'presence exchange failed')
-    } finally {
-      this.exchanging = false
+    if (this.board !== null) {
+      this.presence = new ClusterPresence({
+        node: this.id,
+        bus: this.bus,
+        board: this.board,
+        timers: this.timers,
+        logger: this.logger,
+        rooms: () => hooks.rooms.loaded(),
+        room: conv => hooks.rooms.peek(conv),
+        maxGuests: hooks.maxGuests,
+        wallNow: Date.now,
+        tickMs: this.presenceMs
+      })
+      this.presence.start()
     }
   }
 
   stop (): void {
     if (this.timer !== null) this.timers.clearInterval(this.timer)
-    if (this.presenceTimer !== null) this.timers.clearInterval(this.presenceTimer)
+    this.presence?.stop()
+    this.presence = null
     this.timer = null
-    this.presenceTimer = null
     for (const off of this.offs.splice(0)) off()
   }
 

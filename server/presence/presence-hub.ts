@@ -56,10 +56,10 @@ import {
   DEFAULT_BATCH_MS, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_STATES_PER_CONNECTION, DEFAULT_MAX_STATE_BYTES,
   DEFAULT_MAX_GUEST_STATES_SHOWN, DEFAULT_MAX_STATES_PER_USER,
   DEFAULT_RENEWAL_MS, DEFAULT_SUMMARY_MS, DEFAULT_TOMBSTONE_MS, MAX_LISTED_GUESTS,
-  type PresenceOptions, type PresencePeer, type PresenceSummary, type Timers
+  type PresenceChange, type PresenceOptions, type PresencePeer, type PresenceSummary, type SharedState, type SharedUser, type Timers
 } from './types.ts'
 
-export type { PresencePeer, Timers, PresenceOptions, PresenceSummary } from './types.ts'
+export type { PresencePeer, Timers, PresenceOptions, PresenceSummary, PresenceChange, SharedState, SharedUser } from './types.ts'
 export {
   DEFAULT_BATCH_MS, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_STATES_PER_CONNECTION, DEFAULT_MAX_STATE_BYTES,
   DEFAULT_MAX_GUEST_STATES_SHOWN, DEFAULT_MAX_STATES_PER_USER,
@@ -69,6 +69,34 @@ export {
 interface Conn {
   readonly peer: PresencePeer
   readonly ids: Set<number>
+  /**
+   * null for a connection to this node. In cluster mode, the states another node shares are
+   * held by stand-ins (one per node, user and role): never joined, never sent to, and no local
+   * connection may touch their ids unless it takes one over as a reconnect would.
+   */
+  readonly node: string | null
+}
+
+/** What this node holds of one other node's presence in the conversation (cluster mode). */
+interface RemoteView {
+  /** Every state that node shares, also those a local connection shadows (reinstated when it goes). */
+  readonly states: Map<number, SharedState>
+  readonly users: Map<string, SharedUser>
+  /** The stand-ins holding its states, by `role + '\n' + userId`. */
+  readonly owners: Map<string, Conn>
+}
+
+/** What a node tracks to share its local changes (cluster mode only). */
+interface Sharing {
+  readonly wallNow: () => number
+  /** Local client ids set, renewed or removed since the last `takeShared`. */
+  readonly ids: Set<number>
+  /** Users whose record (`SharedUser`) may have changed since then. */
+  readonly users: Set<string>
+  /** The record last shared per user, encoded, so an unchanged one is not sent again. */
+  readonly sent: Map<string, string>
+  /** Wall-clock ms at which each local guest user joined. */
+  readonly guestSince: Map<string, number>
 }
 
 /** A live state. `outClock` = `peerClock + offset`. */
@@ -95,6 +123,9 @@ interface Tombstone {
 }
 
 const outClock = (s: LiveState): number => s.peerClock + s.offset
+
+/** A user record as text, to tell whether it changed since it was last shared. */
+const userKey = (u: SharedUser): string => `${u.participant ? 1 : 0}${u.guest ? 1 : 0}${u.viewing ? 1 : 0}:${u.guestSince}`
 
 const increment = (counts: Map<string, number>, key: string): void => {
   counts.set(key, (counts.get(key) ?? 0) + 1)
@@ -140,8 +171,16 @@ export class PresenceHub {
   /** Guest client ids whose states participants receive, and the others, oldest first. */
   readonly #shownGuests = new Set<number>()
   readonly #hiddenGuests = new Set<number>()
-  /** Guest users connected to the other nodes of a cluster (empty on one node). */
-  #remoteGuests: ReadonlySet<string> = new Set()
+  /** Cluster mode: the other nodes' presence, by node (empty on one node). */
+  readonly #remote = new Map<string, RemoteView>()
+  /** Per user, on how many other nodes it is a guest / a participant. */
+  readonly #remoteGuests = new Map<string, number>()
+  readonly #remoteParticipants = new Map<string, number>()
+  /** Users of `#remoteGuests` / `#remoteParticipants` with no such connection here. */
+  #remoteOnlyGuests = 0
+  #remoteOnlyParticipants = 0
+  /** Cluster mode: this node's changes waiting to be shared; null until `startSharing`. */
+  #sharing: Sharing | null = null
   /** Client ids changed since the last flush (live or tombstoned). */
   readonly #dirty = new Set<number>()
   /** Client ids whose state says `typing: true`. */
@@ -184,8 +223,8 @@ export class PresenceHub {
    */
   join (peer: PresencePeer): void {
     if (this.#destroyed || this.#conns.has(peer.connId)) return
-    this.#conns.set(peer.connId, { peer, ids: new Set() })
-    increment(peer.role === 'participant' ? this.#participantUsers : this.#guestUsers, peer.userId)
+    this.#conns.set(peer.connId, { peer, ids: new Set(), node: null })
+    this.#countUser(peer, 1)
     this.#summaryChanged()
     if (this.#keepaliveTimer === null) {
       this.#keepaliveTimer = this.#timers.setInterval(() => this.#keepalive(), this.#keepaliveMs)
@@ -252,7 +291,7 @@ export class PresenceHub {
     const conn = this.#conns.get(peer.connId)
     if (conn === undefined) return
     this.#conns.delete(peer.connId)
-    decrement(peer.role === 'participant' ? this.#participantUsers : this.#guestUsers, peer.userId)
+    this.#countUser(peer, -1)
     for (const clientId of conn.ids) {
       const s = this.#states.get(clientId)
       if (s !== undefined) this.#bury(clientId, s, outClock(s) + 1, NO_CONN)
@@ -276,11 +315,13 @@ export class PresenceHub {
       if (guests.length >= MAX_LISTED_GUESTS) break
       guests.push(userId)
     }
-    for (const userId of this.#remoteGuests) {
+    for (const userId of this.#remoteGuests.keys()) {
       if (guests.length >= MAX_LISTED_GUESTS) break
       if (!this.#guestUsers.has(userId)) guests.push(userId)
     }
-    return { participants: Array.from(this.#participantUsers.keys()), guestCount: this.#guestCount(), guests }
+    const participants = Array.from(this.#participantUsers.keys())
+    for (const userId of this.#remoteParticipants.keys()) if (!this.#participantUsers.has(userId)) participants.push(userId)
+    return { participants, guestCount: this.#guestCount(), guests }
   }
 
   /**
@@ -300,10 +341,19 @@ export class PresenceHub {
       }
       out.set(conn.peer.userId, (out.get(conn.peer.userId) ?? false) || viewing)
     }
+    // Cluster mode: as each other node judged its own connections.
+    for (const userId of this.#remoteParticipants.keys()) {
+      let viewing = out.get(userId) ?? false
+      for (const view of this.#remote.values()) {
+        const u = view.users.get(userId)
+        if (u !== undefined && u.participant && u.viewing) viewing = true
+      }
+      out.set(userId, viewing)
+    }
     return out
   }
 
-  /** Users (participants and guests) with a state saying `typing: true` now. */
+  /** Users (participants and guests, on every node in cluster mode) with a state saying `typing: true` now. */
   typingUsers (): Set<string> {
     const out = new Set<string>()
     for (const s of this.#states.values()) {
@@ -317,22 +367,267 @@ export class PresenceHub {
     return this.#guestUsers.has(userId) || this.#remoteGuests.has(userId)
   }
 
-  /** Guest users with a connection joined to this node (what a cluster node tells the others). */
-  localGuests (): string[] {
-    return Array.from(this.#guestUsers.keys())
+  /** Distinct guest users, here and on the other nodes. */
+  #guestCount (): number {
+    return this.#guestUsers.size + this.#remoteOnlyGuests
   }
 
-  /** The guest users the other nodes of a cluster have joined now (cluster mode). */
-  setRemoteGuests (users: ReadonlySet<string>): void {
-    this.#remoteGuests = users
+  /** Counts a local connection of `peer.userId` in (1) or out (-1), keeping the cluster-wide counts right. */
+  #countUser (peer: PresencePeer, delta: 1 | -1): void {
+    const guest = peer.role === 'guest'
+    const local = guest ? this.#guestUsers : this.#participantUsers
+    const before = local.get(peer.userId) ?? 0
+    if (delta === 1) local.set(peer.userId, before + 1)
+    else if (before > 1) local.set(peer.userId, before - 1)
+    else local.delete(peer.userId)
+    const sharing = this.#sharing
+    if (sharing !== null) sharing.users.add(peer.userId)
+    if (delta === 1 ? before !== 0 : before !== 1) return
+    // The user's first or last local connection of this role.
+    if (guest) {
+      if (sharing !== null) {
+        if (delta === 1) sharing.guestSince.set(peer.userId, sharing.wallNow())
+        else sharing.guestSince.delete(peer.userId)
+      }
+      if (this.#remoteGuests.has(peer.userId)) this.#remoteOnlyGuests -= delta
+    } else if (this.#remoteParticipants.has(peer.userId)) {
+      this.#remoteOnlyParticipants -= delta
+    }
+  }
+
+  /** Counts one other node's record of `userId` as a guest (or participant) in (1) or out (-1). */
+  #countRemoteUser (userId: string, guest: boolean, delta: 1 | -1): void {
+    const remote = guest ? this.#remoteGuests : this.#remoteParticipants
+    const before = remote.get(userId) ?? 0
+    if (delta === 1) remote.set(userId, before + 1)
+    else if (before > 1) remote.set(userId, before - 1)
+    else remote.delete(userId)
+    if (delta === 1 ? before !== 0 : before !== 1) return
+    if (!(guest ? this.#guestUsers : this.#participantUsers).has(userId)) {
+      if (guest) this.#remoteOnlyGuests += delta
+      else this.#remoteOnlyParticipants += delta
+    }
+  }
+
+  // ---- Cluster mode (docs/cluster.md, "Presence"). On one node none of this runs. ----
+
+  /**
+   * Starts tracking this node's changes for `takeShared` (cluster mode). `wallNow`: wall-clock
+   * ms, comparable between nodes (it ranks guests for `maxGuests`).
+   */
+  startSharing (wallNow: () => number): void {
+    if (this.#sharing !== null) return
+    const guestSince = new Map<string, number>()
+    for (const userId of this.#guestUsers.keys()) guestSince.set(userId, wallNow())
+    this.#sharing = { wallNow, ids: new Set(), users: new Set(), sent: new Map(), guestSince }
+  }
+
+  /** Whether `startSharing` was called. */
+  get sharing (): boolean {
+    return this.#sharing !== null
+  }
+
+  /** Distinct users with a connection to this node (either role). */
+  localUserCount (): number {
+    return this.#participantUsers.size + this.#guestUsers.size
+  }
+
+  /** Forgets this node's changes not shared yet (it has no connection left: its record is withdrawn). */
+  discardShared (): void {
+    const sharing = this.#sharing
+    if (sharing === null) return
+    sharing.ids.clear()
+    sharing.users.clear()
+    sharing.sent.clear()
+  }
+
+  /**
+   * What changed in this node's own presence since the last call: states of its connections
+   * set, renewed or removed, users that joined, left or changed (null: nothing). With `full`,
+   * everything this node has instead (the other nodes replace what they held of it).
+   * Requires `startSharing`.
+   */
+  takeShared (full: boolean): PresenceChange | null {
+    const sharing = this.#sharing
+    if (sharing === null) throw new Error('takeShared before startSharing')
+    const states: SharedState[] = []
+    const removed: Array<{ clientId: number, clock: number }> = []
+    const users: SharedUser[] = []
+    const left: string[] = []
+    if (full) {
+      sharing.ids.clear()
+      sharing.users.clear()
+      sharing.sent.clear()
+      for (const [clientId, s] of this.#states) if (s.owner.node === null) states.push(this.#shared(clientId, s))
+      for (const u of this.#localUsers(null).values()) {
+        sharing.sent.set(u.userId, userKey(u))
+        users.push(u)
+      }
+      return { full, states, removed, users, left }
+    }
+    for (const clientId of sharing.ids) {
+      const s = this.#states.get(clientId)
+      if (s !== undefined && s.owner.node === null) states.push(this.#shared(clientId, s))
+      else removed.push({ clientId, clock: s !== undefined ? outClock(s) : this.#tombstones.get(clientId)?.outClock ?? 0 })
+    }
+    sharing.ids.clear()
+    if (sharing.users.size > 0) {
+      const now = this.#localUsers(sharing.users)
+      for (const userId of sharing.users) {
+        const u = now.get(userId)
+        if (u === undefined) {
+          if (sharing.sent.delete(userId)) left.push(userId)
+          continue
+        }
+        const key = userKey(u)
+        if (sharing.sent.get(userId) === key) continue
+        sharing.sent.set(userId, key)
+        users.push(u)
+      }
+      sharing.users.clear()
+    }
+    if (states.length + removed.length + users.length + left.length === 0) return null
+    return { full, states, removed, users, left }
+  }
+
+  #shared (clientId: number, s: LiveState): SharedState {
+    return { clientId, clock: outClock(s), json: s.json, userId: s.owner.peer.userId, role: s.role }
+  }
+
+  /** The records of the local users in `only` (all when null), from one pass over the connections. */
+  #localUsers (only: ReadonlySet<string> | null): Map<string, SharedUser> {
+    const since = this.#sharing?.guestSince
+    const acc = new Map<string, { participant: boolean, guest: boolean, viewing: boolean }>()
+    for (const conn of this.#conns.values()) {
+      const userId = conn.peer.userId
+      if (only !== null && !only.has(userId)) continue
+      let a = acc.get(userId)
+      if (a === undefined) acc.set(userId, a = { participant: false, guest: false, viewing: false })
+      if (conn.peer.role === 'guest') {
+        a.guest = true
+        continue
+      }
+      a.participant = true
+      if (a.viewing) continue
+      if (conn.ids.size === 0) a.viewing = true
+      for (const clientId of conn.ids) {
+        const s = this.#states.get(clientId)
+        if (s === undefined || stateFlag(s.json, 'viewing') !== false) a.viewing = true
+      }
+    }
+    const out = new Map<string, SharedUser>()
+    for (const [userId, a] of acc) out.set(userId, { userId, ...a, guestSince: a.guest ? since?.get(userId) ?? 0 : 0 })
+    return out
+  }
+
+  /**
+   * Applies what node `node` shared (cluster mode): its states are shown to the local peers as
+   * any other peer's (participants' to everyone, guests' to participants), its users counted.
+   * A `full` change replaces everything held of that node. A state whose client id a local
+   * connection holds is kept aside and shown when that connection lets it go: a connection to
+   * this node wins here, as the other node's wins there.
+   */
+  applyRemote (node: string, change: PresenceChange): void {
+    if (this.#destroyed) return
+    let view = this.#remote.get(node)
+    if (view === undefined) this.#remote.set(node, view = { states: new Map(), users: new Map(), owners: new Map() })
+    if (change.full) {
+      const keepStates = new Set(change.states.map(s => s.clientId))
+      const keepUsers = new Set(change.users.map(u => u.userId))
+      for (const [clientId, s] of view.states) if (!keepStates.has(clientId)) this.#removeRemoteState(node, view, clientId, s.clock + 1)
+      for (const userId of view.users.keys()) if (!keepUsers.has(userId)) this.#setRemoteUser(view, userId, undefined)
+    }
+    for (const u of change.users) this.#setRemoteUser(view, u.userId, u)
+    for (const userId of change.left) this.#setRemoteUser(view, userId, undefined)
+    for (const s of change.states) this.#setRemoteState(node, view, s)
+    for (const r of change.removed) this.#removeRemoteState(node, view, r.clientId, r.clock)
+    if (view.states.size === 0 && view.users.size === 0) this.#remote.delete(node)
     this.#summaryChanged()
   }
 
-  /** Distinct guest users, here and on the other nodes. */
-  #guestCount (): number {
-    let n = this.#guestUsers.size
-    for (const userId of this.#remoteGuests) if (!this.#guestUsers.has(userId)) n++
-    return n
+  /** Forgets everything node `node` shared (it withdrew, stopped or died): its states are removed here. */
+  dropRemote (node: string): void {
+    if (!this.#remote.has(node)) return
+    this.applyRemote(node, { full: true, states: [], removed: [], users: [], left: [] })
+  }
+
+  /** The other nodes this hub holds presence of. */
+  remoteNodes (): string[] {
+    return Array.from(this.#remote.keys())
+  }
+
+  /**
+   * Cluster mode, `maxGuests`: two nodes may each admit a guest in the same instant, each
+   * before hearing of the other's. Ranks every guest user of the cluster by the wall-clock time
+   * it joined (ties by user id; every node computes the same ranking from the same records) and
+   * returns the local guest users ranked at `max` or beyond that joined at `recentSince` or
+   * later: those the caller closes with GUEST_LIMIT. Guests connected for longer stay (as on
+   * one node, lowering `maxGuests` closes nobody).
+   */
+  guestsOverLimit (max: number, recentSince: number): string[] {
+    const sharing = this.#sharing
+    if (sharing === null || this.#guestCount() <= max) return []
+    const since = new Map(sharing.guestSince)
+    for (const view of this.#remote.values()) {
+      for (const u of view.users.values()) {
+        if (u.guest) since.set(u.userId, Math.min(since.get(u.userId) ?? Number.POSITIVE_INFINITY, u.guestSince))
+      }
+    }
+    const ranked = Array.from(since).sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    const out: string[] = []
+    for (let i = max; i < ranked.length; i++) {
+      const [userId, t] = ranked[i]
+      if (t >= recentSince && this.#guestUsers.has(userId)) out.push(userId)
+    }
+    return out
+  }
+
+  #setRemoteUser (view: RemoteView, userId: string, u: SharedUser | undefined): void {
+    const before = view.users.get(userId)
+    if (before !== undefined) {
+      if (before.guest) this.#countRemoteUser(userId, true, -1)
+      if (before.participant) this.#countRemoteUser(userId, false, -1)
+    }
+    if (u === undefined) {
+      view.users.delete(userId)
+      return
+    }
+    view.users.set(userId, u)
+    if (u.guest) this.#countRemoteUser(userId, true, 1)
+    if (u.participant) this.#countRemoteUser(userId, false, 1)
+  }
+
+  #setRemoteState (node: string, view: RemoteView, s: SharedState): void {
+    if (s.clientId === this.#serverClientId) return
+    view.states.set(s.clientId, s)
+    const live = this.#states.get(s.clientId)
+    if (live !== undefined && live.owner.node === null) return
+    const key = `${s.role}\n${s.userId}`
+    let owner = view.owners.get(key)
+    if (owner === undefined) {
+      owner = { peer: { connId: NO_CONN, userId: s.userId, role: s.role, send () {} }, ids: new Set(), node }
+      view.owners.set(key, owner)
+    }
+    this.#set(owner, { clientId: s.clientId, clock: s.clock, json: s.json })
+  }
+
+  #removeRemoteState (node: string, view: RemoteView, clientId: number, clock: number): void {
+    view.states.delete(clientId)
+    const live = this.#states.get(clientId)
+    if (live === undefined || live.owner.node !== node) return
+    live.owner.ids.delete(clientId)
+    this.#bury(clientId, live, Math.max(outClock(live) + 1, clock + live.offset), NO_CONN)
+  }
+
+  /** A state went away here: another node's state for the same client id, if any, takes its place. */
+  #reinstate (clientId: number): void {
+    for (const [node, view] of this.#remote) {
+      const s = view.states.get(clientId)
+      if (s !== undefined) {
+        this.#setRemoteState(node, view, s)
+        return
+      }
+    }
   }
 
   /** Whether anyone (participant or guest) has a state saying `typing: true` now. */
@@ -374,6 +669,10 @@ export class PresenceHub {
     this.#userStates.clear()
     this.#shownGuests.clear()
     this.#hiddenGuests.clear()
+    this.#remote.clear()
+    this.#remoteGuests.clear()
+    this.#remoteParticipants.clear()
+    this.#sharing = null
   }
 
   /** Records whether `clientId`'s state (null: removed) says it is typing; tells listeners of a change. */
@@ -409,12 +708,18 @@ export class PresenceHub {
       if (conn.peer.role === 'guest') this.#addGuest(e.clientId)
       this.#markDirty(e.clientId, true)
       this.#trackTyping(e.clientId, e.json)
+      if (this.#sharing !== null && conn.node === null) this.#shareChange(e.clientId, conn)
       return
     }
     if (live.owner !== conn) {
       // Same user (checked in receive): a reconnect takes the id over, so the old connection's
-      // leave will not remove it.
+      // leave will not remove it. In cluster mode also a reconnect from another node, either way.
       live.owner.ids.delete(e.clientId)
+      if (this.#sharing !== null && live.owner.node === null) this.#shareChange(e.clientId, live.owner)
+      if (live.owner.peer.userId !== conn.peer.userId) {
+        decrement(this.#userStates, live.owner.peer.userId)
+        increment(this.#userStates, conn.peer.userId)
+      }
       live.owner = conn
       conn.ids.add(e.clientId)
     }
@@ -434,6 +739,15 @@ export class PresenceHub {
     live.json = e.json
     this.#markDirty(e.clientId, changed)
     if (changed) this.#trackTyping(e.clientId, e.json)
+    if (this.#sharing !== null && conn.node === null) this.#shareChange(e.clientId, conn)
+  }
+
+  /** Notes a change of a local state for the other nodes (its user's `viewing` may change too). */
+  #shareChange (clientId: number, conn: Conn): void {
+    const sharing = this.#sharing
+    if (sharing === null) return
+    sharing.ids.add(clientId)
+    if (conn.peer.role === 'participant') sharing.users.add(conn.peer.userId)
   }
 
   /** A guest state appeared: shown to participants while there is room, else hidden. */
@@ -464,6 +778,7 @@ export class PresenceHub {
   }
 
   #bury (clientId: number, s: LiveState, clock: number, author: number): void {
+    if (this.#sharing !== null && s.owner.node === null) this.#shareChange(clientId, s.owner)
     this.#states.delete(clientId)
     this.#trackTyping(clientId, null)
     decrement(this.#userStates, s.owner.peer.userId)
@@ -476,6 +791,7 @@ export class PresenceHub {
       removedAt: this.#now()
     })
     this.#markDirty(clientId, true)
+    if (this.#remote.size > 0) this.#reinstate(clientId)
   }
 
   #markDirty (clientId: number, urgent: boolean): void {
@@ -492,7 +808,7 @@ export class PresenceHub {
 
   /** Recomputes the server state; true when it changed (its clock then moved on). */
   #refreshServerState (): boolean {
-    const json = JSON.stringify({ parley: { guestCount: this.#guestCount(), participantCount: this.#participantUsers.size } })
+    const json = JSON.stringify({ parley: { guestCount: this.#guestCount(), participantCount: this.#participantUsers.size + this.#remoteOnlyParticipants } })
     if (json === this.#serverJson) return false
     this.#serverJson = json
     this.#serverClock++

@@ -67,3 +67,43 @@ export const DEFAULT_SUMMARY_MS = 1_000
 export const DEFAULT_TOMBSTONE_MS = 10 * 60_000
 /** Most guest ids `summary()` lists. */
 export const MAX_LISTED_GUESTS = 100
+
+/**
+ * Cluster mode (docs/cluster.md, "Presence"): what one node shares of one conversation's
+ * presence with the other nodes. Everything in it was checked by the node that accepted it
+ * (`sanitizeState`, ownership of client ids); the other nodes show it as it is.
+ */
+
+/** A live awareness state of a connection to the sharing node, with the clock that node sends. */
+export interface SharedState {
+  readonly clientId: number
+  readonly clock: number
+  /** The sanitized state's JSON, never `'null'`. */
+  readonly json: string
+  readonly userId: string
+  readonly role: Role
+}
+
+/** One user's connections to the sharing node. */
+export interface SharedUser {
+  readonly userId: string
+  /** It has a participant connection there. */
+  readonly participant: boolean
+  /** It has a guest connection there. */
+  readonly guest: boolean
+  /** A participant connection of it is viewing (see `PresenceHub.participantViewing`). */
+  readonly viewing: boolean
+  /** Wall-clock ms when it joined there as a guest (0 when not a guest): ranks guests for `maxGuests`. */
+  readonly guestSince: number
+}
+
+/** What changed on the sharing node since it last shared, or (`full`) everything it has. */
+export interface PresenceChange {
+  readonly full: boolean
+  readonly states: readonly SharedState[]
+  /** Client ids that node no longer holds, with the clock of their removal. */
+  readonly removed: ReadonlyArray<{ readonly clientId: number, readonly clock: number }>
+  readonly users: readonly SharedUser[]
+  /** Users with no connection to that node any more. */
+  readonly left: readonly string[]
+}

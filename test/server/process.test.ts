@@ -18,14 +18,18 @@ const SECRET = 'process-secret-0123456789'
 
 Proc('flags are read from argv first, then the environment, then defaults', () => {
   const o = parseProcessOptions(['--port', '0'], { PARLEY_HOST: '0.0.0.0', PARLEY_PORT: '99', PARLEY_DATA: '/x' })
-  assert.equal(o, { host: '0.0.0.0', port: 0, data: '/x', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, reserveBytes: 8 * 1024 * 1024, postgres: undefined, redis: undefined, help: false })
-  assert.equal(parseProcessOptions([], {}), { host: '127.0.0.1', port: 1234, data: './data', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, reserveBytes: 8 * 1024 * 1024, postgres: undefined, redis: undefined, help: false })
+  assert.equal(o, { host: '0.0.0.0', port: 0, data: '/x', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, reserveBytes: 8 * 1024 * 1024, postgres: undefined, redis: undefined, presenceTtlMs: 10_000, help: false })
+  assert.equal(parseProcessOptions([], {}), { host: '127.0.0.1', port: 1234, data: './data', secret: undefined, demo: 'auto', smtp: undefined, fsync: true, reserveBytes: 8 * 1024 * 1024, postgres: undefined, redis: undefined, presenceTtlMs: 10_000, help: false })
   assert.is(parseProcessOptions(['--postgres', 'postgres://db/x'], {}).postgres, 'postgres://db/x')
   assert.is(parseProcessOptions([], { PARLEY_POSTGRES_URL: 'postgresql://u@db/x?schema=p' }).postgres, 'postgresql://u@db/x?schema=p')
   assert.throws(() => parseProcessOptions(['--postgres', 'mysql://db/x'], {}), (e: unknown) => e instanceof ConfigError && /--postgres/.test(e.message))
   assert.is(parseProcessOptions(['--postgres', 'postgres://db/x', '--redis', 'redis://r:6379'], {}).redis, 'redis://r:6379')
   assert.is(parseProcessOptions([], { PARLEY_POSTGRES_URL: 'postgres://db/x', PARLEY_REDIS_URL: 'rediss://:pw@r:6380/2' }).redis, 'rediss://:pw@r:6380/2')
   assert.throws(() => parseProcessOptions(['--redis', 'redis://r:6379'], {}), (e: unknown) => e instanceof ConfigError && /--redis needs --postgres/.test(e.message))
+  assert.is(parseProcessOptions([], { PARLEY_PRESENCE_TTL_MS: '2000' }).presenceTtlMs, 2000)
+  for (const bad of ['999', '30001', '2s', '']) {
+    assert.throws(() => parseProcessOptions([], { PARLEY_PRESENCE_TTL_MS: bad }), (e: unknown) => e instanceof ConfigError && /PARLEY_PRESENCE_TTL_MS/.test(e.message))
+  }
   assert.throws(() => parseProcessOptions(['--postgres', 'postgres://db/x', '--redis', 'http://r'], {}), (e: unknown) => e instanceof ConfigError && /--redis/.test(e.message))
   assert.is(parseProcessOptions(['--fsync', 'off'], {}).fsync, false)
   assert.is(parseProcessOptions([], { PARLEY_FSYNC: 'off' }).fsync, false)
