@@ -567,6 +567,10 @@ export class PresenceHub {
   guestsOverLimit (max: number, recentSince: number): string[] {
     const sharing = this.#sharing
     if (sharing === null || this.#guestCount() <= max) return []
+    // Over the cap for long (maxGuests was lowered): nothing to rank unless a local guest is new.
+    let recent = false
+    for (const t of sharing.guestSince.values()) if (t >= recentSince) { recent = true; break }
+    if (!recent) return []
     const since = new Map(sharing.guestSince)
     for (const view of this.#remote.values()) {
       for (const u of view.users.values()) {
@@ -672,6 +676,8 @@ export class PresenceHub {
     this.#remote.clear()
     this.#remoteGuests.clear()
     this.#remoteParticipants.clear()
+    this.#remoteOnlyGuests = 0
+    this.#remoteOnlyParticipants = 0
     this.#sharing = null
   }
 
