@@ -44,6 +44,15 @@
  * with a lower clock (a client reconnecting after its old socket was closed) is shifted above
  * that removal, or stock clients would ignore it until its clock caught up. Removed ids are
  * remembered for `tombstoneMs` for that purpose.
+ *
+ * Cluster mode (docs/cluster.md, "Presence"; driven by `cluster-presence.ts`). `takeShared`
+ * hands out what changed in this node's own connections' presence; `applyRemote` takes what
+ * another node shared. Other nodes' states live in the same tables, held by stand-in
+ * connections (`Conn.node` set) that are never sent to, so they are routed, batched, counted and
+ * shown to joiners like local ones; their users count in the summary, `guestCount`,
+ * `participantViewing` and `hasGuest`. A local connection may touch their ids only as a
+ * reconnect of the same user would; when it lets such an id go, the other node's state for it
+ * is shown again. On one node none of this runs (`startSharing` is never called, no remote).
  */
 import type { Role } from '../../shared/schema.ts'
 import { ChatError } from '../../shared/errors.ts'
