@@ -9,6 +9,8 @@ import * as assert from 'uvu/assert'
 import { connectPeer, connectRaw, waitFor, type Peer, type RawClient } from '../../helpers/clients.ts'
 import { startCluster, type TestCluster } from '../../helpers/cluster.ts'
 import type { RunningServer } from '../../helpers/process.ts'
+import { REDIS_URL } from '../../helpers/redis.ts'
+import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 
 const P = suite<{ cluster?: TestCluster }>('presence across nodes')
 P.after.each(async ctx => {
@@ -163,6 +165,42 @@ P('a node killed with -9: its peers’ states and guests vanish on the other nod
   await presenceBecomes(cluster, a, 'p4', { participants: ['alice'], guestCount: 0, guests: [] }, 5000)
   assert.is(serverState(alice)?.guestCount, 0)
   for (const p of [alice, bob, guest]) p.destroy()
+})
+
+P('Redis unreachable from node B for a while: each side forgets or freezes the other, and once it is back both see each other’s latest states', async ctx => {
+  const cluster = ctx.cluster = await startCluster(1, { PARLEY_PRESENCE_TTL_MS: '2000' })
+  const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+  try {
+    const a = cluster.nodes[0]
+    const b = await cluster.spawn({ redis: `redis://127.0.0.1:${proxy.port}` })
+    assert.is((await cluster.api(a, 'PUT', '/v1/conversations/p5', { participants: ['alice', 'bob'] })).status, 201)
+    const alice = connectPeer(a.wsUrl, 'p5', await cluster.token('alice'))
+    const bob = connectPeer(b.wsUrl, 'p5', await cluster.token('bob'))
+    await Promise.all([alice.synced, bob.synced])
+    alice.provider.awareness.setLocalState({ user: { name: 'Alice' } })
+    bob.provider.awareness.setLocalState({ user: { name: 'Bob' } })
+    await waitFor(() => sees(alice, 'bob')?.name === 'Bob' && sees(bob, 'alice')?.name === 'Alice', 10_000, 'both see each other')
+
+    await proxy.stop()
+    bob.provider.awareness.setLocalState({ user: { name: 'Bob, cut off' } })
+    alice.provider.awareness.setLocalState({ user: { name: 'Alice' }, typing: true })
+    // B renews nothing any more: A forgets bob once B's liveness key expires (2 s here).
+    await waitFor(() => sees(alice, 'bob') === undefined, 15_000, 'A forgets the peers of a node it cannot hear')
+    assert.is(sees(bob, 'alice')?.typing, undefined, 'B cannot hear alice type')
+
+    await proxy.start()
+    await waitFor(() => sees(alice, 'bob')?.name === 'Bob, cut off', 15_000, 'A sees bob’s latest state once B is back')
+    await waitFor(() => sees(bob, 'alice')?.typing === true, 15_000, 'and B alice’s')
+    await presenceBecomes(cluster, a, 'p5', { participants: ['alice', 'bob'], guestCount: 0, guests: [] })
+    await presenceBecomes(cluster, b, 'p5', { participants: ['alice', 'bob'], guestCount: 0, guests: [] })
+    alice.destroy()
+    bob.destroy()
+  } finally {
+    await proxy.start()
+    ctx.cluster = undefined
+    await cluster.stop()
+    await proxy.stop()
+  }
 })
 
 P.run()
