@@ -730,7 +730,11 @@ export class PresenceHub {
       // Same user (checked in receive): a reconnect takes the id over, so the old connection's
       // leave will not remove it. In cluster mode also a reconnect from another node, either way.
       live.owner.ids.delete(e.clientId)
-      if (this.#sharing !== null && live.owner.node === null) this.#shareChange(e.clientId, live.owner)
+      if (this.#sharing !== null) {
+        // The node holding it changed (or the user's connection on this node): share it even if its clock is stale.
+        if (live.owner.node === null) this.#shareChange(e.clientId, live.owner)
+        if (conn.node === null) this.#shareChange(e.clientId, conn)
+      }
       if (live.owner.peer.userId !== conn.peer.userId) {
         decrement(this.#userStates, live.owner.peer.userId)
         increment(this.#userStates, conn.peer.userId)

@@ -145,6 +145,34 @@ C('a connection to B cannot set or remove a client id a peer on A holds; the sam
   assert.is(nameOf(bob.seen().get(alice.clientId)), 'Alice')
 })
 
+C('a client reconnecting from node A to node B stays visible on both, whichever socket closes first', ctx => {
+  const alice = ctx.client(ctx.a, 'alice', 'participant').join()
+  const carol = ctx.client(ctx.a, 'carol', 'participant').join()
+  const bob = ctx.client(ctx.b, 'bob', 'participant').join()
+  alice.set({ user: { name: 'Alice' } })
+  exchange(ctx)
+  // Her new socket on B sends the same state at the same clock (the stock provider's resend on open).
+  const again = new StockClient(ctx.b, 'alice', 'participant', alice.clientId)
+  ctx.clients.push(again)
+  again.awareness.setLocalState({ user: { name: 'Alice' } })
+  again.join()
+  again.sendOwn()
+  exchange(ctx)
+  // The old socket on A closes after: A shows what B shares of her instead of a removal, and B keeps her.
+  ctx.a.leave(alice.peer)
+  exchange(ctx)
+  exchange(ctx)
+  assert.is(nameOf(carol.seen().get(alice.clientId)), 'Alice')
+  assert.is(nameOf(bob.seen().get(alice.clientId)), 'Alice')
+  assert.equal(ctx.a.summary().participants.sort(), ['alice', 'bob', 'carol'])
+  // Then she leaves B too: gone everywhere.
+  ctx.b.leave(again.peer)
+  exchange(ctx)
+  assert.is(carol.seen().has(alice.clientId), false)
+  assert.is(bob.seen().has(alice.clientId), false)
+  assert.equal(ctx.a.summary().participants.sort(), ['bob', 'carol'])
+})
+
 C('a full change replaces what was held of a node, and dropRemote forgets it', ctx => {
   const alice = ctx.client(ctx.a, 'alice', 'participant').join()
   const visitor = ctx.client(ctx.a, 'visitor', 'guest').join()
