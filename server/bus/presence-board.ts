@@ -50,7 +50,8 @@ export class RedisPresenceBoard implements PresenceBoard {
   readonly ttlMs: number
 
   constructor (url: string, prefix: string, ttlMs: number, onError: (err: Error) => void = () => {}) {
-    this.redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: times => Math.min(100 * times, 1000) })
+    // commandTimeout: a Redis that stops answering fails the tick (retried whole) instead of stalling it.
+    this.redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 2000, retryStrategy: times => Math.min(100 * times, 1000) })
     this.redis.on('error', onError)
     this.prefix = prefix
     this.ttlMs = ttlMs

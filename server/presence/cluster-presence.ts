@@ -57,6 +57,9 @@ export interface ClusterPresenceDeps {
  */
 export const GUEST_RACE_WINDOW_MS = 5000
 
+/** Longest a room's load waits for the other nodes' presence; past it the next tick reads it. */
+export const ATTACH_WAIT_MS = 500
+
 /** What this node holds of the others' records of one conversation. */
 interface ConvSync {
   readonly hub: PresenceHub
@@ -112,13 +115,18 @@ export class ClusterPresence {
     room.presence.startSharing(this.deps.wallNow)
     const sync: ConvSync = { hub: room.presence, versions: new Map(), reading: true, held: [] }
     this.syncs.set(room.id, sync)
-    try {
-      const records = await this.deps.board.read(this.deps.node, [room.id])
-      if (this.syncs.get(room.id) === sync) this.applyRecords(room.id, sync, records.get(room.id) ?? new Map())
-    } catch (err) {
+    const read = this.deps.board.read(this.deps.node, [room.id]).then(records => {
+      if (this.syncs.get(room.id) === sync && sync.reading) this.applyRecords(room.id, sync, records.get(room.id) ?? new Map())
+    }, err => {
       this.deps.logger.debug({ err, conversation: room.id }, 'cannot read the other nodes’ presence yet')
-      this.toRead.add(room.id)
-    }
+      if (this.syncs.get(room.id) === sync) this.toRead.add(room.id)
+    })
+    // A Redis that does not answer must not hold the room's load (its peers) for long.
+    let timer: unknown = null
+    const late = new Promise<void>(resolve => { timer = this.deps.timers.setTimeout(resolve, ATTACH_WAIT_MS) })
+    await Promise.race([read, late])
+    this.deps.timers.clearTimeout(timer)
+    if (sync.reading) this.toRead.add(room.id)
   }
 
   private wantRead (conv: string): void {
