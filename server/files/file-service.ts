@@ -61,6 +61,18 @@ const quotaKey = (user: string, day: number): string => `${V}q!${user}!${day}`
 const blobKey = (conv: string, fileId: string): string => `${conv}/${fileId}`
 const DAY_MS = 86_400_000
 
+/** The store section holding the records (its name in `DocStore.section`). */
+export const FILES_SECTION = 'files'
+
+/**
+ * The blob key of a file whose record is stored under `key` in the files section, or null for
+ * the section's other keys (orphan queue, quotas). For tools that copy blobs along with records.
+ */
+export const blobKeyOfRecordKey = (key: string): string | null => {
+  const parts = key.split('!')
+  return parts.length === 4 && `${parts[0]}!` === V && parts[1] === 'f' ? blobKey(parts[2], parts[3]) : null
+}
+
 const isFileRecord = (v: unknown): v is FileRecord =>
   isPlainObject(v) && typeof v.fileId === 'string' && typeof v.conversationId === 'string' && typeof v.uploaderId === 'string' &&
   typeof v.size === 'number' && typeof v.createdAt === 'number' && (v.attachedTo === null || typeof v.attachedTo === 'string')
@@ -212,6 +224,7 @@ export class FileService {
       await this.#kv.batch([{ type: 'del', key }, { type: 'del', key: fileKey(conv, fileId) }])
       n++
     }
+    await this.#deps.blobs.sweepAbandoned?.()
     return n
   }
 
