@@ -259,13 +259,14 @@ export class PgBlobStore implements BlobStore {
     return rows.length
   }
 
-  /** Whether any blob, chunk or put in progress is stored (a migration target must hold none). */
-  async isEmpty (): Promise<boolean> {
+  /** The blob tables that hold rows (none: no blob, chunk or put in progress), for migrations. */
+  async nonEmptyTables (): Promise<string[]> {
+    const out: string[] = []
     for (const table of BLOB_TABLES) {
       const rows = await this.run(async () => await this.sql`SELECT 1 FROM ${this.sql(table)} LIMIT 1`)
-      if (rows.length > 0) return false
+      if (rows.length > 0) out.push(table)
     }
-    return true
+    return out
   }
 
   /** Blobs stored and their total size, for reports and docs/cluster.md's sizing. */
