@@ -99,6 +99,11 @@ export class FileService {
     this.#kv = deps.section
   }
 
+  /** Where the files' bytes are (the backup route copies them). */
+  get blobs (): BlobStore {
+    return this.#deps.blobs
+  }
+
   async get (conv: string, fileId: string): Promise<FileRecord | undefined> {
     const v = await this.#kv.get(fileKey(conv, fileId))
     return isFileRecord(v) ? v : undefined
