@@ -196,6 +196,22 @@ export class FileService {
     }
   }
 
+  /**
+   * Holds the files' life cycle (attaching, deleting, the sweep) until the returned function is
+   * called, and resolves once the work queued before is done: a backup takes its snapshot after
+   * this, so no file its snapshot names is deleted before the backup has copied it. Calling the
+   * function again does nothing.
+   */
+  async hold (): Promise<() => void> {
+    let release = (): void => {}
+    const released = new Promise<void>(resolve => { release = resolve })
+    let reached = (): void => {}
+    const holding = new Promise<void>(resolve => { reached = resolve })
+    this.#enqueue(async () => { reached(); await released })
+    await holding
+    return release
+  }
+
   /** Resolves once the event work queued so far is done. */
   async settled (): Promise<void> {
     await this.#queue

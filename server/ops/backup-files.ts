@@ -3,10 +3,10 @@
  *
  * The files a backup holds are those whose records are in the backed-up entries: the keys are
  * collected while the entries stream past, and the files follow them. Files are written before
- * their records (file-service.ts), so every record in the snapshot has its file, unless the
- * message carrying it was deleted while the backup ran: then the file is left out, as the next
- * entries would have deleted its record too. Files uploaded after the snapshot are left out:
- * no record of the backup names them.
+ * their records (file-service.ts), and a running server holds deletions while it streams a
+ * backup (`FileService.hold`), so every record in the snapshot has its file. Files uploaded
+ * after the snapshot are left out: no record of the backup names them. A file missing anyway
+ * (lost before the backup) is left out, and `npm run check` of the backup reports it.
  */
 import type { BlobStore } from '../storage/blob-port.ts'
 import { blobKeyOfRecordKey, FILES_SECTION } from '../files/file-service.ts'
