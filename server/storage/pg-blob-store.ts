@@ -11,8 +11,9 @@
  *                                                  holds exactly chunk_bytes bytes
  *   blob_uploads (blob_id, touched_at)             a put in progress (its chunks are not a blob yet)
  *
- * A put streams: each chunk is inserted as it is filled, in its own short transaction, so a slow
- * upload never holds a connection or a lock between chunks, and memory holds one chunk. The
+ * A put streams: each chunk is inserted as it is filled, in its own short transaction (while the
+ * next one fills), so a slow upload never holds a connection or a lock between chunks, and
+ * memory holds two chunks at most. The
  * blob becomes visible in one last transaction that points its key at the chunks (and drops
  * the chunks of the blob it replaces). That one commits synchronously; the chunk transactions
  * commit with `synchronous_commit = off`, which is safe because PostgreSQL flushes its WAL in
@@ -22,8 +23,9 @@
  * `sweepAbandoned` (run by the files' periodic sweep, on any node) clears once it is idle for
  * an hour.
  *
- * Reads fetch one chunk per query (a range only the chunks it covers), so a download holds one
- * chunk in memory and no connection while the client reads. A blob deleted while it is being
+ * Reads fetch one chunk per query (a range only the chunks it covers), the next one while the
+ * last is sent, so a download holds two chunks in memory at most and no connection while the
+ * client reads. A blob deleted while it is being
  * read ends the stream with an error, never with a short file.
  *
  * A failure of PostgreSQL (unreachable, shutting down) is STORAGE_UNAVAILABLE (503).
@@ -136,19 +138,25 @@ export class PgBlobStore implements BlobStore {
     let n = 0
     let fill = Buffer.allocUnsafe(chunkBytes)
     let filled = 0
-    const flush = async (): Promise<void> => {
-      const bytes = fill.subarray(0, filled)
+    const insert = async (index: number, bytes: Buffer): Promise<void> => {
       await this.run(async () => await sql.begin(async tx => {
         // Durable with the put's last (synchronous) commit: see the module header.
         await tx`SET LOCAL synchronous_commit = off`
         await tx`
           WITH touched AS (UPDATE blob_uploads SET touched_at = now() WHERE blob_id = ${blobId})
-          INSERT INTO blob_chunks (blob_id, n, bytes) VALUES (${blobId}, ${n}, ${bytes})`
+          INSERT INTO blob_chunks (blob_id, n, bytes) VALUES (${blobId}, ${index}, ${bytes})`
       }))
-      n++
-      // A fresh buffer: the client may still hold the last one while it sends it.
+    }
+    // One chunk is inserted while the next one fills: at most two chunks in memory.
+    const sending: { insert: Promise<void> | null } = { insert: null }
+    const flush = async (): Promise<void> => {
+      const bytes = fill.subarray(0, filled)
+      // A fresh buffer: the one just filled is still being sent.
       fill = Buffer.allocUnsafe(chunkBytes)
       filled = 0
+      await sending.insert
+      sending.insert = insert(n++, bytes)
+      sending.insert.catch(() => {}) // awaited (and thrown) at the next flush or at the end
     }
     await this.run(async () => await sql`INSERT INTO blob_uploads (blob_id, touched_at) VALUES (${blobId}, now())`)
     try {
@@ -170,6 +178,7 @@ export class PgBlobStore implements BlobStore {
         }
       }
       if (filled > 0) await flush()
+      await sending.insert
       await this.run(async () => await sql.begin(async tx => {
         // One writer per key at a time, so a replaced blob's chunks are always found and dropped.
         await tx`SELECT pg_advisory_xact_lock(hashtext(${`parley-blob:${key}`}))`
@@ -181,7 +190,8 @@ export class PgBlobStore implements BlobStore {
         await tx`DELETE FROM blob_uploads WHERE blob_id = ${blobId}`
       }))
     } catch (e) {
-      // Best effort: if PostgreSQL is gone, sweepAbandoned clears them later.
+      // Once no insert is in flight. Best effort: if PostgreSQL is gone, sweepAbandoned clears them later.
+      await sending.insert?.catch(() => {})
       await this.dropUpload(blobId).catch(() => {})
       throw e
     }
@@ -206,14 +216,26 @@ export class PgBlobStore implements BlobStore {
     const start = Math.max(0, range?.start ?? 0)
     const end = Math.min(size - 1, range?.end ?? size - 1)
     const run = this.run.bind(this)
+    const fetch = async (n: number): Promise<Buffer> => {
+      const found = await run(async () => await sql`SELECT bytes FROM blob_chunks WHERE blob_id = ${blobId} AND n = ${n}`)
+      if (found.length === 0) throw new Error(`blob ${key} was deleted while it was read`)
+      return found[0].bytes as Buffer
+    }
     async function * bytes (): AsyncGenerator<Buffer> {
       if (end < start) return
-      for (let n = Math.floor(start / chunkBytes); n <= Math.floor(end / chunkBytes); n++) {
-        const found = await run(async () => await sql`SELECT bytes FROM blob_chunks WHERE blob_id = ${blobId} AND n = ${n}`)
-        if (found.length === 0) throw new Error(`blob ${key} was deleted while it was read`)
-        const chunk = found[0].bytes as Buffer
-        const from = n * chunkBytes
-        yield chunk.subarray(Math.max(0, start - from), Math.min(chunk.length, end - from + 1))
+      const last = Math.floor(end / chunkBytes)
+      let next: Promise<Buffer> | null = null
+      try {
+        for (let n = Math.floor(start / chunkBytes); n <= last; n++) {
+          const chunk: Buffer = await (next ?? fetch(n))
+          // The next chunk is read while this one is sent: at most two in memory.
+          next = n < last ? fetch(n + 1) : null
+          const from = n * chunkBytes
+          yield chunk.subarray(Math.max(0, start - from), Math.min(chunk.length, end - from + 1))
+        }
+      } finally {
+        // A download cut off: the read ahead is dropped, its failure too.
+        next?.catch(() => {})
       }
     }
     return { size, stream: Readable.from(bytes(), { objectMode: false }) }
