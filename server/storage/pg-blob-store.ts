@@ -158,7 +158,11 @@ export class PgBlobStore implements BlobStore {
       sending.insert = insert(n++, bytes)
       sending.insert.catch(() => {}) // awaited (and thrown) at the next flush or at the end
     }
-    await this.run(async () => await sql`INSERT INTO blob_uploads (blob_id, touched_at) VALUES (${blobId}, now())`)
+    // Asynchronous too: WAL order keeps it before its chunks, so no chunk outlives it in a crash.
+    await this.run(async () => await sql.begin(async tx => {
+      await tx`SET LOCAL synchronous_commit = off`
+      await tx`INSERT INTO blob_uploads (blob_id, touched_at) VALUES (${blobId}, now())`
+    }))
     try {
       for await (const chunk of source) {
         size += chunk.byteLength
