@@ -18,6 +18,8 @@ import { createTestSchema } from '../../helpers/postgres.ts'
 import { PNG_1X1, uploadFile } from '../../helpers/uploads.ts'
 import { randomBytes } from 'node:crypto'
 import { PgBlobStore } from '../../../server/storage/pg-blob-store.ts'
+import { FsBlobStore } from '../../../server/storage/fs-blob-store.ts'
+import { Level } from 'level'
 import { messagesOf, metaOf, readsOf } from '../../../shared/doc.ts'
 import { DEFAULT_DELIVERY_TUNING } from '../../../server/notify/services.ts'
 import { LevelStore } from '../../../server/storage/level-store.ts'
@@ -197,6 +199,42 @@ Migrate('refuses a target that holds anything, and a folder that holds no Parley
     assert.is(r.code, 1)
     assert.match(r.stderr, /holds no Parley data/)
     assert.is(r.stderr.trim().split('\n').length, 1)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+    await schema.drop()
+  }
+})
+
+Migrate('a migration that fails after copying files deletes them: the target stays empty', async () => {
+  const schema = await createTestSchema()
+  const dir = await mkdtemp(join(tmpdir(), 'parley-migrate-'))
+  try {
+    const folder = join(dir, 'db')
+    const source = await LevelStore.open(folder)
+    await source.createConversation('c1', 1)
+    const blobs = await FsBlobStore.open(join(folder, 'files'))
+    await blobs.put('c1/f1', (async function * () { yield randomBytes(300_000) })(), { maxBytes: 1e9, headBytes: 0 })
+    await source.section('files').put('v1!f!c1!f1', { conversationId: 'c1', fileId: 'f1', uploaderId: 'alice', name: 'a.bin', size: 300_000, contentType: 'application/octet-stream', attachedTo: null, createdAt: 1 })
+    await source.close()
+    // An entry PostgreSQL refuses (a section name it cannot hold), written after the files.
+    const raw = new Level<string, string>(folder)
+    await raw.open()
+    await raw.put('!s-Bad_Name!k', '1')
+    await raw.close()
+    let failed = false
+    try {
+      await migrateToPostgres({ from: folder, to: schema.url })
+    } catch (e) {
+      failed = /invalid section name Bad_Name/.test((e as Error).message)
+    }
+    assert.ok(failed, 'the migration failed on the bad entry')
+    const target = await PgStore.open({ url: schema.url, heartbeatMs: 0 })
+    const files = await PgBlobStore.open({ url: schema.url })
+    try {
+      assert.equal([...await target.nonEmptyTables(), ...await files.nonEmptyTables()], [], 'nothing left in the target')
+    } finally {
+      await Promise.all([target.close(), files.close()])
+    }
   } finally {
     await rm(dir, { recursive: true, force: true })
     await schema.drop()
