@@ -190,6 +190,8 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
     newId,
     orphanMs: config.fileOrphanMs,
     sweepMs: config.fileSweepMs,
+    // Other nodes judge attachments too: claims must be seen by them (file-service.ts).
+    durableClaims: deps.cluster !== undefined,
     onError: (err, what) => logger.error({ err }, `${what} failed`)
   })
   events.subscribe(e => { files.handle(e) })

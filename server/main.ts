@@ -11,7 +11,7 @@ import { createServer, DEFAULT_SERVER_CONFIG, type ParleyServer } from './app.ts
 import { createProcessLogger, logFormatFor } from './log.ts'
 import { loadOrCreateSecret, newSecret } from './secret.ts'
 import { LevelStore } from './storage/level-store.ts'
-import { FsBlobStore } from './storage/fs-blob-store.ts'
+import { PgBlobStore } from './storage/pg-blob-store.ts'
 import { PgStore } from './storage/pg-store.ts'
 import { parsePgUrl } from './storage/pg-url.ts'
 import type { DocStore } from './storage/port.ts'
@@ -60,12 +60,15 @@ const main = async (): Promise<void> => {
   let cluster: ClusterOptions | undefined
   let bus: RedisBus | null = null
   let board: RedisPresenceBoard | null = null
+  // With --postgres, uploaded files live in PostgreSQL too: any node serves any file.
+  let blobs: PgBlobStore | undefined
   const postgres = options.postgres
   if (postgres !== undefined) {
     let pg: PgStore | null = null
     try {
       pg = await PgStore.open({ url: postgres })
       secret = options.secret ?? await pg.loadOrCreateSecret(newSecret())
+      blobs = await PgBlobStore.open({ url: postgres })
       store = pg
     } catch (e) {
       await pg?.close().catch(() => {})
@@ -84,6 +87,7 @@ const main = async (): Promise<void> => {
         cluster = { bus, log: pg, board }
       } catch (e) {
         await pg.close().catch(() => {})
+        await blobs?.close().catch(() => {})
         return fail(`cannot use Redis at ${redacted}: ${(e as Error).message.split('\n')[0]}`)
       }
     }
@@ -107,16 +111,15 @@ const main = async (): Promise<void> => {
       logger,
       processMetrics: true,
       cluster,
-      // Uploaded files live on this node's disk: beside LevelDB by default, in the data folder
-      // when the rest is in PostgreSQL (docs/cluster.md).
-      blobs: options.postgres === undefined ? undefined : await FsBlobStore.open(join(options.data, 'files'))
+      // Default: files/ beside LevelDB in the data folder.
+      blobs
     })
     if (demo) logger.warn(`DEMO MODE: the web UI can sign in as ANY user without a password (${options.demo === 'on' ? 'turned on with --demo on' : 'on because the server listens on loopback'}); turn it off with --demo off`)
     ;({ url } = await server.listen())
   } catch (e) {
     const err = e as NodeJS.ErrnoException
     await store.close().catch(() => {})
-    await Promise.all([bus?.close(), board?.close()])
+    await Promise.all([bus?.close(), board?.close(), blobs?.close()])
     if (err.code === 'EADDRINUSE') return fail(`port ${options.port} on ${options.host} is already in use`)
     if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') return fail(`cannot listen on host ${options.host}`)
     if (err.code === 'EACCES') return fail(`not allowed to listen on ${options.host}:${options.port}`)
@@ -134,7 +137,7 @@ const main = async (): Promise<void> => {
     force.unref()
     void server.close()
       .then(async () => { if (postgres === undefined) await removeServerInfo(options.data).catch(() => {}) })
-      .then(async () => { await Promise.all([bus?.close(), board?.close()]) })
+      .then(async () => { await Promise.all([bus?.close(), board?.close(), blobs?.close()]) })
       .then(async () => { await store.close() })
       .then(() => { lifecycle.info('stopped'); flush(); process.exit(0) })
       .catch(err => { logger.error({ err }, 'shutdown failed'); flush(); process.exit(1) })

@@ -6,6 +6,7 @@
  *   v1!f!<conv>!<fileId>            FileRecord
  *   v1!o!<createdAt>!<conv>!<fileId>  true: a file no message carries yet (the sweep's queue)
  *   v1!q!<user>!<utc day>           bytes the user uploaded that day (`maxUploadBytesPerUserPerDay`)
+ *   v1!c!<conv>!<fileId>            { messageId, until }: a claim other nodes see (cluster mode)
  *
  * Life cycle. An upload is written as a blob first (complete and durable, see the blob port),
  * then its record and orphan key in one batch. A room (or REST) checks a message's attachment
@@ -15,6 +16,14 @@
  * carries it (or an edit that drops it) and `conversation.deleted` delete it. Files no message
  * carried within `orphanMs` of their upload are deleted by a periodic sweep. Event work runs in
  * one queue, off the sync path; `settled()` waits for it.
+ *
+ * Cluster mode (`durableClaims`): the in-memory claim guards one node only, and the record is
+ * marked attached by the node that committed the message, a moment after the commit. So `check`
+ * also writes the claim to the store (shared by every node) before it answers, for `CLAIM_MS`.
+ * A cluster judges a conversation's updates one at a time under its lock in PostgreSQL, checks
+ * included: the next node to judge a message carrying the same file sees the claim and refuses
+ * it, and no node's sweep deletes a claimed file. A claim whose message was never committed
+ * (refused for another reason, its node died) lapses.
  */
 import type { Readable } from 'node:stream'
 import { ChatError } from '../../shared/errors.ts'
@@ -49,6 +58,8 @@ export interface FileServiceDeps {
   orphanMs: number
   /** How often the sweep runs. */
   sweepMs: number
+  /** Claims are also written to the store, for the other nodes of a cluster (see the module header). */
+  durableClaims?: boolean
   onError: (err: unknown, what: string) => void
 }
 
@@ -58,8 +69,26 @@ const fileKey = (conv: string, fileId: string): string => `${V}f!${conv}!${fileI
 const filePrefix = (conv: string): string => `${V}f!${conv}!`
 const orphanKey = (createdAt: number, conv: string, fileId: string): string => `${V}o!${time(createdAt)}!${conv}!${fileId}`
 const quotaKey = (user: string, day: number): string => `${V}q!${user}!${day}`
+const durableClaimKey = (conv: string, fileId: string): string => `${V}c!${conv}!${fileId}`
 const blobKey = (conv: string, fileId: string): string => `${conv}/${fileId}`
 const DAY_MS = 86_400_000
+/** A durable claim lasts this long: far beyond a judge-to-commit-to-attach round, short enough to free a file a refused message claimed. */
+export const CLAIM_MS = 5 * 60_000
+
+interface DurableClaim { messageId: string, until: number }
+const isDurableClaim = (v: unknown): v is DurableClaim => isPlainObject(v) && typeof v.messageId === 'string' && typeof v.until === 'number'
+
+/** The store section holding the records (its name in `DocStore.section`). */
+export const FILES_SECTION = 'files'
+
+/**
+ * The blob key of a file whose record is stored under `key` in the files section, or null for
+ * the section's other keys (orphan queue, quotas). For tools that copy blobs along with records.
+ */
+export const blobKeyOfRecordKey = (key: string): string | null => {
+  const parts = key.split('!')
+  return parts.length === 4 && `${parts[0]}!` === V && parts[1] === 'f' ? blobKey(parts[2], parts[3]) : null
+}
 
 const isFileRecord = (v: unknown): v is FileRecord =>
   isPlainObject(v) && typeof v.fileId === 'string' && typeof v.conversationId === 'string' && typeof v.uploaderId === 'string' &&
@@ -85,6 +114,11 @@ export class FileService {
   constructor (deps: FileServiceDeps) {
     this.#deps = deps
     this.#kv = deps.section
+  }
+
+  /** Where the files' bytes are (the backup route copies them). */
+  get blobs (): BlobStore {
+    return this.#deps.blobs
   }
 
   async get (conv: string, fileId: string): Promise<FileRecord | undefined> {
@@ -146,18 +180,29 @@ export class FileService {
    */
   async check (conv: string, claims: readonly AttachmentClaim[]): Promise<void> {
     const records = await Promise.all(claims.map(async c => await this.get(conv, c.attachment.fileId)))
+    const durable = this.#deps.durableClaims === true ? await Promise.all(claims.map(async c => await this.#durableClaim(conv, c.attachment.fileId))) : []
     // No await from here on: the in-memory claims are read and taken at once.
     const taken = new Map<string, string>()
     claims.forEach((claim, i) => {
       const record = records[i]
       const key = blobKey(conv, claim.attachment.fileId)
-      const claimedBy = taken.get(key) ?? this.#claims.get(key)
+      const claimedBy = taken.get(key) ?? this.#claims.get(key) ?? durable[i]
       taken.set(key, claim.messageId)
       const file = record === undefined ? undefined : { ...record, attachedTo: record.attachedTo ?? claimedBy ?? null }
       const problem = attachmentProblem(claim, conv, file)
       if (problem !== null) throw new ChatError('INVALID_ATTACHMENT', problem)
     })
     for (const claim of claims) this.#claims.set(blobKey(conv, claim.attachment.fileId), claim.messageId)
+    if (this.#deps.durableClaims === true) {
+      const until = this.#deps.now() + CLAIM_MS
+      await this.#kv.batch(claims.map(c => ({ type: 'put' as const, key: durableClaimKey(conv, c.attachment.fileId), value: { messageId: c.messageId, until } })))
+    }
+  }
+
+  /** The message a live durable claim holds the file for, if any. */
+  async #durableClaim (conv: string, fileId: string): Promise<string | undefined> {
+    const v = await this.#kv.get(durableClaimKey(conv, fileId))
+    return isDurableClaim(v) && v.until > this.#deps.now() ? v.messageId : undefined
   }
 
   /** Event subscriber: never throws, never waits. */
@@ -177,6 +222,22 @@ export class FileService {
       case 'conversation.deleted': return this.#enqueue(async () => { await this.#deleteConversation(event.conversationId) })
       default:
     }
+  }
+
+  /**
+   * Holds the files' life cycle (attaching, deleting, the sweep) until the returned function is
+   * called, and resolves once the work queued before is done: a backup takes its snapshot after
+   * this, so no file its snapshot names is deleted before the backup has copied it. Calling the
+   * function again does nothing.
+   */
+  async hold (): Promise<() => void> {
+    let release = (): void => {}
+    const released = new Promise<void>(resolve => { release = resolve })
+    let reached = (): void => {}
+    const holding = new Promise<void>(resolve => { reached = resolve })
+    this.#enqueue(async () => { reached(); await released })
+    await holding
+    return release
   }
 
   /** Resolves once the event work queued so far is done. */
@@ -203,6 +264,7 @@ export class FileService {
     for await (const [key] of this.#kv.entries(range)) {
       const [, , , conv, fileId] = key.split('!')
       if (this.#claims.has(blobKey(conv, fileId))) continue
+      if (this.#deps.durableClaims === true && await this.#durableClaim(conv, fileId) !== undefined) continue
       const record = await this.get(conv, fileId)
       if (record !== undefined && record.attachedTo !== null) {
         await this.#kv.del(key)
@@ -212,6 +274,7 @@ export class FileService {
       await this.#kv.batch([{ type: 'del', key }, { type: 'del', key: fileKey(conv, fileId) }])
       n++
     }
+    await this.#deps.blobs.sweepAbandoned?.()
     return n
   }
 
@@ -228,7 +291,8 @@ export class FileService {
     if (record === undefined || record.attachedTo !== null) return
     await this.#kv.batch([
       { type: 'put', key: fileKey(conv, fileId), value: { ...record, attachedTo: m.id } },
-      { type: 'del', key: orphanKey(record.createdAt, conv, fileId) }
+      { type: 'del', key: orphanKey(record.createdAt, conv, fileId) },
+      ...(this.#deps.durableClaims === true ? [{ type: 'del' as const, key: durableClaimKey(conv, fileId) }] : [])
     ])
   }
 
@@ -239,7 +303,11 @@ export class FileService {
     const record = await this.get(conv, fileId)
     if (record === undefined || (record.attachedTo !== null && record.attachedTo !== messageId)) return
     await this.#deps.blobs.delete(blobKey(conv, fileId))
-    await this.#kv.batch([{ type: 'del', key: fileKey(conv, fileId) }, { type: 'del', key: orphanKey(record.createdAt, conv, fileId) }])
+    await this.#kv.batch([
+      { type: 'del', key: fileKey(conv, fileId) },
+      { type: 'del', key: orphanKey(record.createdAt, conv, fileId) },
+      ...(this.#deps.durableClaims === true ? [{ type: 'del' as const, key: durableClaimKey(conv, fileId) }] : [])
+    ])
   }
 
   async #deleteConversation (conv: string): Promise<void> {
@@ -249,6 +317,7 @@ export class FileService {
     for await (const [key, v] of this.#kv.entries({ gte: filePrefix(conv), lt: `${filePrefix(conv)}\xff` })) {
       ops.push({ type: 'del', key })
       if (isFileRecord(v)) ops.push({ type: 'del', key: orphanKey(v.createdAt, conv, v.fileId) })
+      if (isFileRecord(v) && this.#deps.durableClaims === true) ops.push({ type: 'del', key: durableClaimKey(conv, v.fileId) })
     }
     if (ops.length > 0) await this.#kv.batch(ops)
   }

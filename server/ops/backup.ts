@@ -1,5 +1,6 @@
 /**
- * Writes a backup of a data folder to a file, whether or not a server is running on it:
+ * Writes a backup of a data folder (its LevelDB entries and its uploaded files, `files/`) to a
+ * file, whether or not a server is running on it:
  * - a server recorded in `<data>/server.json` that answers: its `GET /v1/admin/backup` stream;
  * - otherwise the folder is opened directly (refused with STORAGE_CORRUPT when its log is damaged).
  * Either way the file is written under a temporary name, fsynced, read back and verified, and
@@ -13,7 +14,9 @@ import { LevelStore } from '../storage/level-store.ts'
 import { VERSION } from '../storage/keys.ts'
 import { SECRET_FILE } from '../secret.ts'
 import { readServerInfo } from '../server-info.ts'
-import { decodeBackup, encodeBackup } from './format.ts'
+import { FsBlobStore } from '../storage/fs-blob-store.ts'
+import { encodeBackupWithFiles } from './backup-files.ts'
+import { decodeBackup } from './format.ts'
 import { BACKUP_PATH } from './routes.ts'
 import { isLevelLocked, ToolError } from './tool-error.ts'
 
@@ -29,15 +32,17 @@ export interface BackupOptions {
 
 export interface BackupResult {
   entries: number
+  /** Uploaded files in the backup. */
+  files: number
   via: 'server' | 'folder'
   bytes: number
 }
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT'
 
-/** Verifies a backup file end to end; resolves with its entry count or throws BackupFormatError. */
-export const verifyBackupFile = async (file: string): Promise<number> => {
-  for await (const part of decodeBackup(createReadStream(file))) if (part.kind === 'end') return part.count
+/** Verifies a backup file end to end; resolves with its entry and file counts or throws BackupFormatError. */
+export const verifyBackupFile = async (file: string): Promise<{ entries: number, files: number }> => {
+  for await (const part of decodeBackup(createReadStream(file))) if (part.kind === 'end') return { entries: part.count, files: part.files }
   throw new ToolError(`${file}: no end of backup`)
 }
 
@@ -115,15 +120,16 @@ export const backupDataFolder = async (opts: BackupOptions): Promise<BackupResul
         if (isLevelLocked(e)) throw new ToolError(`${opts.data} is in use by a running server that did not answer${url === undefined ? ' (no server.json)' : ` at ${url}`}; pass --url`)
         throw e
       }
-      chunks = encodeBackup(store.rawEntries(), { createdAt: now(), layout: VERSION })
+      // The files folder beside LevelDB (app.ts); nothing else writes it while we hold the lock.
+      chunks = encodeBackupWithFiles(store.rawEntries(), await FsBlobStore.open(join(opts.data, 'files')), { createdAt: now(), layout: VERSION })
     }
     const bytes = await writeFileDurably(tmp, chunks)
     if (store !== null) await store.close()
     store = null
-    const entries = await verifyBackupFile(tmp)
+    const { entries, files } = await verifyBackupFile(tmp)
     await rename(tmp, opts.to)
     await syncDirectory(dirname(opts.to))
-    return { entries, via, bytes }
+    return { entries, files, via, bytes }
   } catch (e) {
     await rm(tmp, { force: true })
     throw e

@@ -6,7 +6,8 @@
  * - every conversation document decodes: its snapshot and log apply to a Y.Doc without errors
  *   and without missing dependencies, and the log has no gap after the snapshot;
  * - every archived message is a message whose id the `archid` index maps back to its position,
- *   and the index has no other entries.
+ *   and the index has no other entries;
+ * - every uploaded file's record has its bytes in `files/`, of the recorded size.
  * Reads one entry (and one document) at a time, never the whole store.
  */
 import { mkdtemp, rm, stat } from 'node:fs/promises'
@@ -15,6 +16,9 @@ import { join } from 'node:path'
 import * as Y from 'yjs'
 import { isPlainObject } from '../../shared/schema.ts'
 import { LevelStore } from '../storage/level-store.ts'
+import { FsBlobStore } from '../storage/fs-blob-store.ts'
+import type { BlobStore } from '../storage/blob-port.ts'
+import { blobKeyOfRecordKey, FILES_SECTION } from '../files/file-service.ts'
 import { parseSeq, VERSION } from '../storage/keys.ts'
 import { verifyLevelLogs } from '../storage/log-integrity.ts'
 import { restoreBackup } from './restore.ts'
@@ -27,6 +31,8 @@ export interface CheckCounts {
   logEntries: number
   snapshots: number
   archivedMessages: number
+  /** Uploaded files (their records; each checked against its bytes). */
+  files: number
   /** Everything else (client-id bindings, settings, sections such as the webhook outbox). */
   otherEntries: number
 }
@@ -41,7 +47,7 @@ export interface CheckReport {
   warnings: string[]
 }
 
-const emptyCounts = (): CheckCounts => ({ conversations: 0, users: 0, memberships: 0, logEntries: 0, snapshots: 0, archivedMessages: 0, otherEntries: 0 })
+const emptyCounts = (): CheckCounts => ({ conversations: 0, users: 0, memberships: 0, logEntries: 0, snapshots: 0, archivedMessages: 0, files: 0, otherEntries: 0 })
 
 
 /** Problem text for a document that does not load cleanly, or null. */
@@ -63,8 +69,17 @@ const documentProblem = async (store: LevelStore, conv: string): Promise<string 
   return null
 }
 
-/** Checks an open store; the store stays open. */
-export const checkStore = async (store: LevelStore): Promise<CheckReport> => {
+/** Problem text for a file record whose bytes are missing or of another size, or null. */
+const fileProblem = async (blobs: BlobStore, key: string, record: unknown): Promise<string | null> => {
+  const size = isPlainObject(record) && typeof record.size === 'number' ? record.size : null
+  if (size === null) return `file ${key}: the record is not a file record`
+  const found = await blobs.stat(key)
+  if (found === undefined) return `file ${key}: its bytes are missing (${size} bytes recorded)`
+  return found.size === size ? null : `file ${key}: ${found.size} bytes stored, ${size} recorded`
+}
+
+/** Checks an open store (and the files in `blobs`); the store stays open. */
+export const checkStore = async (store: LevelStore, blobs?: BlobStore): Promise<CheckReport> => {
   const counts = emptyCounts()
   const problems: string[] = []
   const warnings: string[] = []
@@ -93,6 +108,13 @@ export const checkStore = async (store: LevelStore): Promise<CheckReport> => {
       value = JSON.parse(decoder.decode(rawValue))
     } catch {
       problems.push(`${sub} ${rest}: value is not JSON`)
+      continue
+    }
+    const blobKey = sub === `s-${FILES_SECTION}` ? blobKeyOfRecordKey(rest) : null
+    if (blobKey !== null && blobs !== undefined) {
+      counts.files++
+      const problem = await fileProblem(blobs, blobKey, value)
+      if (problem !== null) problems.push(problem)
       continue
     }
     if (sub !== 'json' || parts[0] !== VERSION) { counts.otherEntries++; continue }
@@ -152,7 +174,8 @@ export const checkDataFolder = async (dir: string): Promise<CheckReport> => {
     return failed([`cannot open ${dir}: ${(e as Error).message.split('\n')[0]}`])
   }
   try {
-    return await checkStore(store)
+    // The files folder beside LevelDB (app.ts), read as it is.
+    return await checkStore(store, FsBlobStore.at(join(dir, 'files')))
   } finally {
     await store.close()
   }
@@ -181,7 +204,7 @@ export const formatReport = (what: string, r: CheckReport): string => {
     `${what}: ${r.ok ? 'OK' : `${r.problems.length} problem(s)`}`,
     `  conversations ${c.conversations}, users ${c.users}, memberships ${c.memberships}`,
     `  log entries ${c.logEntries}, snapshots ${c.snapshots}, documents decoded ${r.documents}`,
-    `  archived messages ${c.archivedMessages}, other entries ${c.otherEntries}`,
+    `  archived messages ${c.archivedMessages}, files ${c.files}, other entries ${c.otherEntries}`,
     ...r.warnings.map(w => `  warning: ${w}`),
     ...r.problems.map(p => `  problem: ${p}`)
   ]

@@ -35,14 +35,14 @@ const commands: Record<string, (flags: Flags) => Promise<number>> = {
     const data = need(flags, 'data')
     const to = need(flags, 'to')
     const r = await backupDataFolder({ data, to, secret: flags.secret ?? process.env.PARLEY_SECRET, url: flags.url })
-    process.stdout.write(`backup of ${data} written to ${to}: ${r.entries} entries, ${r.bytes} bytes, verified (${r.via === 'server' ? 'from the running server' : 'from the folder'})\n`)
+    process.stdout.write(`backup of ${data} written to ${to}: ${r.entries} entries, ${r.files} files, ${r.bytes} bytes, verified (${r.via === 'server' ? 'from the running server' : 'from the folder'})\n`)
     return 0
   },
   async restore (flags) {
     const from = need(flags, 'from')
     const data = need(flags, 'data')
     const r = await restoreBackup({ from, data })
-    process.stdout.write(`restored ${r.entries} entries from ${from} (taken ${new Date(r.meta.createdAt).toISOString()}) into ${data}\n`)
+    process.stdout.write(`restored ${r.entries} entries and ${r.files} files from ${from} (taken ${new Date(r.meta.createdAt).toISOString()}) into ${data}\n`)
     return 0
   },
   async check (flags) {

@@ -1,21 +1,26 @@
 /**
- * The Parley backup file: a raw copy of every LevelDB entry, streamed, versioned, checksummed.
+ * The Parley backup file: a raw copy of every LevelDB entry and every uploaded file, streamed,
+ * versioned, checksummed.
  *
- * Format v1 (integers little-endian):
- *   header   "PARLEYBK" (8) | version u16 = 1 | meta length u32 | meta (UTF-8 JSON:
+ * Format v2 (integers little-endian):
+ *   header   "PARLEYBK" (8) | version u16 = 2 | meta length u32 | meta (UTF-8 JSON:
  *            { createdAt: ms since the epoch, layout: storage layout version, e.g. "v1" })
  *   record*  0x01 | key length u32 | value length u32 | key | value      (raw bytes, key order)
- *   trailer  0xFF | record count u64 | SHA-256 (32) of every byte before the checksum
- * A file without its trailer, with bytes after it, or whose count or checksum disagree is
- * damaged. Encoding and decoding stream: neither ever holds more than one chunk of records.
+ *   file*    0x02 | key length u32 | size u64 | key | bytes             (blob key, UTF-8; the file)
+ *   trailer  0xFF | record count u64 (records and files) | SHA-256 (32) of every byte before it
+ * Version 1 is version 2 without files (backups taken before files were included); both are
+ * read. A file without its trailer, with bytes after it, or whose count or checksum disagree is
+ * damaged. Encoding and decoding stream: neither ever holds more than one chunk of records, nor
+ * more than one piece of a file.
  */
 import { createHash, type Hash } from 'node:crypto'
 
 /** The first 8 bytes of every backup file. */
 export const BACKUP_MAGIC = 'PARLEYBK'
-/** The format version written; only this version is read. */
-export const BACKUP_VERSION = 1
+/** The format version written; this one and version 1 are read. */
+export const BACKUP_VERSION = 2
 const TAG_RECORD = 0x01
+const TAG_FILE = 0x02
 const TAG_TRAILER = 0xff
 const CHECKSUM_BYTES = 32
 /** Records are written out in chunks of about this many bytes. */
@@ -23,6 +28,8 @@ const CHUNK_BYTES = 64 * 1024
 /** Larger lengths can only come from a damaged file (LevelDB keys are short; values are updates). */
 const MAX_KEY_BYTES = 64 * 1024
 const MAX_VALUE_BYTES = 1024 * 1024 * 1024
+/** Bytes of a file handed out at a time when decoding. */
+const FILE_PIECE_BYTES = 64 * 1024
 
 export interface BackupMeta {
   createdAt: number
@@ -39,8 +46,19 @@ export class BackupFormatError extends Error {
 
 const u32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b }
 
-/** Encodes entries as a backup file, in chunks ready to write. */
-export async function * encodeBackup (entries: AsyncIterable<[Uint8Array, Uint8Array]>, meta: BackupMeta): AsyncGenerator<Buffer> {
+/** An uploaded file to back up: its blob key, its size, and its bytes (exactly `size` of them). */
+export interface BackupFile {
+  key: string
+  size: number
+  bytes: AsyncIterable<Uint8Array>
+}
+
+/**
+ * Encodes entries, then files, as a backup file, in chunks ready to write. `files` is read only
+ * once every entry is written (so it may depend on what the entries held). A file whose bytes
+ * are not its stated size throws: the backup would not be what the store held.
+ */
+export async function * encodeBackup (entries: AsyncIterable<[Uint8Array, Uint8Array]>, meta: BackupMeta, files: AsyncIterable<BackupFile> = (async function * () {})()): AsyncGenerator<Buffer> {
   const hash = createHash('sha256')
   const emit = (b: Buffer): Buffer => { hash.update(b); return b }
   const metaBytes = Buffer.from(JSON.stringify(meta))
@@ -64,10 +82,28 @@ export async function * encodeBackup (entries: AsyncIterable<[Uint8Array, Uint8A
       pendingBytes = 0
     }
   }
+  if (pendingBytes > 0) yield emit(Buffer.concat(pending))
+  pending = []
+  for await (const file of files) {
+    const key = Buffer.from(file.key, 'utf8')
+    const head = Buffer.alloc(13)
+    head[0] = TAG_FILE
+    head.writeUInt32LE(key.length, 1)
+    head.writeBigUInt64LE(BigInt(file.size), 5)
+    yield emit(Buffer.concat([head, key]))
+    let written = 0
+    for await (const piece of file.bytes) {
+      written += piece.byteLength
+      if (written > file.size) break
+      yield emit(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength))
+    }
+    if (written !== file.size) throw new Error(`file ${file.key} changed while it was backed up (${file.size} bytes stated, ${written} read)`)
+    count++
+  }
   const trailer = Buffer.alloc(9)
   trailer[0] = TAG_TRAILER
   trailer.writeBigUInt64LE(count, 1)
-  yield emit(Buffer.concat([...pending, trailer]))
+  yield emit(trailer)
   yield hash.digest()
 }
 
@@ -113,19 +149,22 @@ class ByteReader {
 export type BackupPart =
   | { kind: 'meta', meta: BackupMeta }
   | { kind: 'entry', key: Buffer, value: Buffer }
-  | { kind: 'end', count: number }
+  /** An uploaded file: read `bytes` before asking for the next part (what is left unread is skipped). */
+  | { kind: 'file', key: string, size: number, bytes: AsyncIterable<Buffer> }
+  /** `count`: entries; `files`: uploaded files. */
+  | { kind: 'end', count: number, files: number }
 
 /**
- * Decodes a backup file: its meta first, then each entry, then `end` once the count and the
- * checksum have been verified. Throws BackupFormatError on anything else, so a consumer must
- * treat everything it received as unverified until `end` arrives.
+ * Decodes a backup file: its meta first, then each entry and file, then `end` once the count
+ * and the checksum have been verified. Throws BackupFormatError on anything else, so a consumer
+ * must treat everything it received (files included) as unverified until `end` arrives.
  */
 export async function * decodeBackup (source: AsyncIterable<Uint8Array>): AsyncGenerator<BackupPart> {
   const r = new ByteReader(source)
   const magic = (await r.read(8, 'header')).toString('latin1')
   if (magic !== BACKUP_MAGIC) throw new BackupFormatError('not a Parley backup (bad magic)')
   const version = (await r.read(2, 'header')).readUInt16LE()
-  if (version !== BACKUP_VERSION) throw new BackupFormatError(`backup format version ${version} is not supported (this Parley reads version ${BACKUP_VERSION})`)
+  if (version !== BACKUP_VERSION && version !== 1) throw new BackupFormatError(`backup format version ${version} is not supported (this Parley reads versions 1 and ${BACKUP_VERSION})`)
   const metaLength = (await r.read(4, 'header')).readUInt32LE()
   let meta: BackupMeta
   try {
@@ -137,10 +176,30 @@ export async function * decodeBackup (source: AsyncIterable<Uint8Array>): AsyncG
   if (typeof meta.createdAt !== 'number' || typeof meta.layout !== 'string') throw new BackupFormatError('the backup header is damaged (meta fields)')
   yield { kind: 'meta', meta }
   let count = 0
+  let files = 0
   for (;;) {
     const at = r.offset
     const tag = (await r.read(1, 'record'))[0]
     if (tag === TAG_TRAILER) break
+    if (tag === TAG_FILE && version >= 2) {
+      const head = await r.read(12, 'file')
+      const keyLength = head.readUInt32LE(0)
+      const size = head.readBigUInt64LE(4)
+      if (keyLength > MAX_KEY_BYTES || size > BigInt(Number.MAX_SAFE_INTEGER)) throw new BackupFormatError(`impossible file length at offset ${at}: the backup is damaged`)
+      const key = (await r.read(keyLength, 'file')).toString('utf8')
+      let left = Number(size)
+      const bytes = async function * (): AsyncGenerator<Buffer> {
+        while (left > 0) {
+          const piece = await r.read(Math.min(left, FILE_PIECE_BYTES), 'file')
+          left -= piece.length
+          yield piece
+        }
+      }
+      yield { kind: 'file', key, size: Number(size), bytes: bytes() }
+      while (left > 0) left -= (await r.read(Math.min(left, FILE_PIECE_BYTES), 'file')).length
+      files++
+      continue
+    }
     if (tag !== TAG_RECORD) throw new BackupFormatError(`unknown record tag ${tag} at offset ${at}: the backup is damaged`)
     const head = await r.read(8, 'record')
     const keyLength = head.readUInt32LE(0)
@@ -155,7 +214,7 @@ export async function * decodeBackup (source: AsyncIterable<Uint8Array>): AsyncG
   const actual = r.hash.digest()
   const checksum = await r.read(CHECKSUM_BYTES, 'trailer', false)
   if (!actual.equals(checksum)) throw new BackupFormatError('checksum mismatch: the backup is damaged')
-  if (stated !== BigInt(count)) throw new BackupFormatError(`the trailer counts ${stated} records but the file holds ${count}`)
+  if (stated !== BigInt(count + files)) throw new BackupFormatError(`the trailer counts ${stated} records but the file holds ${count + files}`)
   if (await r.more()) throw new BackupFormatError(`bytes after the end of the backup at offset ${r.offset}`)
-  yield { kind: 'end', count }
+  yield { kind: 'end', count, files }
 }

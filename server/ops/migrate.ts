@@ -6,13 +6,20 @@
  * its client-id bindings, users, memberships, settings, every section (webhook outbox, inbox
  * index, pending notifications...) and the folder's generated secret (`DIR/secret`), so tokens
  * keep working. Read markers live in the documents. Entries are read from one LevelDB snapshot
- * and written in one PostgreSQL transaction: a failed migration leaves the target empty.
- * A target holding any data is refused before anything is written.
+ * and written in one PostgreSQL transaction. Uploaded files (`DIR/files`) go first, streamed
+ * one by one into PostgreSQL's blob tables (`pg-blob-store.ts`): each file a record names
+ * (a blob without a record is a leftover nothing serves, and stays behind). A failed migration
+ * deletes the files it copied, so it leaves the target empty (unless the tool itself is killed
+ * half-way: then drop the schema and run it again). A target holding any data, files
+ * included, is refused before anything is written.
  */
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Message } from '../../shared/schema.ts'
+import { blobKeyOfRecordKey, FILES_SECTION } from '../files/file-service.ts'
+import { FsBlobStore } from '../storage/fs-blob-store.ts'
 import { LevelStore } from '../storage/level-store.ts'
+import { PgBlobStore } from '../storage/pg-blob-store.ts'
 import { parseSeq, VERSION } from '../storage/keys.ts'
 import { PgStore, type ImportBatch } from '../storage/pg-store.ts'
 import type { UserRecord } from '../storage/port.ts'
@@ -35,6 +42,11 @@ export interface MigrateReport {
   sections: Record<string, number>
   /** Entries of no known kind, left behind. */
   skipped: number
+  /** Uploaded files copied, and their bytes. */
+  files: number
+  fileBytes: number
+  /** Files a record names whose bytes are not in the folder (already lost there): not copied. */
+  filesMissing: number
 }
 
 /** Rows per batch handed to PostgreSQL (and held in memory). */
@@ -42,7 +54,7 @@ const BATCH_ROWS = 2000
 /** ...or bytes of documents, whichever comes first. */
 const BATCH_BYTES = 8 * 1024 * 1024
 
-type Counted = Omit<MigrateReport, 'target' | 'settings' | 'secret' | 'sections' | 'skipped'>
+type Counted = Omit<MigrateReport, 'target' | 'settings' | 'secret' | 'sections' | 'skipped' | 'files' | 'fileBytes' | 'filesMissing'>
 
 /** Turns the folder's raw entries into import batches, counting as it goes. */
 async function * batchesOf (store: LevelStore, report: MigrateReport): AsyncIterable<ImportBatch> {
@@ -113,6 +125,27 @@ const readSecretFile = async (dir: string): Promise<string | null> => {
   }
 }
 
+/**
+ * Streams every file a record of the folder names into `target` (one file in memory never
+ * more than a chunk), counting into `report`; adds to `copied` each conversation it copies files of.
+ */
+const copyFiles = async (source: LevelStore, from: string, target: PgBlobStore, report: MigrateReport, copied: Set<string>): Promise<void> => {
+  const blobs = await FsBlobStore.open(join(from, 'files'))
+  for await (const [key] of source.section(FILES_SECTION).entries({})) {
+    const blobKey = blobKeyOfRecordKey(key)
+    if (blobKey === null) continue
+    const found = await blobs.get(blobKey)
+    if (found === undefined) {
+      report.filesMissing++
+      continue
+    }
+    copied.add(blobKey.split('/')[0])
+    const put = await target.put(blobKey, found.stream, { maxBytes: Number.MAX_SAFE_INTEGER, headBytes: 0 })
+    report.files++
+    report.fileBytes += put.size
+  }
+}
+
 /** Copies the folder `from` into the PostgreSQL `to`; ToolError on refusal. */
 export const migrateToPostgres = async (opts: { from: string, to: string }): Promise<MigrateReport> => {
   try {
@@ -128,26 +161,36 @@ export const migrateToPostgres = async (opts: { from: string, to: string }): Pro
     throw e
   }
   let target: PgStore | null = null
+  let files: PgBlobStore | null = null
   try {
     try {
       target = await PgStore.open({ url: opts.to, heartbeatMs: 0 })
+      files = await PgBlobStore.open({ url: opts.to })
     } catch (e) {
       throw new ToolError(`cannot use PostgreSQL: ${(e as Error).message.split('\n')[0]}`)
     }
-    const holding = await target.nonEmptyTables()
+    const holding = [...await target.nonEmptyTables(), ...await files.nonEmptyTables()]
     if (holding.length > 0) throw new ToolError(`${target.location} is not empty (it has rows in ${holding.join(', ')}); migrate only into an empty database or schema`)
     const report: MigrateReport = {
-      target: target.location, conversations: 0, logEntries: 0, snapshots: 0, archivedMessages: 0, clientBindings: 0, users: 0, memberships: 0, settings: false, secret: false, sections: {}, skipped: 0
+      target: target.location, conversations: 0, logEntries: 0, snapshots: 0, archivedMessages: 0, clientBindings: 0, users: 0, memberships: 0, settings: false, secret: false, sections: {}, skipped: 0, files: 0, fileBytes: 0, filesMissing: 0
     }
     const secret = await readSecretFile(opts.from)
     const secretBatch: ImportBatch = secret === null ? {} : { meta: [{ name: 'secret', value: secret }] }
     report.secret = secret !== null
-    await target.importAll((async function * () {
-      yield secretBatch
-      yield * batchesOf(source, report)
-    })())
+    const copied = new Set<string>()
+    try {
+      await copyFiles(source, opts.from, files, report, copied)
+      await target.importAll((async function * () {
+        yield secretBatch
+        yield * batchesOf(source, report)
+      })())
+    } catch (e) {
+      for (const conv of copied) await files.deletePrefix(conv).catch(() => {})
+      throw e
+    }
     return report
   } finally {
+    await files?.close()
     await target?.close()
     await source.close()
   }
@@ -161,6 +204,7 @@ export const formatMigrateReport = (from: string, r: MigrateReport): string => {
     `  conversations: ${r.conversations} (log entries ${r.logEntries}, snapshots ${r.snapshots}, archived messages ${r.archivedMessages}, client-id bindings ${r.clientBindings})`,
     `  users: ${r.users}, memberships: ${r.memberships}, settings: ${r.settings ? 'yes' : 'none'}, secret: ${r.secret ? 'copied' : 'none in the folder'}`,
     `  sections: ${sections === '' ? 'none' : sections}`,
+    `  files: ${r.files} (${r.fileBytes} bytes)${r.filesMissing > 0 ? `; ${r.filesMissing} recorded files were not in the folder and were not copied` : ''}`,
     ...(r.skipped > 0 ? [`  skipped ${r.skipped} entries of no known kind`] : [])
   ].join('\n') + '\n'
 }

@@ -1,7 +1,8 @@
 /**
  * Restores a backup file into a new (or empty) data folder. The entries go into a temporary
- * LevelDB folder next to the target; only once the whole file has been read and its count and
- * checksum verified is that folder renamed to the target. A damaged backup leaves nothing behind.
+ * LevelDB folder next to the target, the uploaded files into its `files/` (streamed, one at a
+ * time); only once the whole file has been read and its count and checksum verified is that
+ * folder renamed to the target. A damaged backup leaves nothing behind.
  * The app secret is not part of a backup: pass `--secret` or copy the `secret` file.
  */
 import { createReadStream } from 'node:fs'
@@ -9,6 +10,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { dirname, basename, join, resolve } from 'node:path'
 import { Level } from 'level'
 import { VERSION } from '../storage/keys.ts'
+import { FsBlobStore } from '../storage/fs-blob-store.ts'
 import { decodeBackup, type BackupMeta } from './format.ts'
 import { syncDirectory } from './backup.ts'
 import { ToolError } from './tool-error.ts'
@@ -19,6 +21,7 @@ const BATCH_BYTES = 4 * 1024 * 1024
 
 export interface RestoreResult {
   entries: number
+  files: number
   meta: BackupMeta
 }
 
@@ -56,6 +59,8 @@ export const restoreBackup = async (opts: { from: string, data: string }): Promi
     let batch: Array<{ type: 'put', key: Uint8Array, value: Uint8Array }> = []
     let batchBytes = 0
     let entries = -1
+    let files = 0
+    let blobs: FsBlobStore | null = null
     for await (const part of decodeBackup(createReadStream(opts.from))) {
       if (part.kind === 'meta') {
         if (part.meta.layout !== VERSION) throw new ToolError(`the backup has storage layout ${part.meta.layout}; this Parley reads ${VERSION}`)
@@ -68,8 +73,13 @@ export const restoreBackup = async (opts: { from: string, data: string }): Promi
           batch = []
           batchBytes = 0
         }
+      } else if (part.kind === 'file') {
+        // The folder beside LevelDB where the server keeps them (app.ts).
+        blobs ??= await FsBlobStore.open(join(tmp, 'files'))
+        await blobs.put(part.key, part.bytes, { maxBytes: part.size, headBytes: 0 })
       } else {
         entries = part.count
+        files = part.files
       }
     }
     if (meta === null || entries < 0) throw new ToolError(`${opts.from}: incomplete backup`)
@@ -79,7 +89,7 @@ export const restoreBackup = async (opts: { from: string, data: string }): Promi
     // rename(2) replaces an empty target folder, and fails if anything appeared in it meanwhile.
     await rename(tmp, target)
     await syncDirectory(dirname(target))
-    return { entries, meta }
+    return { entries, files, meta }
   } catch (e) {
     if (!closed) await db.close().catch(() => {})
     await rm(tmp, { recursive: true, force: true })

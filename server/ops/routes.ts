@@ -1,6 +1,8 @@
 /**
  * REST: `GET /v1/admin/backup` (admin only) streams a backup file (format in `format.ts`) of
- * the whole store, taken from one LevelDB snapshot while the server goes on writing. This is how
+ * the whole store, taken from one LevelDB snapshot while the server goes on writing, with the
+ * uploaded files its records name (`backup-files.ts`); the files' life cycle waits meanwhile,
+ * so none of them is deleted before it is copied. This is how
  * `npm run backup` copies a data folder whose LevelDB lock the running server holds.
  * Registered only when the store can list its raw entries (`BackupSource`); otherwise the route
  * does not exist (404).
@@ -10,7 +12,7 @@ import { Readable } from 'node:stream'
 import { requireAdmin } from '../rest/permissions.ts'
 import { principalOf, type RestDeps } from '../rest/deps.ts'
 import { VERSION } from '../storage/keys.ts'
-import { encodeBackup } from './format.ts'
+import { encodeBackupWithFiles } from './backup-files.ts'
 
 /** A store that can list every raw entry from one snapshot (LevelStore, and wrappers that forward it). */
 export interface BackupSource {
@@ -30,12 +32,20 @@ export const registerBackupRoutes = (app: FastifyInstance, deps: RestDeps): void
   if (!isBackupSource(store)) return
   app.get(BACKUP_PATH, async (req, reply) => {
     requireAdmin(await principalOf(deps, req))
-    const entries = store.rawEntries()
-    const createdAt = deps.now()
-    void reply
-      .header('content-type', 'application/octet-stream')
-      .header('content-disposition', `attachment; filename="parley-${new Date(createdAt).toISOString().replace(/[:.]/g, '-')}.parleybk"`)
-      .header('cache-control', 'no-store')
-    return await reply.send(Readable.from(encodeBackup(entries, { createdAt, layout: VERSION })))
+    // No file is deleted from the snapshot on until the response is over (sent, failed or cut).
+    const release = await deps.files.hold()
+    reply.raw.once('close', release)
+    try {
+      const entries = store.rawEntries()
+      const createdAt = deps.now()
+      void reply
+        .header('content-type', 'application/octet-stream')
+        .header('content-disposition', `attachment; filename="parley-${new Date(createdAt).toISOString().replace(/[:.]/g, '-')}.parleybk"`)
+        .header('cache-control', 'no-store')
+      return await reply.send(Readable.from(encodeBackupWithFiles(entries, deps.files.blobs, { createdAt, layout: VERSION })))
+    } catch (e) {
+      release()
+      throw e
+    }
   })
 }

@@ -1,7 +1,8 @@
 /**
  * The blob port: where uploaded files' bytes live, apart from the document store. The embedded
- * default keeps them in the data folder (`fs-blob-store.ts`); cluster mode can back the same four
- * operations with PostgreSQL large objects or an S3-compatible store.
+ * default keeps them in the data folder (`fs-blob-store.ts`); with `--postgres` they live in
+ * PostgreSQL (`pg-blob-store.ts`), so every node of a cluster serves every file. Both pass one
+ * conformance suite, `test/server/storage/blob-conformance.ts`.
  *
  * Keys are `/`-separated paths of ids (`<conversationId>/<fileId>`), so a prefix names a folder.
  */
@@ -39,4 +40,10 @@ export interface BlobStore {
   deletePrefix (prefix: string): Promise<void>
   /** The keys under `prefix/`. */
   list (prefix: string): AsyncIterable<string>
+  /**
+   * Removes what puts cut off by a crash left behind, if the store keeps such leftovers past its
+   * `open` (a shared store cannot clear them at open: another node may be mid-put). Returns how
+   * many it removed. Called by the files' periodic sweep.
+   */
+  sweepAbandoned? (): Promise<number>
 }

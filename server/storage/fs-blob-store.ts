@@ -39,6 +39,11 @@ export class FsBlobStore implements BlobStore {
     return new FsBlobStore(root)
   }
 
+  /** The store in `root` as it is, touching nothing (for tools that only read, such as `npm run check`). */
+  static at (root: string): FsBlobStore {
+    return new FsBlobStore(root)
+  }
+
   /** Temp files now in the folder (puts in flight or interrupted); for tests and checks. */
   async tempFiles (): Promise<string[]> {
     return await readdir(join(this.root, TMP)).catch(e => { if (isNotFound(e)) return []; throw e })

@@ -14,6 +14,7 @@ import { assertNothingLost, killMidBurst, signToken } from '../helpers/burst.ts'
 import { createTestSchema, PG_URL, type TestSchema } from '../helpers/postgres.ts'
 import { startTcpProxy } from '../helpers/tcp-proxy.ts'
 import { messagesOf } from '../../shared/doc.ts'
+import { PNG_1X1, uploadFile } from '../helpers/uploads.ts'
 
 const Pg = suite<{ schema: TestSchema, dir: string }>('the parley process on PostgreSQL')
 Pg.before.each(async ctx => {
@@ -60,11 +61,13 @@ Pg('with --postgres everything lives in PostgreSQL: a generated secret kept ther
   const posted = await api(s.url, secret, 'POST', '/v1/conversations/c1/messages', [{ text: 'by rest', sender: 'bob', type: 'UserMessage' }])
   assert.is(posted.status, 201)
   await waitFor(() => texts(alice.doc).includes('by rest'), 5000, 'alice receives the REST message')
+  const uploaded = await uploadFile(s.url, 'c1', `Bearer ${await signToken(secret, 'alice')}`, 'pic.png', PNG_1X1)
+  assert.is(uploaded.status, 201)
   alice.destroy()
   bob.destroy()
   await stop(s)
-  // Only uploaded files' bytes stay on the node's disk: no LevelDB, no secret, no server.json.
-  assert.equal(await readdir(data), ['files'], 'the data folder holds uploaded files only')
+  // Nothing on the node's disk, uploaded files included: no LevelDB, no secret, no server.json.
+  await stat(data).then(() => assert.unreachable('the data folder was created'), () => {})
 
   s = await spawnServer(args)
   const conv = await api(s.url, secret, 'GET', '/v1/conversations/c1')
@@ -73,6 +76,9 @@ Pg('with --postgres everything lives in PostgreSQL: a generated secret kept ther
   const msgs = await api(s.url, secret, 'GET', '/v1/conversations/c1/messages?limit=100')
   assert.equal(msgs.body.data.map((m: { text: string }) => m.text), [...Array.from({ length: 20 }, (_, i) => `m${i}`), 'by rest'])
   assert.is((await api(s.url, secret, 'GET', '/v1/users/alice')).body.name, 'Alice')
+  const file = await fetch(`${s.url}/v1/conversations/c1/files/${uploaded.body.fileId as string}`, { headers: { authorization: `Bearer ${secret}` } })
+  assert.is(file.status, 200)
+  assert.ok(Buffer.from(await file.arrayBuffer()).equals(PNG_1X1), 'the uploaded file, from PostgreSQL')
   const list = await api(s.url, secret, 'GET', '/v1/users/bob/conversations')
   assert.is(list.status, 200)
   const fresh = connectPeer(s.wsUrl, 'c1', await signToken(secret, 'bob'))

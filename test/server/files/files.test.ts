@@ -179,6 +179,25 @@ Files('deleting the message that carries a file deletes the file; deleting the c
   assert.equal(await records(s), [])
 })
 
+Files('while the life cycle is held (a backup streams), a deleted message\'s file stays; once released it goes', async ({ s }) => {
+  const f = (await uploadFile(s.url, 'c1', await bearer(s, 'alice'), 'doc.pdf', PDF_BYTES)).body
+  const sent = await s.api('POST', '/v1/conversations/c1/messages', [{ text: 'x', sender: 'alice', type: 'UserMessage', attachment: { fileId: f.fileId, name: f.name, size: f.size, contentType: f.contentType } }])
+  await s.server.files.settled()
+  const release = await s.server.files.hold()
+  assert.is((await s.api('DELETE', `/v1/conversations/c1/messages/${sent.body[0].id as string}`)).status, 204)
+  let settled = false
+  const done = s.server.files.settled().then(() => { settled = true })
+  // Not a timing promise: nothing may happen however long this waits; 300 ms gives it a chance to.
+  await new Promise(resolve => setTimeout(resolve, 300))
+  assert.is(settled, false, 'the deletion waits')
+  assert.equal(await blobFiles(s, 'c1'), [`_${f.fileId as string}`])
+  release()
+  release()
+  await done
+  assert.equal(await blobFiles(s, 'c1'), [])
+  assert.equal(await records(s), [])
+})
+
 Files('files no message carried within the orphan age are collected by the periodic sweep; attached ones stay', async () => {
   let clock = Date.now()
   const s = await startServer({ config: { fileOrphanMs: 60_000, fileSweepMs: 20 }, deps: { now: () => clock } })

@@ -12,6 +12,8 @@ import { messagesOf } from '../../../shared/doc.ts'
 import { connectPeer, sendMessage, waitFor } from '../../helpers/clients.ts'
 import { runOps, spawnServer } from '../../helpers/process.ts'
 import { startServer, UNLIMITED_RATE, TEST_SECRET, type TestServer } from '../../helpers/server.ts'
+import { PNG_1X1, uploadFile } from '../../helpers/uploads.ts'
+import { createHash, randomBytes } from 'node:crypto'
 
 const Backup = suite<{ dir: string }>('backup, restore and check')
 Backup.before.each(async ctx => { ctx.dir = await mkdtemp(join(tmpdir(), 'parley-backup-')) })
@@ -200,6 +202,89 @@ Backup('check reads every archive page and finds a damaged archive entry', async
   assert.is(r.code, 1)
   assert.match(r.stdout, `json v1!arch!c1!${archived[0].split('!').pop() ?? ''}: value is not JSON`)
   assert.match(r.stdout, 'archid index entries point at no archived message')
+})
+
+Backup('a backup holds the uploaded files (from the running server and from the folder); restore puts them back and check verifies them', async ({ dir }) => {
+  const s = await startServer({ dir, settings: UNLIMITED_RATE })
+  const data = join(dir, 'db')
+  await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  const alice = `Bearer ${await s.token('alice')}`
+  const pic = (await uploadFile(s.url, 'c1', alice, 'pic.png', PNG_1X1)).body
+  const attachment = { fileId: pic.fileId, name: pic.name, size: pic.size, contentType: pic.contentType }
+  assert.is((await s.api('POST', '/v1/conversations/c1/messages', [{ text: 'look', sender: 'alice', type: 'UserMessage', attachment }])).status, 201)
+  const bigBytes = randomBytes(300_000)
+  const big = (await uploadFile(s.url, 'c1', alice, 'data.bin', bigBytes)).body
+  // A file whose message was deleted is gone, and in no backup.
+  const gone = (await uploadFile(s.url, 'c1', alice, 'gone.bin', randomBytes(1000))).body
+  const sent = await s.api('POST', '/v1/conversations/c1/messages', [{ text: 'oops', sender: 'alice', type: 'UserMessage', attachment: { fileId: gone.fileId, name: gone.name, size: gone.size, contentType: gone.contentType } }])
+  assert.is((await s.api('DELETE', `/v1/conversations/c1/messages/${sent.body[0].id as string}`)).status, 204)
+  await s.server.files.settled()
+  await writeServerInfo(data, s.url)
+  await writeFile(join(data, 'secret'), TEST_SECRET + '\n')
+
+  const fromServer = await runOps('backup', ['--data', data, '--to', join(dir, 'server.parleybk')])
+  assert.is(fromServer.code, 0, fromServer.stderr)
+  assert.match(fromServer.stdout, /entries, 2 files, .*\(from the running server\)/, fromServer.stdout)
+  await s.stop(true)
+  const fromFolder = await backupDataFolder({ data, to: join(dir, 'folder.parleybk') })
+  assert.is(fromFolder.via, 'folder')
+  assert.is(fromFolder.files, 2)
+
+  for (const name of ['server', 'folder']) {
+    const restored = join(dir, `restored-${name}`)
+    const r = await runOps('restore', ['--from', join(dir, `${name}.parleybk`), '--data', join(restored, 'db')])
+    assert.is(r.code, 0, r.stderr)
+    assert.match(r.stdout, /and 2 files from/)
+    const c = await runOps('check', ['--data', join(restored, 'db')])
+    assert.is(c.code, 0, c.stdout + c.stderr)
+    assert.match(c.stdout, 'files 2,')
+    const again = await startServer({ dir: restored })
+    try {
+      const get = async (fileId: string, range?: string): Promise<Response> =>
+        await fetch(`${again.url}/v1/conversations/c1/files/${fileId}`, { headers: { authorization: `Bearer ${await again.token('alice')}`, ...(range === undefined ? {} : { range }) } })
+      assert.ok(Buffer.from(await (await get(pic.fileId)).arrayBuffer()).equals(PNG_1X1), `${name}: the attached image`)
+      assert.ok(Buffer.from(await (await get(big.fileId)).arrayBuffer()).equals(bigBytes), `${name}: the large file`)
+      const part = await get(big.fileId, 'bytes=100000-100099')
+      assert.is(part.status, 206)
+      assert.ok(Buffer.from(await part.arrayBuffer()).equals(bigBytes.subarray(100_000, 100_100)))
+      assert.is((await get(gone.fileId)).status, 404)
+      assert.is((await again.server.files.get('c1', pic.fileId))?.attachedTo !== null, true, 'still carried by its message')
+    } finally {
+      await again.stop(true)
+    }
+  }
+  const checked = await checkBackupFile(join(dir, 'folder.parleybk'))
+  assert.ok(checked.ok, checked.problems.join('\n'))
+  assert.is(checked.counts.files, 2)
+
+  // check finds a file whose bytes are lost.
+  await rm(join(dir, 'restored-folder', 'db', 'files', '_c1', `_${big.fileId as string}`))
+  const lost = await runOps('check', ['--data', join(dir, 'restored-folder', 'db')])
+  assert.is(lost.code, 1)
+  assert.match(lost.stdout, `problem: file c1/${big.fileId as string}: its bytes are missing (300000 bytes recorded)`)
+})
+
+Backup('a backup file of format version 1 (before files were included) still restores', async ({ dir }) => {
+  const s = await startServer({ dir, settings: UNLIMITED_RATE })
+  await s.api('PUT', '/v1/conversations/c1', { participants: ['alice'] })
+  await s.api('POST', '/v1/conversations/c1/messages', [{ text: 'old', sender: 'alice', type: 'UserMessage' }])
+  await s.stop(true)
+  const v2 = join(dir, 'v2.parleybk')
+  assert.is((await runOps('backup', ['--data', join(dir, 'db'), '--to', v2])).code, 0)
+  // Version 1 is version 2 without file records: the same bytes with version 1 and its checksum.
+  const bytes = await readFile(v2)
+  const body = Buffer.from(bytes.subarray(0, bytes.length - 32))
+  assert.is(body.readUInt16LE(8), 2)
+  body.writeUInt16LE(1, 8)
+  await writeFile(join(dir, 'v1.parleybk'), Buffer.concat([body, createHash('sha256').update(body).digest()]))
+  const r = await runOps('restore', ['--from', join(dir, 'v1.parleybk'), '--data', join(dir, 'r', 'db')])
+  assert.is(r.code, 0, r.stderr)
+  const again = await startServer({ dir: join(dir, 'r') })
+  try {
+    assert.equal(await allTexts(again), ['old'])
+  } finally {
+    await again.stop(true)
+  }
 })
 
 Backup.run()

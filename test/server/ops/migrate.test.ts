@@ -1,8 +1,8 @@
 /**
  * `npm run migrate`: a LevelDB folder written by a real server (a conversation with 10,000
  * archived messages, compacted documents, users, memberships, a read marker, client-id bindings,
- * settings, pending webhook events, the generated secret) copied into an empty PostgreSQL
- * schema, then served by the real process on PostgreSQL.
+ * settings, pending webhook events, the generated secret, uploaded files) copied into an empty
+ * PostgreSQL schema, then served by the real process on PostgreSQL.
  */
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -15,6 +15,11 @@ import { runOps, spawnServer } from '../../helpers/process.ts'
 import { connectPeer, sendMessage, texts, waitFor } from '../../helpers/clients.ts'
 import { signToken } from '../../helpers/burst.ts'
 import { createTestSchema } from '../../helpers/postgres.ts'
+import { PNG_1X1, uploadFile } from '../../helpers/uploads.ts'
+import { randomBytes } from 'node:crypto'
+import { PgBlobStore } from '../../../server/storage/pg-blob-store.ts'
+import { FsBlobStore } from '../../../server/storage/fs-blob-store.ts'
+import { Level } from 'level'
 import { messagesOf, metaOf, readsOf } from '../../../shared/doc.ts'
 import { DEFAULT_DELIVERY_TUNING } from '../../../server/notify/services.ts'
 import { LevelStore } from '../../../server/storage/level-store.ts'
@@ -65,8 +70,16 @@ Migrate('copies a LevelDB folder into an empty PostgreSQL schema, refuses a non-
     await waitFor(() => s.server.rooms.peek('small')?.doc.getArray('messages').length === 12, 5000, 'small conversation written')
     await waitFor(() => s.server.rooms.peek('big')?.doc.getMap('reads').get('bob') === 4242, 5000, 'read marker stored')
     assert.is((await s.api('PATCH', '/v1/settings', { webhookUrl: 'http://127.0.0.1:9/never', maxGuests: 7 })).status, 200)
-    const rest = await s.api('POST', '/v1/conversations/big/messages', [{ text: 'last one', sender: 'bob', type: 'UserMessage' }])
+    // Uploaded files: one carried by the last message, one larger (several chunk rows) not carried yet.
+    const pic = await uploadFile(s.url, 'big', `Bearer ${await s.token('bob')}`, 'pic.png', PNG_1X1)
+    assert.is(pic.status, 201)
+    const bigFile = randomBytes(700_000)
+    const loose = await uploadFile(s.url, 'big', `Bearer ${await s.token('alice')}`, 'data.bin', bigFile)
+    assert.is(loose.status, 201)
+    const attachment = { fileId: pic.body.fileId, name: pic.body.name, size: pic.body.size, contentType: pic.body.contentType }
+    const rest = await s.api('POST', '/v1/conversations/big/messages', [{ text: 'last one', sender: 'bob', type: 'UserMessage', attachment }])
     assert.is(rest.status, 201)
+    await s.server.files.settled()
     alice.destroy(); bob.destroy(); smallPeer.destroy()
     assert.ok(room().archived >= TOTAL - 100, `archived ${room().archived}`)
     await s.stop(true)
@@ -95,7 +108,8 @@ Migrate('copies a LevelDB folder into an empty PostgreSQL schema, refuses a non-
     assert.match(r.stdout, /archived messages \d{4,}/)
     assert.match(r.stdout, /users: 1, memberships: 3, settings: yes, secret: copied/)
     assert.match(r.stdout, /outbox \d+/)
-    await refusedWith(migrateToPostgres({ from: folder, to: schema.url }), /is not empty \(it has rows in conversations, .*, archive, .*, sections\)/)
+    assert.match(r.stdout, `files: 2 (${PNG_1X1.length + bigFile.length} bytes)\n`)
+    await refusedWith(migrateToPostgres({ from: folder, to: schema.url }), /is not empty \(it has rows in conversations, .*, archive, .*, sections, blobs, blob_chunks\)/)
     const q = schema.admin
     const [{ n: pending }] = await q`SELECT count(*)::int AS n FROM ${q(schema.schema)}.sections WHERE section = 'outbox' AND key LIKE 'v1!o!%'`
     assert.is(pending, outbox, 'every pending webhook event was copied')
@@ -124,6 +138,21 @@ Migrate('copies a LevelDB folder into an empty PostgreSQL schema, refuses a non-
       assert.is((await get('/v1/conversations/small/messages?limit=100')).data.length, 12)
       assert.equal((await get('/v1/conversations/raw/messages')).data.map((m: { text: string }) => m.text), ['raw one', 'raw two'])
       assert.is((await get('/v1/users/alice')).name, 'Alice')
+      // The files came along: bytes, ranges, and which message carries which.
+      const file = async (fileId: string, range?: string): Promise<Response> =>
+        await fetch(`${pg.url}/v1/conversations/big/files/${fileId}`, { headers: { authorization: `Bearer ${TEST_SECRET}`, ...(range === undefined ? {} : { range }) } })
+      const picRes = await file(pic.body.fileId)
+      assert.is(picRes.status, 200)
+      assert.is(picRes.headers.get('content-type'), 'image/png')
+      assert.ok(Buffer.from(await picRes.arrayBuffer()).equals(PNG_1X1))
+      assert.ok(Buffer.from(await (await file(loose.body.fileId)).arrayBuffer()).equals(bigFile))
+      const part = await file(loose.body.fileId, 'bytes=300000-555555')
+      assert.is(part.status, 206)
+      assert.ok(Buffer.from(await part.arrayBuffer()).equals(bigFile.subarray(300_000, 555_556)))
+      const lastMessage = (await get('/v1/conversations/big/messages?limit=1')).data[0]
+      assert.equal(lastMessage.attachment, attachment)
+      const [carried] = await q`SELECT value FROM ${q(schema.schema)}.sections WHERE section = 'files' AND key = ${`v1!f!big!${pic.body.fileId as string}`}`
+      assert.is(carried.value.attachedTo, lastMessage.id)
       assert.equal((await get('/v1/users/alice/conversations')).data.map((c: { id: string }) => c.id).sort(), ['big', 'small'])
       const settings = await get('/v1/settings')
       assert.is(settings.webhookUrl, 'http://127.0.0.1:9/never')
@@ -156,10 +185,56 @@ Migrate('refuses a target that holds anything, and a folder that holds no Parley
     assert.is(r.code, 1)
     assert.is(r.stderr.trim().split('\n').length, 1, r.stderr)
     assert.match(r.stderr, /^parley migrate: postgres:\/\/.*schema=parley_test_\w+ is not empty \(it has rows in sections\)/)
+    // Files count as data too.
+    const filesOnly = await createTestSchema()
+    try {
+      const blobs = await PgBlobStore.open({ url: filesOnly.url })
+      await blobs.put('c/f', (async function * () { yield Buffer.from('x') })(), { maxBytes: 10, headBytes: 0 })
+      await blobs.close()
+      await refusedWith(migrateToPostgres({ from: join(dir, 'db'), to: filesOnly.url }), /is not empty \(it has rows in blobs, blob_chunks\)/)
+    } finally {
+      await filesOnly.drop()
+    }
     r = await runOps('migrate', ['--from', join(dir, 'nothing'), '--to', schema.url])
     assert.is(r.code, 1)
     assert.match(r.stderr, /holds no Parley data/)
     assert.is(r.stderr.trim().split('\n').length, 1)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+    await schema.drop()
+  }
+})
+
+Migrate('a migration that fails after copying files deletes them: the target stays empty', async () => {
+  const schema = await createTestSchema()
+  const dir = await mkdtemp(join(tmpdir(), 'parley-migrate-'))
+  try {
+    const folder = join(dir, 'db')
+    const source = await LevelStore.open(folder)
+    await source.createConversation('c1', 1)
+    const blobs = await FsBlobStore.open(join(folder, 'files'))
+    await blobs.put('c1/f1', (async function * () { yield randomBytes(300_000) })(), { maxBytes: 1e9, headBytes: 0 })
+    await source.section('files').put('v1!f!c1!f1', { conversationId: 'c1', fileId: 'f1', uploaderId: 'alice', name: 'a.bin', size: 300_000, contentType: 'application/octet-stream', attachedTo: null, createdAt: 1 })
+    await source.close()
+    // An entry PostgreSQL refuses (a section name it cannot hold), written after the files.
+    const raw = new Level<string, string>(folder)
+    await raw.open()
+    await raw.put('!s-Bad_Name!k', '1')
+    await raw.close()
+    let failed = false
+    try {
+      await migrateToPostgres({ from: folder, to: schema.url })
+    } catch (e) {
+      failed = /invalid section name Bad_Name/.test((e as Error).message)
+    }
+    assert.ok(failed, 'the migration failed on the bad entry')
+    const target = await PgStore.open({ url: schema.url, heartbeatMs: 0 })
+    const files = await PgBlobStore.open({ url: schema.url })
+    try {
+      assert.equal([...await target.nonEmptyTables(), ...await files.nonEmptyTables()], [], 'nothing left in the target')
+    } finally {
+      await Promise.all([target.close(), files.close()])
+    }
   } finally {
     await rm(dir, { recursive: true, force: true })
     await schema.drop()
