@@ -226,6 +226,7 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
         return writes
       },
       onError: (err, conv) => logger.error({ err, conversation: conv }, 'pending notifications change failed'),
+      unscheduled: async () => (await pendingStore.loadAll()).filter(([, p]) => typeof (p as { nextAt?: unknown }).nextAt !== 'number').map(([conv]) => conv),
       sweepMs: deps.tuning.notifySweepMs ?? 1000,
       graceMs: 2 * (deps.tuning.notifySweepMs ?? 1000)
     })

@@ -1,7 +1,8 @@
 /**
  * Notifications when the store is shared by several nodes (PostgreSQL, a cluster): the same
  * rules as `Notifier` (see notifier.ts), but each conversation's pending batch lives in one row
- * of the store section `notify` (key `v1!p!<conv>`, the JSON of `StoredPending` plus `dueAt`),
+ * of the store section `notify` (key `v1!p!<conv>`, the JSON of `StoredPending` plus `nextAt`,
+ * when it is due),
  * never in a node's memory, and every change to it holds that row's lock (`LockedSection`).
  *
  * Fed by the events of the node that committed each change (a node never reports the events of
@@ -17,7 +18,9 @@
  * when it is due, deletes it and writes its notifications into the outbox in the same
  * transaction: a batch fires once, and its notifications are delivered through the outbox
  * (claimed, retried under the same id). A batch whose nodes died is found by the others' sweep
- * (every `sweepMs`, batches due for more than `graceMs`) and fired by one of them. Checking a
+ * (every `sweepMs`, batches due for more than `graceMs`) and fired by one of them. Batches
+ * written without `nextAt` (by one node on LevelDB, then moved with `npm run migrate`) are
+ * given one when the first node starts. Checking a
  * batch while a participant types pushes its `dueAt` by one quiet period.
  */
 import { isChatError } from '../../shared/errors.ts'
@@ -51,6 +54,8 @@ export interface SharedNotifierDeps {
   /** The outbox writes that deliver these notifications (committed with the batch's deletion). */
   stage: (notifications: Notification[]) => Promise<StagedWrite[]>
   onError: (err: unknown, conv: string) => void
+  /** Conversations whose stored batch has no `nextAt` (written by one node on LevelDB and migrated). */
+  unscheduled: () => Promise<string[]>
   /** How often this node looks for due batches no timer of a live node fired (ms). */
   sweepMs: number
   /** How long past its `dueAt` a batch is left to the nodes that changed it before a sweep fires it (ms). */
@@ -102,6 +107,7 @@ export class SharedNotifier {
 
   /** Starts the sweep; fires at once what is due (batches of a node that died, or of a previous run). */
   async restore (): Promise<void> {
+    for (const conv of await this.#deps.unscheduled()) this.#then(conv, async () => { await this.#check(conv) })
     this.#sweeper = this.#deps.timers.setInterval(() => { void this.#sweep() }, this.#deps.sweepMs)
     await this.#sweep(true)
   }
@@ -142,7 +148,8 @@ export class SharedNotifier {
   #write (p: SharedBatch): LockedWrite<number | null> {
     if (p.recipients.size === 0) return { del: true, result: null }
     const dueAt = this.#dueAt(p)
-    const stored: StoredPending & { dueAt: number } = { subject: p.subject, recipients: [...p.recipients], busyAt: p.busyAt, startedAt: p.startedAt, dueAt }
+    // `nextAt`: when it is due (the store keeps it where a query finds it, as for outbox records).
+    const stored: StoredPending & { nextAt: number } = { subject: p.subject, recipients: [...p.recipients], busyAt: p.busyAt, startedAt: p.startedAt, nextAt: dueAt }
     return { put: stored, result: dueAt }
   }
 
@@ -256,10 +263,8 @@ export class SharedNotifier {
     this.#sweeping = true
     try {
       const now = this.#deps.now()
-      const keys = await this.#deps.rows.dueKeys(PREFIX, 'dueAt', now - (atStart ? 0 : this.#deps.graceMs), 100)
-      // At start, also the batches a single node stored (no `dueAt`) whose quiet period is over.
-      if (atStart) keys.push(...await this.#deps.rows.dueKeys(PREFIX, 'busyAt', now - this.#delayMs(), 100))
-      for (const key of new Set(keys)) {
+      const keys = await this.#deps.rows.dueKeys(PREFIX, now - (atStart ? 0 : this.#deps.graceMs), 100)
+      for (const key of keys) {
         const conv = key.slice(PREFIX.length)
         this.#then(conv, async () => { await this.#check(conv) })
       }

@@ -222,22 +222,22 @@ export class PgStore implements DocStore, ExclusiveLog {
   }
 
   /**
-   * The claims of an outbox section, kept in its rows so that every node sharing the database
-   * sees them. A claim rewrites the record with `claim` (a fresh token) and `nextAt` moved to the
-   * end of the lease, in one transaction that locks the rows it takes and skips the rows another
-   * node is claiming at the same instant (`FOR UPDATE SKIP LOCKED`): two nodes never take one
-   * record. A claimant that dies leaves a record that is due again when its lease ends. Settling
-   * locks the row and writes only if it still holds this claim's token (fencing): a claimant
-   * whose lease ran out while another took the record over writes nothing.
+   * The claims of an outbox section, kept in its rows (columns `next_at` and `claim`, see
+   * pg-schema.ts) so that every node sharing the database sees them. A claim sets `claim` to a
+   * fresh token and moves `next_at` to the end of the lease, in one transaction that locks the
+   * rows it takes and skips those another node is claiming at the same instant (`FOR UPDATE SKIP
+   * LOCKED`): two nodes never take one record. A claimant that dies leaves a record that is due
+   * again when its lease ends. Settling locks the row and writes only if it still holds this
+   * claim's token (fencing): a claimant whose lease ran out while another took the record over
+   * writes nothing. A claim does not rewrite the record's value.
    */
   outboxQueue (name: string): OutboxQueue {
     if (!SECTION_NAME.test(name)) throw new Error(`invalid section name ${name}`)
     const take = async (tx: Tx, rows: postgres.RowList<postgres.Row[]>, now: number, leaseMs: number): Promise<OutboxClaim[]> => {
       const claims = rows.map(r => ({ key: r.key as string, value: r.value as unknown, token: randomBytes(8).toString('hex') }))
       if (claims.length === 0) return claims
-      const values = claims.map(c => json({ ...(c.value as Record<string, unknown>), nextAt: now + leaseMs, claim: c.token }))
       await tx`
-        UPDATE sections AS s SET value = t.v::json FROM unnest(${claims.map(c => c.key)}::text[], ${values}::text[]) AS t(k, v)
+        UPDATE sections AS s SET next_at = ${now + leaseMs}, claim = t.token FROM unnest(${claims.map(c => c.key)}::text[], ${claims.map(c => c.token)}::text[]) AS t(k, token)
         WHERE s.section = ${name} AND s.key = t.k`
       return claims
     }
@@ -247,28 +247,26 @@ export class PgStore implements DocStore, ExclusiveLog {
         if (keys.length === 0) return []
         return await this.write(async tx => await take(tx, await tx`
           SELECT key, value FROM sections
-          WHERE section = ${name} AND key = ANY(${[...keys]}::text[]) AND ${dueAt(tx, now)}
+          WHERE section = ${name} AND key = ANY(${[...keys]}::text[]) AND next_at <= ${now}
           ORDER BY key FOR UPDATE SKIP LOCKED`, now, leaseMs))
       },
       claimDue: async (prefix, now, limit, leaseMs) => {
         if (limit <= 0) return []
         return await this.write(async tx => await take(tx, await tx`
           SELECT key, value FROM sections
-          WHERE section = ${name} AND key >= ${prefix} AND key < ${prefixEnd(prefix)} AND ${dueAt(tx, now)}
+          WHERE section = ${name} AND key >= ${prefix} AND key < ${prefixEnd(prefix)} AND next_at <= ${now}
           ORDER BY key LIMIT ${limit} FOR UPDATE SKIP LOCKED`, now, leaseMs))
       },
       settle: async (claim, ops) => await this.write(async tx => {
-        const [row] = await tx`SELECT value->>'claim' AS claim FROM sections WHERE section = ${name} AND key = ${claim.key} FOR UPDATE`
+        const [row] = await tx`SELECT claim FROM sections WHERE section = ${name} AND key = ${claim.key} FOR UPDATE`
         if (row === undefined || row.claim !== claim.token) return false
+        // A put clears the claim and takes its `next_at` from the new value.
         await putSections(tx, ops.map(o => o.type === 'del' ? { section: name, key: o.key, value: null, del: true } : { section: name, key: o.key, value: o.value }))
         return true
       }),
       release: async (claim, now) => {
         await this.write(async tx => {
-          const [row] = await tx`SELECT value->>'claim' AS claim FROM sections WHERE section = ${name} AND key = ${claim.key} FOR UPDATE`
-          if (row === undefined || row.claim !== claim.token) return
-          const { claim: _, ...record } = claim.value as Record<string, unknown>
-          await putSections(tx, [{ section: name, key: claim.key, value: { ...record, nextAt: now } }])
+          await tx`UPDATE sections SET next_at = ${now}, claim = NULL WHERE section = ${name} AND key = ${claim.key} AND claim = ${claim.token}`
         })
       }
     }
@@ -291,11 +289,10 @@ export class PgStore implements DocStore, ExclusiveLog {
         await putSections(tx, [...(w.sections ?? []), ...own])
         return w.result
       }),
-      dueKeys: async (prefix, field, upTo, limit) => await this.read(async sql => {
+      dueKeys: async (prefix, upTo, limit) => await this.read(async sql => {
         const rows = await sql`
           SELECT key FROM sections
-          WHERE section = ${name} AND key >= ${prefix} AND key < ${prefixEnd(prefix)}
-            AND (CASE WHEN json_typeof(value->${field}) = 'number' THEN (value->>${field})::float8 END) <= ${upTo}
+          WHERE section = ${name} AND key >= ${prefix} AND key < ${prefixEnd(prefix)} AND next_at <= ${upTo}
           ORDER BY key LIMIT ${limit}`
         return rows.map(r => r.key as string)
       })
@@ -676,8 +673,11 @@ const putMeta = async (tx: Query, rows: ReadonlyArray<{ name: string, value: unk
 /** The first key after every key starting with `prefix` (its last character is ASCII, as in every prefix the server uses). */
 const prefixEnd = (prefix: string): string => prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1)
 
-/** An outbox record is due: its `nextAt` is a number at most `now` (other values are never due). */
-const dueAt = (q: Query, now: number) => q`(CASE WHEN json_typeof(value->'nextAt') = 'number' THEN (value->>'nextAt')::float8 END) <= ${now}`
+/** A section value's `nextAt` (when an outbox record or a notification batch is due), kept in the column `next_at`. */
+const nextAtOf = (value: unknown): number | null => {
+  const n = (value as { nextAt?: unknown } | null)?.nextAt
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && typeof n === 'number' && Number.isFinite(n) ? n : null
+}
 
 const putSections = async (tx: Query, writes: readonly SectionPut[]): Promise<void> => {
   // The last write of a key wins, whether it puts or deletes it.
@@ -693,8 +693,8 @@ const putSections = async (tx: Query, writes: readonly SectionPut[]): Promise<vo
   for (const p of puts) checkSectionValue(p.value)
   for (const part of chunks(puts, IMPORT_CHUNK)) {
     await tx`
-      INSERT INTO sections (section, key, value)
-      SELECT s, k, v::json FROM unnest(${part.map(p => p.section)}::text[], ${part.map(p => p.key)}::text[], ${part.map(p => json(p.value))}::text[]) AS t(s, k, v)
-      ON CONFLICT (section, key) DO UPDATE SET value = excluded.value`
+      INSERT INTO sections (section, key, value, next_at, claim)
+      SELECT s, k, v::json, n, NULL FROM unnest(${part.map(p => p.section)}::text[], ${part.map(p => p.key)}::text[], ${part.map(p => json(p.value))}::text[], ${part.map(p => nextAtOf(p.value))}::float8[]) AS t(s, k, v, n)
+      ON CONFLICT (section, key) DO UPDATE SET value = excluded.value, next_at = excluded.next_at, claim = NULL`
   }
 }

@@ -195,8 +195,8 @@ export interface LockedSection {
    * connection); it must be short. Rejects, writing nothing, when `fn` throws.
    */
   change<R> (key: string, fn: (current: unknown) => Promise<LockedWrite<R>>): Promise<R>
-  /** Keys starting with `prefix` whose value's numeric field `field` is at most `upTo`, in key order. */
-  dueKeys (prefix: string, field: string, upTo: number, limit: number): Promise<string[]>
+  /** Keys starting with `prefix` whose value's numeric field `nextAt` is at most `upTo`, in key order. */
+  dueKeys (prefix: string, upTo: number, limit: number): Promise<string[]>
 }
 
 export interface DocStore {
