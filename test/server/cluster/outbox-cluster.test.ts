@@ -185,7 +185,7 @@ O('a batch pending on a node killed with -9 fires once, from a surviving node', 
   const hook = ctx.hook = await startReceiver()
   const cluster = ctx.cluster = await startCluster(2)
   const [a, b] = cluster.nodes
-  await setEverywhere(cluster, { ...UNLIMITED_RATE, webhookUrl: hook.url, notificationDelay: 3 })
+  await setEverywhere(cluster, { ...UNLIMITED_RATE, webhookUrl: hook.url, notificationDelay: 5 })
   await notifyConversation(cluster, 'd')
   const bob = connectPeer(a.wsUrl, 'd', await cluster.token('bob'))
   ctx.peers.push(bob)
