@@ -32,6 +32,8 @@ import type { LockedSection, LockedWrite } from '../storage/port.ts'
 import { addSent, applyEdit, MAX_HOLD_FACTOR, notificationsOf, participantTyping, type BatchState, type Notification, type NotifierRoom, type StoredPending } from './notifier.ts'
 
 const PREFIX = 'v1!p!'
+/** Locked changes in flight at once on one node (see `#change`). */
+const MAX_CHANGES = 2
 /** The events that change a batch (the others are not worth a transaction). */
 const CHANGES_BATCHES = new Set<ServerEvent['type']>(['message.sent', 'message.updated', 'message.deleted', 'reads.updated', 'participant.removed', 'conversation.deleted'])
 const keyOf = (conv: string): string => `${PREFIX}${conv}`
@@ -84,6 +86,9 @@ export class SharedNotifier {
   #sweeper: unknown = null
   #sweeping = false
   #running = true
+  /** Locked changes in flight, and those waiting for a place. */
+  #changing = 0
+  readonly #waiting: Array<() => void> = []
 
   constructor (deps: SharedNotifierDeps) {
     this.#deps = deps
@@ -137,6 +142,24 @@ export class SharedNotifier {
     l.chain = l.chain.then(task).catch(err => { this.#deps.onError(err, conv) })
   }
 
+  /**
+   * A locked change, at most MAX_CHANGES at a time on this node: each holds a connection of the
+   * store's pool for its transaction, and firing reads users through another one; unbounded,
+   * many batches due at once could take every connection and wait for one forever.
+   */
+  async #change<R> (conv: string, fn: (current: unknown) => Promise<LockedWrite<R>>): Promise<R> {
+    // A place is handed from the change that ends to the next waiting one.
+    if (this.#changing >= MAX_CHANGES) await new Promise<void>(resolve => this.#waiting.push(resolve))
+    else this.#changing++
+    try {
+      return await this.#deps.rows.change(keyOf(conv), fn)
+    } finally {
+      const next = this.#waiting.shift()
+      if (next !== undefined) next()
+      else this.#changing--
+    }
+  }
+
   #delayMs (): number {
     return Math.max(0, Math.min(900, this.#deps.delaySeconds())) * 1000
   }
@@ -158,7 +181,7 @@ export class SharedNotifier {
     const l = this.#localOf(conv)
     const events = l.events
     l.events = []
-    const dueAt = await this.#deps.rows.change(keyOf(conv), async current => {
+    const dueAt = await this.#change(conv, async current => {
       let p = fromStored(current)
       const existed = p !== undefined
       const now = this.#deps.now()
@@ -212,7 +235,7 @@ export class SharedNotifier {
       l.typing = typing
       // Starting or stopping is a sign of typing: the quiet period starts over from now.
       this.#then(conv, async () => {
-        const dueAt = await this.#deps.rows.change(keyOf(conv), async current => {
+        const dueAt = await this.#change(conv, async current => {
           const p = fromStored(current)
           if (p === undefined) return { result: null }
           p.busyAt = this.#deps.now()
@@ -237,7 +260,7 @@ export class SharedNotifier {
    */
   async #check (conv: string): Promise<void> {
     let fired: StagedWrite[] = []
-    const dueAt = await this.#deps.rows.change(keyOf(conv), async current => {
+    const dueAt = await this.#change(conv, async current => {
       const p = fromStored(current)
       if (p === undefined) return { result: null }
       const room = this.#deps.peek(conv)
