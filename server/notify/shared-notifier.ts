@@ -72,6 +72,8 @@ interface Local {
   watched: NotifierRoom['presence'] | null
   unwatch: (() => void) | null
   typing: boolean
+  /** When this node last saw a participant start or stop typing (set at once, before the row is). */
+  typedAt: number
 }
 
 const fromStored = (v: unknown): SharedBatch | undefined => {
@@ -130,7 +132,7 @@ export class SharedNotifier {
   #localOf (conv: string): Local {
     let l = this.#local.get(conv)
     if (l === undefined) {
-      l = { chain: Promise.resolve(), events: [], timer: null, watched: null, unwatch: null, typing: false }
+      l = { chain: Promise.resolve(), events: [], timer: null, watched: null, unwatch: null, typing: false, typedAt: 0 }
       this.#local.set(conv, l)
     }
     return l
@@ -229,11 +231,14 @@ export class SharedNotifier {
     l.watched = room.presence
     l.typing = participantTyping(room)
     l.unwatch = room.presence.onTypingChange(() => {
+      if (this.#local.get(conv) !== l) return
       const typing = participantTyping(room)
       // Only participants' typing counts: a guest could otherwise hold the batch.
       if (typing === l.typing && !typing) return
       l.typing = typing
-      // Starting or stopping is a sign of typing: the quiet period starts over from now.
+      // Starting or stopping is a sign of typing: the quiet period starts over from now. Noted
+      // at once too: a check already under way must not fire on the row's older time.
+      l.typedAt = this.#deps.now()
       this.#then(conv, async () => {
         const dueAt = await this.#change(conv, async current => {
           const p = fromStored(current)
@@ -265,6 +270,7 @@ export class SharedNotifier {
       if (p === undefined) return { result: null }
       const room = this.#deps.peek(conv)
       const now = this.#deps.now()
+      p.busyAt = Math.max(p.busyAt, this.#local.get(conv)?.typedAt ?? 0)
       const delay = this.#delayMs()
       const held = now - p.startedAt >= MAX_HOLD_FACTOR * delay
       const quiet = room === undefined || !participantTyping(room)

@@ -5,7 +5,8 @@ import type { WriteFailure } from './fail-stop.ts'
  * The storage port: what the server needs from a store, and nothing about how it is kept.
  * `level-store.ts` implements it on LevelDB (the embedded default), `pg-store.ts` on PostgreSQL
  * (`--postgres`). Both pass one conformance suite, `test/server/storage/store-conformance.ts`,
- * which pins every promise below; a new store must pass it too.
+ * which pins every promise below, and `outbox-queue-conformance.ts` for the outbox claims; a
+ * new store must pass them too.
  */
 
 /**

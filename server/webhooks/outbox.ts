@@ -117,6 +117,8 @@ export class Outbox<T> {
   #timer: unknown = null
   #sweeper: unknown = null
   #sweeping: Promise<void> | null = null
+  /** The last sweep filled every free place: more may be due (a dead node's backlog); sweep again as places free up. */
+  #backlog = false
   #running = false
   #seq = 0
 
@@ -287,6 +289,7 @@ export class Outbox<T> {
         this.#inFlight.delete(id)
         resolve()
         this.#pump()
+        if (this.#backlog) this.#sweep()
       }
     })
     this.#inFlight.set(id, { abort, done })
@@ -310,13 +313,17 @@ export class Outbox<T> {
     if (free <= 0) return
     this.#sweeping = (async () => {
       const claims = await this.#queue.claimDue(RECORD_PREFIX, this.#deps.now(), free, this.#leaseMs)
+      this.#backlog = claims.length === free
       for (const c of claims) {
         const id = c.key.slice(RECORD_PREFIX.length)
         if (!this.#running || this.#inFlight.has(id)) await this.#queue.release(c, this.#deps.now())
         else this.#run(id, this.#slot(id), c, null)
       }
     })()
-      .catch(err => { this.#reportStorage(err, 'outbox sweep failed') })
+      .catch(err => {
+        this.#backlog = false
+        this.#reportStorage(err, 'outbox sweep failed')
+      })
       .finally(() => { this.#sweeping = null })
   }
 

@@ -3,48 +3,19 @@ import * as assert from 'uvu/assert'
 import type { AddressInfo } from 'node:net'
 import { SMTPServer } from 'smtp-server'
 import type * as Y from 'yjs'
-import { startServer, type TestServer } from '../../helpers/server.ts'
 import { connectPeer, waitFor, type Peer } from '../../helpers/clients.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 import type { Message } from '../../../shared/schema.ts'
 import { DEFAULT_DELIVERY_TUNING } from '../../../server/notify/services.ts'
 import type { ServerConfig } from '../../../server/app.ts'
 import { startReceiver, type Receiver, type Received } from '../webhooks/receiver.ts'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join as joinPath } from 'node:path'
-import { PgStore } from '../../../server/storage/pg-store.ts'
-import { FsBlobStore } from '../../../server/storage/fs-blob-store.ts'
-import { createTestSchema, type TestSchema } from '../../helpers/postgres.ts'
+import { startServerOn, type AnyTestServer, type StoreKind } from '../../helpers/store-kind.ts'
 
 /**
  * Every case runs on LevelDB (one node's memory keeps the batches) and on PostgreSQL (the
  * batches shared by the nodes of a cluster live in the database: server/notify/shared-notifier.ts).
  */
-type StoreKind = 'LevelDB' | 'PostgreSQL'
-
-interface Ctx { kind: StoreKind, s: TestServer, hook: Receiver, peers: Peer[], schema?: TestSchema }
-
-/** A server on the suite's store; a restart passes the folder (LevelDB) or reuses the schema (PostgreSQL). */
-const start = async (ctx: Ctx, config: Partial<ServerConfig>, dir?: string): Promise<TestServer> => {
-  if (ctx.kind === 'LevelDB') return await startServer({ dir, config })
-  const schema = ctx.schema ??= await createTestSchema()
-  const store = await PgStore.open({ url: schema.url, heartbeatMs: 0 })
-  const files = await mkdtemp(joinPath(tmpdir(), 'parley-files-'))
-  const s = await startServer({ config, deps: { store, blobs: await FsBlobStore.open(files) } })
-  return {
-    ...s,
-    async stop (keep = false) {
-      await s.stop()
-      await store.close()
-      await rm(files, { recursive: true, force: true })
-      if (!keep) {
-        ctx.schema = undefined
-        await schema.drop()
-      }
-    }
-  }
-}
+interface Ctx { kind: StoreKind, s: AnyTestServer, hook: Receiver, peers: Peer[] }
 
 const FAST: Partial<ServerConfig> = {
   delivery: { ...DEFAULT_DELIVERY_TUNING, outbox: { ...DEFAULT_DELIVERY_TUNING.outbox, retryBaseMs: 50 } }
@@ -52,7 +23,7 @@ const FAST: Partial<ServerConfig> = {
 
 const setup = async (ctx: Ctx, delay: number, config: Partial<ServerConfig> = {}): Promise<void> => {
   ctx.hook = await startReceiver()
-  ctx.s = await start(ctx, { ...FAST, ...config })
+  ctx.s = await startServerOn(ctx.kind, { ...FAST, ...config })
   ctx.peers = []
   const r = await ctx.s.api('PATCH', '/v1/settings', { webhookUrl: ctx.hook.url, notificationDelay: delay })
   assert.is(r.status, 200)
@@ -208,10 +179,10 @@ const runNotifySuites = (kind: StoreKind): void => {
     await waitFor(() => ctx.s.server.eventServices.notifier.pendingConversations === 1, 2000, 'pending')
     b.destroy()
     ctx.peers = []
-    const dir = ctx.s.dir
+    const kept = ctx.s.kept
     await ctx.s.stop(true)
     assert.is(notified(ctx, 'alice').length, 0, 'nothing was sent before the stop')
-    ctx.s = await start(ctx, FAST, dir)
+    ctx.s = await startServerOn(ctx.kind, FAST, kept)
     await waitFor(() => notified(ctx, 'alice').length === 1, 8000, 'alice notified after the restart')
     assert.equal(notified(ctx, 'alice')[0].messages.map(x => x.id), [m.id])
     await sleep(300)
