@@ -28,6 +28,10 @@
  * every change (coalesced, off the sync path), so a restart resumes them: a restored batch
  * fires `notificationDelay` after its last activity, as it would have. Delivery itself is
  * durable (the outbox).
+ *
+ * This is the notifier of one node alone on its store (LevelDB). On a store several nodes share
+ * (PostgreSQL), `SharedNotifier` (shared-notifier.ts) applies the same rules, through the pure
+ * helpers below (`addSent`, `applyEdit`, `notificationsOf`), to batches kept in the store.
  */
 import type * as Y from 'yjs'
 import { getParticipant, listParticipants, metaOf, readsOf } from '../../shared/doc.ts'
