@@ -5,6 +5,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { PgStore } from '../../../server/storage/pg-store.ts'
+import { MIGRATIONS } from '../../../server/storage/pg-schema.ts'
 import { parsePgUrl } from '../../../server/storage/pg-url.ts'
 import { createTestSchema, PG_URL } from '../../helpers/postgres.ts'
 import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
@@ -251,6 +252,42 @@ Pg('lockedSection: two nodes changing one key at once, existing or not, take tur
     assert.equal(await ra.dueKeys('v1!p!', 1000, 10), ['v1!p!later'])
   } finally {
     await Promise.all([a.close(), b.close()])
+    await schema.drop()
+  }
+})
+
+Pg('an upgrade to version 2 finds when the waiting outbox records and batches are due, from their JSON text (\\u0000 included)', async () => {
+  const schema = await createTestSchema()
+  try {
+    const q = schema.admin
+    // A schema as version 1 left it, with rows in it.
+    await q.begin(async tx => {
+      await tx.unsafe(`SET LOCAL search_path TO ${schema.schema}`)
+      await tx.unsafe('CREATE TABLE schema_version (version integer PRIMARY KEY, applied_at bigint NOT NULL)')
+      for (const statement of MIGRATIONS[0].statements) await tx.unsafe(statement)
+      await tx.unsafe('INSERT INTO schema_version (version, applied_at) VALUES (1, 0)')
+      const put = async (section: string, key: string, value: unknown): Promise<void> => {
+        await tx.unsafe('INSERT INTO sections (section, key, value) VALUES ($1, $2, $3::text::json)', [section, key, JSON.stringify(value)])
+      }
+      await put('outbox', 'v1!o!a', { id: 'a', payload: { kind: 'webhook', text: 'nul \u0000 and "nextAt":1 inside' }, attempts: 2, createdAt: 1, nextAt: 1500 })
+      await put('outbox', 'v1!o!b', { id: 'b', payload: { kind: 'webhook' }, attempts: 0, createdAt: 1, nextAt: 9e12 })
+      await put('notify', 'v1!p!c', { subject: null, recipients: [], busyAt: 5, nextAt: 2500 })
+      await put('inbox', 'v1!x', { nextAt: 1 })
+    })
+    const store = await PgStore.open({ url: schema.url })
+    try {
+      const versions = await q`SELECT version FROM ${q(schema.schema)}.schema_version ORDER BY version`
+      assert.equal(versions.map(r => r.version), [1, 2])
+      const queue = store.outboxQueue('outbox')
+      assert.equal(await queue.claimDue('v1!o!', 1000, 10, 30_000), [], 'the record\'s own nextAt, not one in its text')
+      assert.equal((await queue.claimDue('v1!o!', 2000, 10, 30_000)).map(c => c.key), ['v1!o!a'])
+      assert.equal(await store.lockedSection('notify').dueKeys('v1!p!', 3000, 10), ['v1!p!c'])
+      const [row] = await q`SELECT next_at FROM ${q(schema.schema)}.sections WHERE section = 'inbox'`
+      assert.is(row.next_at, null, 'other sections are left alone')
+    } finally {
+      await store.close()
+    }
+  } finally {
     await schema.drop()
   }
 })
