@@ -32,6 +32,9 @@ import type { LockedSection, LockedWrite } from '../storage/port.ts'
 import { addSent, applyEdit, MAX_HOLD_FACTOR, notificationsOf, participantTyping, type BatchState, type Notification, type NotifierRoom, type StoredPending } from './notifier.ts'
 
 const PREFIX = 'v1!p!'
+const isUnavailable = (err: unknown): boolean => isChatError(err) && err.code === 'STORAGE_UNAVAILABLE'
+/** How long events wait before they are applied again while the store refuses writes (ms). */
+const RETRY_MS = 1000
 /** Locked changes in flight at once on one node (see `#change`). */
 const MAX_CHANGES = 2
 /** The events that change a batch (the others are not worth a transaction). */
@@ -141,7 +144,10 @@ export class SharedNotifier {
   /** Runs `task` after this node's earlier changes to the conversation's batch. */
   #then (conv: string, task: () => Promise<void>): void {
     const l = this.#localOf(conv)
-    l.chain = l.chain.then(task).catch(err => { this.#deps.onError(err, conv) })
+    l.chain = l.chain.then(task).catch(err => {
+      // Storage refusing writes is the storage guard's to report.
+      if (!isUnavailable(err)) this.#deps.onError(err, conv)
+    })
   }
 
   /**
@@ -183,7 +189,22 @@ export class SharedNotifier {
     const l = this.#localOf(conv)
     const events = l.events
     l.events = []
-    const dueAt = await this.#change(conv, async current => {
+    let dueAt: number | null
+    try {
+      dueAt = await this.#applied(conv, events)
+    } catch (err) {
+      if (!isUnavailable(err) || !this.#running) throw err
+      // The store is failing (and refuses every write until it is back): keep the events, in
+      // order, and try again; nothing newer can be committed meanwhile.
+      l.events.unshift(...events)
+      this.#deps.timers.setTimeout(() => { this.#then(conv, async () => { if (l.events.length > 0) await this.#apply(conv) }) }, RETRY_MS)
+      return
+    }
+    this.#schedule(conv, dueAt)
+  }
+
+  async #applied (conv: string, events: readonly ServerEvent[]): Promise<number | null> {
+    return await this.#change(conv, async current => {
       let p = fromStored(current)
       const existed = p !== undefined
       const now = this.#deps.now()
@@ -204,7 +225,6 @@ export class SharedNotifier {
       if (!existed && p.recipients.size === 0) return { result: null }
       return this.#write(p)
     })
-    this.#schedule(conv, dueAt)
   }
 
   /** Sets (or clears) this node's timer for the batch, and listens to the room's typing meanwhile. */
@@ -299,7 +319,7 @@ export class SharedNotifier {
       }
     } catch (err) {
       // Storage refusing reads or writes is the storage guard's to report.
-      if (!(isChatError(err) && err.code === 'STORAGE_UNAVAILABLE')) this.#deps.onError(err, '')
+      if (!isUnavailable(err)) this.#deps.onError(err, '')
     } finally {
       this.#sweeping = false
     }
