@@ -28,6 +28,10 @@
  * every change (coalesced, off the sync path), so a restart resumes them: a restored batch
  * fires `notificationDelay` after its last activity, as it would have. Delivery itself is
  * durable (the outbox).
+ *
+ * This is the notifier of one node alone on its store (LevelDB). On a store several nodes share
+ * (PostgreSQL), `SharedNotifier` (shared-notifier.ts) applies the same rules, through the pure
+ * helpers below (`addSent`, `applyEdit`, `notificationsOf`), to batches kept in the store.
  */
 import type * as Y from 'yjs'
 import { getParticipant, listParticipants, metaOf, readsOf } from '../../shared/doc.ts'
@@ -103,10 +107,80 @@ interface Pending {
   unwatch: (() => void) | null
 }
 
+/** What a pending batch holds, wherever it is kept (this process's memory, or PostgreSQL for a cluster). */
+export interface BatchState {
+  subject: string | null
+  /** Recipient to the messages it missed, in arrival order. */
+  recipients: Map<string, Message[]>
+}
+
 /** Whether a participant (not a guest) of the room is typing now. */
-const participantTyping = (room: NotifierRoom): boolean => {
+export const participantTyping = (room: NotifierRoom): boolean => {
   for (const user of room.presence.typingUsers()) if (getParticipant(room.doc, user) !== undefined) return true
   return false
+}
+
+/**
+ * A message arrived: the sender and the participants viewing leave the batch; every other
+ * participant that wants notifications (all, or mentions and is mentioned) gets it added.
+ */
+export const addSent = (p: BatchState, room: NotifierRoom, m: Message): void => {
+  const viewing = room.presence.participantViewing()
+  const subject = metaOf(room.doc).get('subject')
+  p.subject = typeof subject === 'string' ? subject : null
+  if (m.senderId !== null) p.recipients.delete(m.senderId)
+  for (const [userId, participant] of listParticipants(room.doc)) {
+    if (userId === m.senderId || participant.access === 'None' || participant.notify === false) continue
+    if (viewing.get(userId) === true) {
+      p.recipients.delete(userId)
+      continue
+    }
+    const batch = p.recipients.get(userId)
+    if (batch !== undefined) batch.push(m)
+    else if (participant.notify === true || isMentioned(m.text, userId)) p.recipients.set(userId, [m])
+  }
+}
+
+/** Applies an edit, delete, read, or removal to a batch. */
+export const applyEdit = (p: BatchState, e: Extract<ServerEvent, { conversationId: string }>): void => {
+  if (e.type === 'message.updated' || e.type === 'message.deleted') {
+    const { message } = e
+    for (const [userId, batch] of p.recipients) {
+      const i = batch.findIndex(m => m.id === message.id)
+      if (i < 0) continue
+      if (e.type === 'message.updated') batch[i] = message
+      else batch.splice(i, 1)
+      if (batch.length === 0) p.recipients.delete(userId)
+    }
+  } else if (e.type === 'reads.updated') {
+    const batch = p.recipients.get(e.userId)?.filter(m => m.createdAt > e.readUpTo) ?? []
+    if (batch.length > 0) p.recipients.set(e.userId, batch)
+    else p.recipients.delete(e.userId)
+  } else if (e.type === 'participant.removed') {
+    p.recipients.delete(e.userId)
+  }
+}
+
+/**
+ * What a batch that fires sends: one notification per recipient still a participant that wants
+ * notifications, is not viewing, and has unread messages in it (checked against `room` when the
+ * conversation is loaded).
+ */
+export const notificationsOf = (conv: string, p: BatchState, room: NotifierRoom | undefined): Notification[] => {
+  const out: Notification[] = []
+  const viewing = room?.presence.participantViewing()
+  for (const [userId, batch] of p.recipients) {
+    let messages = batch
+    if (room !== undefined) {
+      const participant = getParticipant(room.doc, userId)
+      if (participant === undefined || participant.notify === false || participant.access === 'None') continue
+      if (viewing?.get(userId) === true) continue
+      const readUpTo = readsOf(room.doc).get(userId)
+      if (typeof readUpTo === 'number') messages = batch.filter(m => m.createdAt > readUpTo)
+    }
+    if (messages.length > 0) out.push({ conversationId: conv, subject: p.subject, recipientId: userId, messages })
+  }
+  return out
 }
 
 export class Notifier {
@@ -155,21 +229,8 @@ export class Notifier {
     if (m.type === 'SystemMessage') return
     const room = this.#deps.peek(conv)
     if (room === undefined) return
-    const viewing = room.presence.participantViewing()
-    const subject = metaOf(room.doc).get('subject')
     const p: Pending = this.#pending.get(conv) ?? { subject: null, recipients: new Map(), busyAt: 0, startedAt: this.#deps.now(), typing: false, timer: null, watched: null, unwatch: null }
-    p.subject = typeof subject === 'string' ? subject : null
-    if (m.senderId !== null) p.recipients.delete(m.senderId)
-    for (const [userId, participant] of listParticipants(room.doc)) {
-      if (userId === m.senderId || participant.access === 'None' || participant.notify === false) continue
-      if (viewing.get(userId) === true) {
-        p.recipients.delete(userId)
-        continue
-      }
-      const batch = p.recipients.get(userId)
-      if (batch !== undefined) batch.push(m)
-      else if (participant.notify === true || isMentioned(m.text, userId)) p.recipients.set(userId, [m])
-    }
+    addSent(p, room, m)
     if (p.recipients.size === 0) {
       if (this.#pending.has(conv)) this.#drop(conv)
       return
@@ -185,22 +246,7 @@ export class Notifier {
   #edit (e: Extract<ServerEvent, { conversationId: string }>): void {
     const p = this.#pending.get(e.conversationId)
     if (p === undefined) return
-    if (e.type === 'message.updated' || e.type === 'message.deleted') {
-      const { message } = e
-      for (const [userId, batch] of p.recipients) {
-        const i = batch.findIndex(m => m.id === message.id)
-        if (i < 0) continue
-        if (e.type === 'message.updated') batch[i] = message
-        else batch.splice(i, 1)
-        if (batch.length === 0) p.recipients.delete(userId)
-      }
-    } else if (e.type === 'reads.updated') {
-      const batch = p.recipients.get(e.userId)?.filter(m => m.createdAt > e.readUpTo) ?? []
-      if (batch.length > 0) p.recipients.set(e.userId, batch)
-      else p.recipients.delete(e.userId)
-    } else if (e.type === 'participant.removed') {
-      p.recipients.delete(e.userId)
-    }
+    applyEdit(p, e)
     if (p.recipients.size === 0) this.#drop(e.conversationId)
     else this.#save(e.conversationId)
   }
@@ -271,19 +317,7 @@ export class Notifier {
     this.#release(p)
     this.#pending.delete(conv)
     this.#save(conv)
-    const room = this.#deps.peek(conv)
-    const viewing = room?.presence.participantViewing()
-    for (const [userId, batch] of p.recipients) {
-      let messages = batch
-      if (room !== undefined) {
-        const participant = getParticipant(room.doc, userId)
-        if (participant === undefined || participant.notify === false || participant.access === 'None') continue
-        if (viewing?.get(userId) === true) continue
-        const readUpTo = readsOf(room.doc).get(userId)
-        if (typeof readUpTo === 'number') messages = batch.filter(m => m.createdAt > readUpTo)
-      }
-      if (messages.length > 0) this.#deps.deliver({ conversationId: conv, subject: p.subject, recipientId: userId, messages })
-    }
+    for (const n of notificationsOf(conv, p, this.#deps.peek(conv))) this.#deps.deliver(n)
   }
 
   #drop (conv: string): void {

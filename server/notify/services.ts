@@ -16,6 +16,7 @@ import { DEFAULT_OUTBOX_TUNING, Outbox, type OutboxTuning } from '../webhooks/ou
 import { postWebhook } from '../webhooks/post.ts'
 import { composeNotificationEmail, createMailer, isEmailJob, type EmailJob, type Mailer } from './email.ts'
 import { Notifier, type Notification, type PendingStore, type StoredPending } from './notifier.ts'
+import { SharedNotifier } from './shared-notifier.ts'
 import type { KvSection } from '../storage/port.ts'
 
 /** Longest time a change to a pending notification batch waits before it is written. */
@@ -26,11 +27,22 @@ const OUTBOX_SECTION = 'outbox'
 
 export interface DeliveryTuning {
   outbox: OutboxTuning
+  /** Nodes sharing PostgreSQL: how often each looks for notification batches no live node fired (ms). */
+  notifySweepMs?: number
 }
 
 export const DEFAULT_DELIVERY_TUNING: Readonly<DeliveryTuning> = Object.freeze({
-  outbox: DEFAULT_OUTBOX_TUNING
+  outbox: DEFAULT_OUTBOX_TUNING,
+  notifySweepMs: 1000
 })
+
+/** What the server needs of either notifier (one node's memory, or rows shared by a cluster). */
+export interface NotifierService {
+  handle (e: ServerEvent): void
+  readonly pendingConversations: number
+  restore (): Promise<void>
+  stop (): void | Promise<void>
+}
 
 /** One outbox payload. */
 export type Delivery =
@@ -58,7 +70,7 @@ export interface EventServicesDeps {
 
 export interface EventServices {
   readonly inbox: InboxIndex
-  readonly notifier: Notifier
+  readonly notifier: NotifierService
   readonly outbox: Outbox<Delivery>
   /** Starts delivering (including what a previous run left in the outbox). */
   start (): Promise<void>
@@ -117,6 +129,7 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
 
   const outbox = new Outbox<Delivery>({
     section: store.section(OUTBOX_SECTION),
+    queue: store.outboxQueue(OUTBOX_SECTION),
     timers: deps.timers,
     now,
     tuning: deps.tuning.outbox,
@@ -140,7 +153,8 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
     outbox.enqueue({ kind: 'webhook', event: { id, type, createdAt: now(), data } }, id)
   }
 
-  const deliverNotification = async (n: Notification): Promise<void> => {
+  /** The outbox payloads of one notification: its webhook (when webhooks are on) and its email (when SMTP is set and the recipient has an address). */
+  const deliveriesOf = async (n: Notification): Promise<Array<{ id: string, payload: Delivery }>> => {
     const user = await store.getUser(n.recipientId)
     const names = new Map<string, string>()
     for (const senderId of new Set(n.messages.map(m => m.senderId))) {
@@ -149,15 +163,35 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
       if (sender !== undefined && sender.name !== '') names.set(senderId, sender.name)
     }
     const email = user?.email ?? []
-    enqueueWebhook('notification.triggered', {
-      conversationId: n.conversationId,
-      subject: n.subject,
-      recipient: { id: n.recipientId, name: user?.name ?? null, email },
-      messages: n.messages
-    })
-    if (mailer !== null && email.length > 0) {
-      outbox.enqueue({ kind: 'email', email: composeNotificationEmail(n, email, names) })
+    const out: Array<{ id: string, payload: Delivery }> = []
+    if (settings().webhookUrl !== null) {
+      const id = outbox.newId()
+      out.push({
+        id,
+        payload: {
+          kind: 'webhook',
+          event: {
+            id,
+            type: 'notification.triggered',
+            createdAt: now(),
+            data: {
+              conversationId: n.conversationId,
+              subject: n.subject,
+              recipient: { id: n.recipientId, name: user?.name ?? null, email },
+              messages: n.messages
+            }
+          }
+        }
+      })
     }
+    if (mailer !== null && email.length > 0) {
+      out.push({ id: outbox.newId(), payload: { kind: 'email', email: composeNotificationEmail(n, email, names) } })
+    }
+    return out
+  }
+
+  const deliverNotification = async (n: Notification): Promise<void> => {
+    for (const d of await deliveriesOf(n)) outbox.enqueue(d.payload, d.id)
   }
 
   const inbox = new InboxIndex({
@@ -171,16 +205,41 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
   })
 
   const pendingStore = createPendingStore(store.section('notify'), deps.timers, PENDING_SAVE_INTERVAL_MS, err => logger.error({ err }, 'pending notifications write failed'))
-  const notifier = new Notifier({
-    store: pendingStore,
-    timers: deps.timers,
-    now,
-    peek: conv => deps.rooms.peek(conv),
-    delaySeconds: () => settings().notificationDelay,
-    deliver: n => {
-      track(deliverNotification(n).catch(err => logger.error({ err, conversation: n.conversationId }, 'notification delivery failed')))
-    }
-  })
+  // A store several nodes share keeps the pending batches in its rows, changed under their
+  // locks, and a batch's notifications go into the outbox in the transaction that ends it.
+  const rows = store.lockedSection?.('notify')
+  const notifier: NotifierService = rows !== undefined
+    ? new SharedNotifier({
+      rows,
+      timers: deps.timers,
+      now,
+      peek: conv => deps.rooms.peek(conv),
+      delaySeconds: () => settings().notificationDelay,
+      async stage (notifications) {
+        const writes: StagedWrite[] = []
+        for (const n of notifications) {
+          for (const d of await deliveriesOf(n)) {
+            const { key, value, committed } = outbox.prepare(d.payload, d.id)
+            writes.push({ section: OUTBOX_SECTION, key, value, committed })
+          }
+        }
+        return writes
+      },
+      onError: (err, conv) => logger.error({ err, conversation: conv }, 'pending notifications change failed'),
+      unscheduled: async () => (await pendingStore.loadAll()).filter(([, p]) => typeof (p as { nextAt?: unknown }).nextAt !== 'number').map(([conv]) => conv),
+      sweepMs: deps.tuning.notifySweepMs ?? 1000,
+      graceMs: 2 * (deps.tuning.notifySweepMs ?? 1000)
+    })
+    : new Notifier({
+      store: pendingStore,
+      timers: deps.timers,
+      now,
+      peek: conv => deps.rooms.peek(conv),
+      delaySeconds: () => settings().notificationDelay,
+      deliver: n => {
+        track(deliverNotification(n).catch(err => logger.error({ err, conversation: n.conversationId }, 'notification delivery failed')))
+      }
+    })
 
   // Webhooks of changes to a conversation's document are staged: their outbox records are
   // written in the same LevelDB batch as the change, so a crash cannot keep one without the
@@ -222,7 +281,7 @@ export const createEventServices = (deps: EventServicesDeps): EventServices => {
     },
     async stop () {
       for (const u of unsubscribe) u()
-      notifier.stop()
+      await notifier.stop()
       await Promise.all([...inFlight, inbox.settled(), pendingStore.flushed()])
       await outbox.stop()
       mailer?.close()

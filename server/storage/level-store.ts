@@ -13,7 +13,8 @@ import * as keys from './keys.ts'
 import { ChatError } from '../../shared/errors.ts'
 import { verifyLevelLogs } from './log-integrity.ts'
 import type { Message } from '../../shared/schema.ts'
-import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type DocStore, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
+import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type DocStore, type KvSection, type OutboxQueue, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
+import { KvOutboxQueue } from './kv-outbox-queue.ts'
 import { describeStorageError, WriteQueue, type WriteFailure } from './write-queue.ts'
 import { ensureReserve, isNoSpace, releaseReserve } from './space-reserve.ts'
 
@@ -205,6 +206,17 @@ export class LevelStore implements DocStore {
       },
       entries: range => sub.iterator(range)
     }
+  }
+
+  private readonly queues = new Map<string, OutboxQueue>()
+
+  outboxQueue (name: string): OutboxQueue {
+    let q = this.queues.get(name)
+    if (q === undefined) {
+      q = new KvOutboxQueue(this.section(name))
+      this.queues.set(name, q)
+    }
+    return q
   }
 
   async loadDoc (conv: string): Promise<StoredDoc> {

@@ -17,6 +17,13 @@
  *   memberships     (user_id, conv, joined_at)        a user is a participant of conv
  *   meta            (name, value)                     'settings', 'secret'
  *   sections        (section, key, value)             one module's key-value section (outbox, inbox...)
+ *
+ * Version 2 (claims of the outbox and of notification batches, for several nodes):
+ *   sections.next_at  (double precision, null)  the value's numeric `nextAt` (when it is due),
+ *                     written with every put; a claim moves it to the end of its lease
+ *   sections.claim    (text, null)              the token of the claim holding the row; a put clears it
+ *   Existing rows of `outbox` and `notify` get `next_at` from their value's text (not parsed as
+ *   JSON: a value may hold \u0000, which PostgreSQL's JSON operators refuse).
  * Keys use the "C" collation, so they sort by bytes as in LevelDB (ranges and prefixes agree).
  * JSON is `json`, not `jsonb`: jsonb refuses \u0000 and lone surrogates, which a message may hold.
  */
@@ -41,6 +48,15 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE TABLE memberships (user_id text COLLATE "C" NOT NULL, conv text COLLATE "C" NOT NULL, joined_at bigint NOT NULL, PRIMARY KEY (user_id, conv))',
       'CREATE TABLE meta (name text COLLATE "C" PRIMARY KEY, value json NOT NULL)',
       'CREATE TABLE sections (section text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL, value json NOT NULL, PRIMARY KEY (section, key))'
+    ]
+  },
+  {
+    version: 2,
+    statements: [
+      'ALTER TABLE sections ADD COLUMN next_at double precision',
+      'ALTER TABLE sections ADD COLUMN claim text',
+      `UPDATE sections SET next_at = (regexp_match(value::text, '.*[{,]"nextAt":(-?[0-9][0-9.eE+-]*)'))[1]::float8 WHERE section IN ('outbox', 'notify')`,
+      'CREATE INDEX sections_next_at ON sections (section, next_at) WHERE next_at IS NOT NULL'
     ]
   }
 ]

@@ -14,12 +14,13 @@
  * writable, and `resumeWrites()` was called. A refusal of one statement that is not the engine's
  * failure (a bug) is rethrown as it is and stops nothing.
  */
+import { randomBytes } from 'node:crypto'
 import postgres from 'postgres'
 import type { Message } from '../../shared/schema.ts'
 import { FailStop, type WriteFailure } from './fail-stop.ts'
 import { DATA_TABLES, LATEST_VERSION, MIGRATIONS } from './pg-schema.ts'
 import { parsePgUrl, type PgTarget } from './pg-url.ts'
-import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type CaughtUp, type DocStore, type ExclusiveLog, type KvSection, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
+import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type CaughtUp, type DocStore, type ExclusiveLog, type KvSection, type LockedSection, type LockedWrite, type OutboxClaim, type OutboxQueue, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
 
 export interface PgStoreOptions {
   /** postgres://user:password@host:port/database, optionally with `?schema=NAME` (default public). */
@@ -217,6 +218,84 @@ export class PgStore implements DocStore, ExclusiveLog {
         })
       },
       entries: range => this.sectionEntries(name, range)
+    }
+  }
+
+  /**
+   * The claims of an outbox section, kept in its rows (columns `next_at` and `claim`, see
+   * pg-schema.ts) so that every node sharing the database sees them. A claim sets `claim` to a
+   * fresh token and moves `next_at` to the end of the lease, in one transaction that locks the
+   * rows it takes and skips those another node is claiming at the same instant (`FOR UPDATE SKIP
+   * LOCKED`): two nodes never take one record. A claimant that dies leaves a record that is due
+   * again when its lease ends. Settling locks the row and writes only if it still holds this
+   * claim's token (fencing): a claimant whose lease ran out while another took the record over
+   * writes nothing. A claim does not rewrite the record's value.
+   */
+  outboxQueue (name: string): OutboxQueue {
+    if (!SECTION_NAME.test(name)) throw new Error(`invalid section name ${name}`)
+    const take = async (tx: Tx, rows: postgres.RowList<postgres.Row[]>, now: number, leaseMs: number): Promise<OutboxClaim[]> => {
+      const claims = rows.map(r => ({ key: r.key as string, value: r.value as unknown, token: randomBytes(8).toString('hex') }))
+      if (claims.length === 0) return claims
+      await tx`
+        UPDATE sections AS s SET next_at = ${now + leaseMs}, claim = t.token FROM unnest(${claims.map(c => c.key)}::text[], ${claims.map(c => c.token)}::text[]) AS t(k, token)
+        WHERE s.section = ${name} AND s.key = t.k`
+      return claims
+    }
+    return {
+      shared: true,
+      claim: async (keys, now, leaseMs) => {
+        if (keys.length === 0) return []
+        return await this.write(async tx => await take(tx, await tx`
+          SELECT key, value FROM sections
+          WHERE section = ${name} AND key = ANY(${[...keys]}::text[]) AND next_at <= ${now}
+          ORDER BY key FOR UPDATE SKIP LOCKED`, now, leaseMs))
+      },
+      claimDue: async (prefix, now, limit, leaseMs) => {
+        if (limit <= 0) return []
+        return await this.write(async tx => await take(tx, await tx`
+          SELECT key, value FROM sections
+          WHERE section = ${name} AND key >= ${prefix} AND key < ${prefixEnd(prefix)} AND next_at <= ${now}
+          ORDER BY key LIMIT ${limit} FOR UPDATE SKIP LOCKED`, now, leaseMs))
+      },
+      settle: async (claim, ops) => await this.write(async tx => {
+        const [row] = await tx`SELECT claim FROM sections WHERE section = ${name} AND key = ${claim.key} FOR UPDATE`
+        if (row === undefined || row.claim !== claim.token) return false
+        // A put clears the claim and takes its `next_at` from the new value.
+        await putSections(tx, ops.map(o => o.type === 'del' ? { section: name, key: o.key, value: null, del: true } : { section: name, key: o.key, value: o.value }))
+        return true
+      }),
+      release: async (claim, now) => {
+        await this.write(async tx => {
+          await tx`UPDATE sections SET next_at = ${now}, claim = NULL WHERE section = ${name} AND key = ${claim.key} AND claim = ${claim.token}`
+        })
+      }
+    }
+  }
+
+  /**
+   * Locked changes of a section's keys (pending notification batches of a cluster). The lock is
+   * a transaction-level advisory lock on the section and key, so it also serializes changes of a
+   * key that does not exist yet (two nodes creating one batch); it is released at commit or
+   * rollback, and by PostgreSQL when the node's connection dies.
+   */
+  lockedSection (name: string): LockedSection {
+    if (!SECTION_NAME.test(name)) throw new Error(`invalid section name ${name}`)
+    return {
+      change: async <R>(key: string, fn: (current: unknown) => Promise<LockedWrite<R>>): Promise<R> => await this.write(async tx => {
+        await tx`SELECT pg_advisory_xact_lock(hashtextextended(${`${name}:${key}`}, 0))`
+        const rows = await tx`SELECT value FROM sections WHERE section = ${name} AND key = ${key}`
+        const w = await fn(rows.length === 0 ? undefined : rows[0].value as unknown)
+        const own: SectionPut[] = w.del === true ? [{ section: name, key, value: null, del: true }] : w.put !== undefined ? [{ section: name, key, value: w.put }] : []
+        await putSections(tx, [...(w.sections ?? []), ...own])
+        return w.result
+      }),
+      dueKeys: async (prefix, upTo, limit) => await this.read(async sql => {
+        const rows = await sql`
+          SELECT key FROM sections
+          WHERE section = ${name} AND key >= ${prefix} AND key < ${prefixEnd(prefix)} AND next_at <= ${upTo}
+          ORDER BY key LIMIT ${limit}`
+        return rows.map(r => r.key as string)
+      })
     }
   }
 
@@ -591,6 +670,15 @@ const putMeta = async (tx: Query, rows: ReadonlyArray<{ name: string, value: unk
   }
 }
 
+/** The first key after every key starting with `prefix` (its last character is ASCII, as in every prefix the server uses). */
+const prefixEnd = (prefix: string): string => prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1)
+
+/** A section value's `nextAt` (when an outbox record or a notification batch is due), kept in the column `next_at`. */
+const nextAtOf = (value: unknown): number | null => {
+  const n = (value as { nextAt?: unknown } | null)?.nextAt
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && typeof n === 'number' && Number.isFinite(n) ? n : null
+}
+
 const putSections = async (tx: Query, writes: readonly SectionPut[]): Promise<void> => {
   // The last write of a key wins, whether it puts or deletes it.
   const last = lastByKey(writes, p => `${p.section}\n${p.key}`)
@@ -605,8 +693,8 @@ const putSections = async (tx: Query, writes: readonly SectionPut[]): Promise<vo
   for (const p of puts) checkSectionValue(p.value)
   for (const part of chunks(puts, IMPORT_CHUNK)) {
     await tx`
-      INSERT INTO sections (section, key, value)
-      SELECT s, k, v::json FROM unnest(${part.map(p => p.section)}::text[], ${part.map(p => p.key)}::text[], ${part.map(p => json(p.value))}::text[]) AS t(s, k, v)
-      ON CONFLICT (section, key) DO UPDATE SET value = excluded.value`
+      INSERT INTO sections (section, key, value, next_at, claim)
+      SELECT s, k, v::json, n, NULL FROM unnest(${part.map(p => p.section)}::text[], ${part.map(p => p.key)}::text[], ${part.map(p => json(p.value))}::text[], ${part.map(p => nextAtOf(p.value))}::float8[]) AS t(s, k, v, n)
+      ON CONFLICT (section, key) DO UPDATE SET value = excluded.value, next_at = excluded.next_at, claim = NULL`
   }
 }

@@ -5,7 +5,8 @@ import type { WriteFailure } from './fail-stop.ts'
  * The storage port: what the server needs from a store, and nothing about how it is kept.
  * `level-store.ts` implements it on LevelDB (the embedded default), `pg-store.ts` on PostgreSQL
  * (`--postgres`). Both pass one conformance suite, `test/server/storage/store-conformance.ts`,
- * which pins every promise below; a new store must pass it too.
+ * which pins every promise below, and `outbox-queue-conformance.ts` for the outbox claims; a
+ * new store must pass them too.
  */
 
 /**
@@ -136,9 +137,76 @@ export interface KvSection {
   entries (range: { gt?: string, gte?: string, lt?: string, lte?: string, limit?: number, reverse?: boolean }): AsyncIterable<[string, unknown]>
 }
 
+/**
+ * A record of an outbox section as claimed by one deliverer (`OutboxQueue`). `value` is the
+ * record as it was stored before the claim; `token` fences the claim: settling with a token that
+ * is no longer the record's (its lease ran out and another deliverer claimed it) writes nothing.
+ */
+export interface OutboxClaim {
+  key: string
+  value: unknown
+  token: string
+}
+
+/**
+ * Who may attempt which record of an outbox section now (the webhook and email outbox, see
+ * server/webhooks/outbox.ts). Records are JSON objects whose numeric field `nextAt` (ms since the
+ * epoch) says when they are due; they are written through the section as usual (often in the
+ * same batch as the change they report). A claim takes a due record for `leaseMs`: nobody else
+ * can claim it meanwhile, and once the lease is over (its holder died, or hangs) it is due again
+ * and anyone may claim it, under a new token. LevelStore keeps claims in memory (one process);
+ * PgStore keeps them in the row (`FOR UPDATE SKIP LOCKED`), so the nodes sharing a database
+ * never claim one record twice at once.
+ */
+export interface OutboxQueue {
+  /** True when other processes claim from this queue too (PostgreSQL): deliverers must sweep for due records, not only their own. */
+  readonly shared: boolean
+  /** Claims the records at these keys that exist, are due at `now` and are not claimed. */
+  claim (keys: readonly string[], now: number, leaseMs: number): Promise<OutboxClaim[]>
+  /** Claims up to `limit` due, unclaimed records whose keys start with `prefix`, in key order. */
+  claimDue (prefix: string, now: number, limit: number, leaseMs: number): Promise<OutboxClaim[]>
+  /**
+   * Ends a claim by writing `ops` (delete the delivered record; or put it back with its next
+   * attempt; or move it to the dead letters) atomically, only while the claim is still held
+   * (the token is still the record's). Resolves false, writing nothing, when it is not.
+   */
+  settle (claim: OutboxClaim, ops: ReadonlyArray<{ type: 'put', key: string, value: unknown } | { type: 'del', key: string }>): Promise<boolean>
+  /** Gives a claim up (a deliverer stopping): the record is due again at once for anyone. */
+  release (claim: OutboxClaim, now: number): Promise<void>
+}
+
+/** What `LockedSection.change` writes: a new value (`put`), a deletion (`del`), or nothing; and section puts in the same transaction. */
+export interface LockedWrite<R> {
+  put?: unknown
+  del?: boolean
+  sections?: readonly SectionPut[]
+  result: R
+}
+
+/**
+ * Keys of a section that several nodes read, change and write back (pending notification
+ * batches in a cluster): each change holds the key's lock from its read to its commit, so two
+ * nodes never both change one key from the same value, whether the key exists or not.
+ * PostgreSQL only (one node on LevelDB keeps such state in memory).
+ */
+export interface LockedSection {
+  /**
+   * Runs `fn` on the stored value (undefined when absent) under the key's lock, and writes what
+   * it returns in the same transaction. `fn` may read the store meanwhile (it holds one
+   * connection); it must be short. Rejects, writing nothing, when `fn` throws.
+   */
+  change<R> (key: string, fn: (current: unknown) => Promise<LockedWrite<R>>): Promise<R>
+  /** Keys starting with `prefix` whose value's numeric field `nextAt` is at most `upTo`, in key order. */
+  dueKeys (prefix: string, upTo: number, limit: number): Promise<string[]>
+}
+
 export interface DocStore {
   /** The named section; its keys never collide with the store's own or another section's. */
   section (name: string): KvSection
+  /** The claims of an outbox section (see OutboxQueue); every call for one name shares its claims. */
+  outboxQueue (section: string): OutboxQueue
+  /** Locked read-change-write of a section's keys, for a store several nodes share (PostgreSQL); absent on LevelDB. */
+  lockedSection? (section: string): LockedSection
 
   /** Reads a conversation's document. An unknown conversation reads as empty. */
   loadDoc (conv: string): Promise<StoredDoc>

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LevelStore } from '../../../server/storage/level-store.ts'
 import { runStoreConformance } from './store-conformance.ts'
+import { runOutboxQueueConformance } from './outbox-queue-conformance.ts'
 
 /** Writes zeros into `path` until the file system is full. */
 const fill = async (path: string): Promise<void> => {
@@ -47,6 +48,19 @@ runStoreConformance('LevelStore', async () => {
       await store.close().catch(() => {})
       execFileSync('umount', [mnt])
       await rm(mnt, { recursive: true, force: true })
+    }
+  }
+})
+
+runOutboxQueueConformance('LevelStore', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'parley-conf-'))
+  const store = await LevelStore.open(join(dir, 'db'))
+  return {
+    store,
+    other: store, // one process owns the folder: its own claims are the only ones
+    async cleanup () {
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
     }
   }
 })

@@ -5,10 +5,12 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { PgStore } from '../../../server/storage/pg-store.ts'
+import { MIGRATIONS } from '../../../server/storage/pg-schema.ts'
 import { parsePgUrl } from '../../../server/storage/pg-url.ts'
 import { createTestSchema, PG_URL } from '../../helpers/postgres.ts'
 import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 import { runStoreConformance } from './store-conformance.ts'
+import { runOutboxQueueConformance } from './outbox-queue-conformance.ts'
 
 runStoreConformance('PgStore', async () => {
   const schema = await createTestSchema()
@@ -36,6 +38,20 @@ runStoreConformance('PgStore', async () => {
   }
 })
 
+runOutboxQueueConformance('PgStore', async () => {
+  const schema = await createTestSchema()
+  const store = await PgStore.open({ url: PG_URL, schema: schema.schema })
+  const other = await PgStore.open({ url: PG_URL, schema: schema.schema })
+  return {
+    store,
+    other,
+    async cleanup () {
+      await Promise.all([store.close(), other.close()])
+      await schema.drop()
+    }
+  }
+})
+
 const Pg = suite('PgStore')
 
 Pg('a URL is told to people without its password, with its schema', () => {
@@ -58,7 +74,7 @@ Pg('tables are created on start, at the latest version, and a second open (anoth
   try {
     const [a, b] = await Promise.all([PgStore.open({ url: schema.url }), PgStore.open({ url: schema.url })])
     const versions = await schema.admin`SELECT version FROM ${schema.admin(schema.schema)}.schema_version`
-    assert.equal(versions.map(r => r.version), [1])
+    assert.equal(versions.map(r => r.version), [1, 2])
     await a.createConversation('c', 1)
     assert.is(await b.conversationExists('c'), true)
     await Promise.all([a.close(), b.close()])
@@ -202,6 +218,76 @@ Pg('appendExclusive: two nodes at once take turns; the second sees what the firs
     assert.is((await a.loadDoc('c')).lastSeq, 3, 'and writes nothing')
   } finally {
     await Promise.all([a.close(), b.close()])
+    await schema.drop()
+  }
+})
+
+Pg('lockedSection: two nodes changing one key at once, existing or not, take turns; none of their changes is lost', async () => {
+  const schema = await createTestSchema()
+  const [a, b] = await Promise.all([PgStore.open({ url: schema.url }), PgStore.open({ url: schema.url })])
+  try {
+    const ra = a.lockedSection('notify')
+    const rb = b.lockedSection('notify')
+    // Each change reads the count, waits a little (the other node tries meanwhile) and writes it plus one.
+    const bump = async (rows: typeof ra, key: string): Promise<number> => await rows.change(key, async current => {
+      const n = typeof current === 'number' ? current : 0
+      await new Promise(resolve => setTimeout(resolve, 20))
+      return { put: n + 1, result: n + 1 }
+    })
+    const results = await Promise.all([bump(ra, 'v1!p!new'), bump(rb, 'v1!p!new'), bump(ra, 'v1!p!new'), bump(rb, 'v1!p!new')])
+    assert.equal(results.sort(), [1, 2, 3, 4])
+    assert.is(await a.section('notify').get('v1!p!new'), 4)
+    // A change writes its section puts in the same transaction; a change that throws writes nothing.
+    await ra.change('v1!p!c', async () => ({ del: true, sections: [{ section: 'outbox', key: 'v1!o!x', value: { nextAt: 0 } }], result: null }))
+    assert.equal(await b.section('outbox').get('v1!o!x'), { nextAt: 0 })
+    try {
+      await rb.change('v1!p!new', async () => { throw new Error('refused') })
+    } catch {}
+    assert.is(await a.section('notify').get('v1!p!new'), 4)
+    await ra.change('v1!p!due', async () => ({ put: { nextAt: 50, text: 'a \u0000 b' }, result: null }))
+    await ra.change('v1!p!odd', async () => ({ put: { nextAt: 'soon' }, result: null }))
+    await ra.change('v1!p!later', async () => ({ put: { nextAt: 500 }, result: null }))
+    assert.equal(await rb.dueKeys('v1!p!', 100, 10), ['v1!p!due'])
+    await rb.change('v1!p!due', async () => ({ del: true, result: null }))
+    assert.equal(await ra.dueKeys('v1!p!', 1000, 10), ['v1!p!later'])
+  } finally {
+    await Promise.all([a.close(), b.close()])
+    await schema.drop()
+  }
+})
+
+Pg('an upgrade to version 2 finds when the waiting outbox records and batches are due, from their JSON text (\\u0000 included)', async () => {
+  const schema = await createTestSchema()
+  try {
+    const q = schema.admin
+    // A schema as version 1 left it, with rows in it.
+    await q.begin(async tx => {
+      await tx.unsafe(`SET LOCAL search_path TO ${schema.schema}`)
+      await tx.unsafe('CREATE TABLE schema_version (version integer PRIMARY KEY, applied_at bigint NOT NULL)')
+      for (const statement of MIGRATIONS[0].statements) await tx.unsafe(statement)
+      await tx.unsafe('INSERT INTO schema_version (version, applied_at) VALUES (1, 0)')
+      const put = async (section: string, key: string, value: unknown): Promise<void> => {
+        await tx.unsafe('INSERT INTO sections (section, key, value) VALUES ($1, $2, $3::text::json)', [section, key, JSON.stringify(value)])
+      }
+      await put('outbox', 'v1!o!a', { id: 'a', payload: { kind: 'webhook', text: 'nul \u0000 and "nextAt":1 inside' }, attempts: 2, createdAt: 1, nextAt: 1500 })
+      await put('outbox', 'v1!o!b', { id: 'b', payload: { kind: 'webhook' }, attempts: 0, createdAt: 1, nextAt: 9e12 })
+      await put('notify', 'v1!p!c', { subject: null, recipients: [], busyAt: 5, nextAt: 2500 })
+      await put('inbox', 'v1!x', { nextAt: 1 })
+    })
+    const store = await PgStore.open({ url: schema.url })
+    try {
+      const versions = await q`SELECT version FROM ${q(schema.schema)}.schema_version ORDER BY version`
+      assert.equal(versions.map(r => r.version), [1, 2])
+      const queue = store.outboxQueue('outbox')
+      assert.equal(await queue.claimDue('v1!o!', 1000, 10, 30_000), [], 'the record\'s own nextAt, not one in its text')
+      assert.equal((await queue.claimDue('v1!o!', 2000, 10, 30_000)).map(c => c.key), ['v1!o!a'])
+      assert.equal(await store.lockedSection('notify').dueKeys('v1!p!', 3000, 10), ['v1!p!c'])
+      const [row] = await q`SELECT next_at FROM ${q(schema.schema)}.sections WHERE section = 'inbox'`
+      assert.is(row.next_at, null, 'other sections are left alone')
+    } finally {
+      await store.close()
+    }
+  } finally {
     await schema.drop()
   }
 })
