@@ -145,6 +145,11 @@ interface HopResult {
 interface FanoutResult {
   joinMs: number | null
   joinedAtCap: number
+  /** ms from the first dial until the last guest's socket opened / the last guest synced. */
+  lastOpenedMs: number
+  lastSyncedMs: number
+  /** Per guest: dial to joined, ms. */
+  joinLatency: Summary
   /** ms from the first dial until every supervisor's server state counted every guest; null at the cap. */
   presenceMs: number | null
   guestCountsAtEnd: number[]
@@ -167,16 +172,24 @@ interface FanoutResult {
 interface ThroughputResult {
   sent: number
   sendWallMs: number
-  /** Messages held by every reader. */
-  deliveredEverywhere: number
-  /** ms from the first send until every reader held every message (or the cap). */
+  /** Updates the nodes accepted (judged and applied for commit: `parley_updates_applied_total`, summed). */
+  accepted: number
+  /** ms from the first send until every message was accepted (or the cap). */
   wallMs: number
   drained: boolean
   acceptedPerSecond: number
+  /** Accepted per second while the live window held every message (no archive yet), and afterwards. */
+  rateBeforeArchive: number
+  rateAfterArchive: number
+  /** Messages held by every reader (live updates received). */
+  deliveredEverywhere: number
   latency: Summary
   cpu: Cpu
   rest: { counts: number[], converged: boolean, missing: number, detail: string }
   writerCloses: number
+  /** Flushes (log appends) of every node in the phase, and their mean duration (ms). */
+  flushes: number
+  flushMeanMs: number
 }
 
 interface TargetResult {
@@ -311,6 +324,9 @@ const runFanout = async (d: Deployment, opts: Options, cleanup: Array<() => Prom
   const joinMs = await waitUntil(() => joined() === n, opts.joinCapMs, 20)
   const joinedAtCap = joined()
   const joinCpu = await cpuOf(serverCpu)
+  const lastOpenedMs = Math.max(...guests.map(g => g.openedAt)) - joinStart
+  const lastSyncedMs = Math.max(...guests.map(g => g.syncedAt)) - joinStart
+  const joinLatency = summarize(guests.filter(g => g.synced && g.seenWatched).map(g => Math.max(g.syncedAt, g.seenWatchedAt) - g.dialedAt))
   const joinGen = genCpu.elapsed()
   const presenceWait = await waitUntil(() => supervisors.every(s => serverGuestCount(s) === n), PRESENCE_CAP_MS, 20)
   const presenceMs = presenceWait === null ? null : performance.now() - joinStart
@@ -357,6 +373,9 @@ const runFanout = async (d: Deployment, opts: Options, cleanup: Array<() => Prom
   return {
     joinMs,
     joinedAtCap,
+    lastOpenedMs,
+    lastSyncedMs,
+    joinLatency,
     presenceMs,
     guestCountsAtEnd,
     joinCpu,
@@ -390,6 +409,38 @@ const restIds = async (url: string, secret: string, room: string, cap: number): 
   }
   return out.flat()
 }
+
+/** `parley_updates_applied_total` of a node (peer updates judged and applied; -1 when unreadable). */
+const updatesApplied = async (url: string): Promise<number> => {
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })
+    const m = /^parley_updates_applied_total (\d+)/m.exec(await res.text())
+    return m === null ? -1 : Number(m[1])
+  } catch {
+    return -1
+  }
+}
+
+/** A node's flushes so far: count and seconds (`parley_storage_write_seconds`; in a cluster, lock wait included). */
+const flushStats = async (url: string): Promise<{ count: number, seconds: number }> => {
+  try {
+    const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+    const count = /^parley_storage_write_seconds_count (\S+)/m.exec(text)
+    const sum = /^parley_storage_write_seconds_sum (\S+)/m.exec(text)
+    return { count: Number(count?.[1] ?? Number.NaN), seconds: Number(sum?.[1] ?? Number.NaN) }
+  } catch {
+    return { count: Number.NaN, seconds: Number.NaN }
+  }
+}
+
+/** Peer updates accepted by every node together since `base`. */
+const acceptedSince = async (d: Deployment, base: number[]): Promise<number> => {
+  const now = await Promise.all(d.nodes.map(async n => await updatesApplied(n.url)))
+  return now.reduce((sum, v, i) => sum + (v < 0 ? 0 : v - base[i]), 0)
+}
+
+/** The live window holds this many messages before the oldest move to the archive (DEFAULT_SERVER_CONFIG: historyWindow + archiveChunk). */
+const ARCHIVE_STARTS_AFTER = 1500
 
 const runThroughput = async (d: Deployment, opts: Options, cleanup: Array<() => Promise<void> | void>): Promise<ThroughputResult> => {
   const writersNames = Array.from({ length: GROUPS }, (_, g) => `w${g}`)
@@ -429,8 +480,22 @@ const runThroughput = async (d: Deployment, opts: Options, cleanup: Array<() => 
 
   log(`  ${d.kind}: throughput, ${GROUPS} writers × ${per} messages at ${(opts.tputRate / GROUPS).toFixed(0)}/s`)
   const serverCpu = new DeploymentCpu(d)
+  const flushBase = await Promise.all(d.nodes.map(async n => await flushStats(n.url)))
+  const base = await Promise.all(d.nodes.map(async n => await updatesApplied(n.url)))
+  if (base.some(b => b < 0)) throw new Error('cannot read parley_updates_applied_total from /metrics')
+  // Accepted so far, sampled every 100 ms: [ms since the first send, accepted].
+  const series: Array<[number, number]> = []
+  let accepted = 0
+  let polling = true
   await serverCpu.start()
   const start = performance.now()
+  const poller = (async () => {
+    while (polling) {
+      accepted = await acceptedSince(d, base)
+      series.push([performance.now() - start, accepted])
+      await sleep(100)
+    }
+  })()
   await Promise.all(writers.map(async (w, g) => {
     const arr = w.doc.getArray<Record<string, unknown>>('messages')
     await paced(per, opts.tputRate / GROUPS, k => {
@@ -439,11 +504,25 @@ const runThroughput = async (d: Deployment, opts: Options, cleanup: Array<() => 
   }))
   const sendWallMs = performance.now() - start
   const drainCap = Math.max(opts.drainCapMs, 30_000)
-  const drained = await waitUntil(() => held.every(h => h >= sent), drainCap, 10) !== null
-  const wallMs = performance.now() - start
+  const drained = await waitUntil(() => accepted >= sent, drainCap, 10) !== null
+  const wallMs = drained ? (series.find(([, a]) => a >= sent)?.[0] ?? performance.now() - start) : performance.now() - start
+  polling = false
+  await poller
   const cpu = await cpuOf(serverCpu)
+  const flushEnd = await Promise.all(d.nodes.map(async n => await flushStats(n.url)))
+  const flushes = flushEnd.reduce((k, f, i) => k + f.count - flushBase[i].count, 0)
+  const flushSeconds = flushEnd.reduce((k, f, i) => k + f.seconds - flushBase[i].seconds, 0)
+  // Live delivery: a little longer for the readers (they may trail the commits).
+  await waitUntil(() => held.every(h => h >= sent), 5000, 10)
   const deliveredEverywhere = Math.min(...held)
-  log(`  ${d.kind}: every reader held ${deliveredEverywhere}/${sent} after ${(wallMs / 1000).toFixed(2)} s (${(deliveredEverywhere / (wallMs / 1000)).toFixed(0)}/s); nodes ${cpu.nodes.toFixed(1)} CPU-s`)
+  const at = (n: number): number | undefined => series.find(([, a]) => a >= n)?.[0]
+  const tBefore = at(Math.min(ARCHIVE_STARTS_AFTER, sent))
+  const tAfterFrom = at(ARCHIVE_STARTS_AFTER + 100)
+  const rateBeforeArchive = tBefore === undefined ? Number.NaN : Math.min(ARCHIVE_STARTS_AFTER, sent) / (tBefore / 1000)
+  const rateAfterArchive = tAfterFrom === undefined || sent <= ARCHIVE_STARTS_AFTER + 100 || wallMs - tAfterFrom < 200
+    ? Number.NaN
+    : (accepted - (ARCHIVE_STARTS_AFTER + 100)) / ((wallMs - tAfterFrom) / 1000)
+  log(`  ${d.kind}: accepted ${accepted}/${sent} after ${(wallMs / 1000).toFixed(2)} s (${(accepted / (wallMs / 1000)).toFixed(0)}/s; ${fmt(rateBeforeArchive, 0)}/s before the archive, ${fmt(rateAfterArchive, 0)}/s after); every reader held ${deliveredEverywhere}; nodes ${cpu.nodes.toFixed(1)} CPU-s`)
 
   // Every node's REST history, compared.
   const lists = await Promise.all(d.nodes.map(async node => await restIds(node.url, d.secret, TPUT_ROOM, Math.ceil(sent / 100) + 10)))
@@ -458,14 +537,19 @@ const runThroughput = async (d: Deployment, opts: Options, cleanup: Array<() => 
   return {
     sent,
     sendWallMs,
-    deliveredEverywhere,
+    accepted,
     wallMs,
     drained,
-    acceptedPerSecond: deliveredEverywhere / (wallMs / 1000),
+    acceptedPerSecond: accepted / (wallMs / 1000),
+    rateBeforeArchive,
+    rateAfterArchive,
+    deliveredEverywhere,
     latency: latencies.summary(),
     cpu,
     rest: { counts: lists.map(l => l.length), converged: same && missing === 0 && first.length === sent, missing, detail },
-    writerCloses
+    writerCloses,
+    flushes,
+    flushMeanMs: flushSeconds / flushes * 1000
   }
 }
 
@@ -490,7 +574,8 @@ const runTarget = async (kind: DeploymentKind, opts: Options): Promise<TargetRes
     result.error = (e as Error).message.split('\n')[0]
   } finally {
     await runCleanup()
-    await d.stop()
+    const keys = await d.stop()
+    log(`  ${kind}: stopped${d.schema === null ? '' : `, schema ${d.schema.schema} dropped`}${d.redisPrefix === null ? '' : `, ${keys} Redis keys under ${d.redisPrefix} deleted`}`)
   }
   return result
 }
@@ -510,6 +595,8 @@ const report = (results: TargetResult[], opts: Options): string => {
   const n = opts.guests
   const rows = [
     row(`join: all ${n.toLocaleString('en-US')} guests synced + own node's supervisor seen (s)`, F(f => f.joinMs === null ? `not within ${opts.joinCapMs / 1000} s (${f.joinedAtCap})` : (f.joinMs / 1000).toFixed(2))),
+    row('join: last guest opened / last synced (s)', F(f => `${(f.lastOpenedMs / 1000).toFixed(2)} / ${(f.lastSyncedMs / 1000).toFixed(2)}`)),
+    row('join: per guest, dial to joined p50 / p99 (ms)', F(f => `${fmt(f.joinLatency.p50, 0)} / ${fmt(f.joinLatency.p99, 0)}`)),
     row('join: every node\'s guestCount = all guests, from the first dial (s)', F(f => f.presenceMs === null ? `not within ${PRESENCE_CAP_MS / 1000} s` : (f.presenceMs / 1000).toFixed(2))),
     row('join: CPU-s nodes / PostgreSQL backends', F(f => `${f.joinCpu.nodes.toFixed(2)} / ${f.joinCpu.pg.toFixed(2)}`)),
     row('the 5 s after the join: cores (nodes + PG backends)', F(f => f.idleCores.toFixed(2))),
@@ -529,14 +616,16 @@ const report = (results: TargetResult[], opts: Options): string => {
     row('generator CPU-s: join / messages', F(f => `${f.genCpu.join.toFixed(1)} / ${f.genCpu.messages.toFixed(1)}`)),
     row('unexpected guest closes', F(f => String(f.unexpectedCloses))),
     row(`throughput: ${GROUPS} writers, offered ${opts.tputRate}/s for ${opts.tputSeconds} s: accepted messages/s`, T(t => `${t.acceptedPerSecond.toFixed(0)}${t.drained ? '' : ' (not drained)'}`)),
-    row('throughput: sent / held by every reader', T(t => `${t.sent} / ${t.deliveredEverywhere}`)),
-    row('throughput: sending took / all held after (s)', T(t => `${(t.sendWallMs / 1000).toFixed(2)} / ${(t.wallMs / 1000).toFixed(2)}`)),
+    row(`throughput: accepted/s, first ${ARCHIVE_STARTS_AFTER} messages (live window) / the rest (archive in use)`, T(t => `${fmt(t.rateBeforeArchive, 0)} / ${fmt(t.rateAfterArchive, 0)}`)),
+    row('throughput: sent / accepted / held by every reader (live)', T(t => `${t.sent} / ${t.accepted} / ${t.deliveredEverywhere}`)),
+    row('throughput: sending took / all accepted after (s)', T(t => `${(t.sendWallMs / 1000).toFixed(2)} / ${(t.wallMs / 1000).toFixed(2)}`)),
+    row('throughput: flushes (log appends) / messages per flush / mean flush (ms)', T(t => `${t.flushes} / ${(t.accepted / t.flushes).toFixed(1)} / ${fmt(t.flushMeanMs)}`)),
     row('throughput: send → reader p50 / p99 (ms), every reader', T(t => ms(t.latency))),
     row('throughput: REST on every node, message count', T(t => t.rest.counts.join(' / '))),
     row('throughput: REST lists identical, none missing', T(t => t.rest.converged ? 'yes' : `NO (${t.rest.missing} missing; ${t.rest.detail})`)),
     row('throughput: CPU-s nodes / PostgreSQL backends', T(t => `${t.cpu.nodes.toFixed(2)} / ${t.cpu.pg.toFixed(2)}`)),
-    row('throughput: node CPU per accepted message (µs)', T(t => us(t.cpu.nodes, t.deliveredEverywhere))),
-    row('throughput: node + PG CPU per accepted message (µs)', T(t => us(total(t.cpu), t.deliveredEverywhere))),
+    row('throughput: node CPU per accepted message (µs)', T(t => us(t.cpu.nodes, t.accepted))),
+    row('throughput: node + PG CPU per accepted message (µs)', T(t => us(total(t.cpu), t.accepted))),
     row('throughput: writer connections closed', T(t => String(t.writerCloses)))
   ]
   out.push(markdownTable(headers, rows, ['left', ...results.map((): 'right' => 'right')]))
@@ -562,11 +651,11 @@ const report = (results: TargetResult[], opts: Options): string => {
       const ct = c.throughput
       const st = s.throughput
       if (ct !== undefined && st !== undefined) {
-        const cm = ct.cpu.nodes / ct.deliveredEverywhere
-        const sm = st.cpu.nodes / st.deliveredEverywhere
+        const cm = ct.cpu.nodes / ct.accepted
+        const sm = st.cpu.nodes / st.accepted
         oh.push([`per accepted message (throughput, node CPU), against ${name}`, `${(cm * 1e6).toFixed(0)} vs ${(sm * 1e6).toFixed(0)} µs`, `${(cm / sm).toFixed(2)}×`, `${((cm - sm) * 1e6).toFixed(0)} µs`])
-        const cmp = total(ct.cpu) / ct.deliveredEverywhere
-        const smp = total(st.cpu) / st.deliveredEverywhere
+        const cmp = total(ct.cpu) / ct.accepted
+        const smp = total(st.cpu) / st.accepted
         if (s.target === 'pg') oh.push([`per accepted message (node + PG backends), against ${name}`, `${(cmp * 1e6).toFixed(0)} vs ${(smp * 1e6).toFixed(0)} µs`, `${(cmp / smp).toFixed(2)}×`, `${((cmp - smp) * 1e6).toFixed(0)} µs`])
       }
     }

@@ -34,7 +34,8 @@ export interface Deployment {
   pgBackendCpu (): Promise<Map<number, number>>
   /** Resident memory of every node, summed (bytes). */
   rss (): number
-  stop (): Promise<void>
+  /** Ends every node, deletes the cluster's Redis keys and drops the schema; resolves to the number of keys deleted. */
+  stop (): Promise<number>
 }
 
 export interface DeployOptions {
@@ -132,8 +133,9 @@ export const deploy = async (kind: DeploymentKind, opts: DeployOptions = {}): Pr
     rss: () => nodes.reduce((sum, n) => sum + (n.alive() ? readProc(n.pid).rssBytes : 0), 0),
     async stop () {
       await Promise.all(nodes.map(async n => await n.stop()))
-      if (redisPrefix !== null) await deleteKeys(redisPrefix).catch(() => 0)
+      const deleted = redisPrefix === null ? 0 : await deleteKeys(redisPrefix).catch(() => 0)
       await schema?.drop()
+      return deleted
     }
   }
 }
