@@ -155,10 +155,10 @@ export const startServer = async (kind: ServerKind, opts: StartOptions = {}): Pr
   kind === 'parley' ? await startParley(opts) : await startReference(opts)
 
 /** A REST call with `Authorization: Bearer <auth>`, JSON in and out. */
-export const api = async (baseUrl: string, auth: string, method: string, path: string, body?: unknown): Promise<{ status: number, body: unknown }> => {
+export const api = async (baseUrl: string, auth: string, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<{ status: number, body: unknown }> => {
   const headers: Record<string, string> = { authorization: `Bearer ${auth}` }
   if (body !== undefined) headers['content-type'] = 'application/json'
-  const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10_000) })
+  const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) })
   const text = await res.text()
   return { status: res.status, body: text === '' ? null : JSON.parse(text) as unknown }
 }
