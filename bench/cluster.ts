@@ -197,6 +197,9 @@ interface ThroughputResult {
   cpu: Cpu
   rest: { counts: number[], converged: boolean, missing: number, detail: string }
   writerCloses: number
+  /** Reader connections closed by the server (and reopened), with their last close code. */
+  readerCloses: number
+  readerLastClose: string
   /** Flushes (log appends) of every node in the phase, and their mean duration (ms). */
   flushes: number
   flushMeanMs: number
@@ -583,6 +586,8 @@ const runThroughput = async (d: Deployment, opts: Options, cleanup: Array<() => 
     cpu,
     rest: { counts: lists.map(l => l.length), converged: same && missing === 0 && first.length === sent, missing, detail },
     writerCloses,
+    readerCloses: readers.reduce((k, r) => k + r.unexpectedCloses, 0),
+    readerLastClose: readers.map(r => r.lastClose === null ? '–' : `${r.lastClose.code} ${r.lastClose.reason}`).join(', '),
     flushes,
     flushMeanMs: flushSeconds / flushes * 1000,
     acceptedAtEnd,
@@ -665,7 +670,8 @@ const report = (results: TargetResult[], opts: Options): string => {
     row('throughput: CPU-s nodes / PostgreSQL backends', T(t => `${t.cpu.nodes.toFixed(2)} / ${t.cpu.pg.toFixed(2)}`)),
     row('throughput: node CPU per accepted message (µs)', T(t => us(t.cpu.nodes, t.accepted))),
     row('throughput: node + PG CPU per accepted message (µs)', T(t => us(total(t.cpu), t.accepted))),
-    row('throughput: writer connections closed', T(t => String(t.writerCloses)))
+    row('throughput: writer connections closed', T(t => String(t.writerCloses))),
+    row('throughput: reader connections closed by the server (last close per reader)', T(t => `${t.readerCloses} (${t.readerLastClose})`))
   ]
   out.push(markdownTable(headers, rows, ['left', ...results.map((): 'right' => 'right')]))
   out.push('')
