@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const BENCHES = ['judge', 'history', 'storage', 'guests', 'many-rooms', 'search', 'abuse']
+const BENCHES = ['judge', 'history', 'storage', 'guests', 'many-rooms', 'search', 'abuse', 'cluster']
 const only = process.argv.slice(2)
 let failed = 0
 for (const name of BENCHES) {

@@ -4,6 +4,7 @@
  * never stall the server), which is polled for the line that gives the address.
  *
  *   parley     node --import tsx server/main.ts --port 0 --data <tmp> --secret <s> --demo off
+ *              [--postgres URL [--redis URL]]
  *   reference  HOST=127.0.0.1 PORT=<free> node node_modules/@y/websocket-server/src/server.js
  *              (in memory: no YPERSISTENCE; no auth, it ignores the query string)
  */
@@ -56,7 +57,7 @@ export const freePort = async (): Promise<number> => await new Promise((resolve,
   })
 })
 
-const randomSecret = (): string => `bench-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}-secret`
+export const randomSecret = (): string => `bench-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}-secret`
 
 const launch = async (kind: ServerKind, args: string[], env: Record<string, string>, addressLine: RegExp, opts: StartOptions): Promise<{ child: ChildProcess, url: string, dir: string, logFile: string }> => {
   const dir = await mkdtemp(join(tmpdir(), `bench-${kind}-`))
@@ -115,11 +116,28 @@ const wrap = (kind: ServerKind, started: { child: ChildProcess, url: string, dir
   }
 }
 
-/** Starts Parley on a free port with a fresh LevelDB folder and a known secret. */
-export const startParley = async (opts: StartOptions = {}): Promise<ServerUnderTest> => {
-  const secret = randomSecret()
+export interface ParleyOptions extends StartOptions {
+  /** `--postgres URL`: everything durable in PostgreSQL instead of the LevelDB folder. */
+  postgres?: string
+  /** `--redis URL` (with `postgres`): one node of the cluster sharing that database. */
+  redis?: string
+  /** The app secret (the nodes of one cluster share one); a random one by default. */
+  secret?: string
+}
+
+/**
+ * Starts Parley on a free port with a known secret: on a fresh LevelDB folder by default, or on
+ * PostgreSQL (and Redis) when given. `--data` is always the run's temporary folder (with
+ * `--postgres` it holds only uploaded files).
+ */
+export const startParley = async (opts: ParleyOptions = {}): Promise<ServerUnderTest> => {
+  const secret = opts.secret ?? randomSecret()
+  const engines = [
+    ...(opts.postgres === undefined ? [] : ['--postgres', opts.postgres]),
+    ...(opts.redis === undefined ? [] : ['--redis', opts.redis])
+  ]
   const started = await launch('parley',
-    ['--import', 'tsx', 'server/main.ts', '--host', '127.0.0.1', '--port', '0', '--data', '{dir}/data', '--secret', secret, '--demo', 'off'],
+    ['--import', 'tsx', 'server/main.ts', '--host', '127.0.0.1', '--port', '0', '--data', '{dir}/data', '--secret', secret, '--demo', 'off', ...engines],
     {}, /listening on (http:\/\/[^\s"]+)/, opts)
   return wrap('parley', started, secret)
 }
@@ -137,10 +155,10 @@ export const startServer = async (kind: ServerKind, opts: StartOptions = {}): Pr
   kind === 'parley' ? await startParley(opts) : await startReference(opts)
 
 /** A REST call with `Authorization: Bearer <auth>`, JSON in and out. */
-export const api = async (baseUrl: string, auth: string, method: string, path: string, body?: unknown): Promise<{ status: number, body: unknown }> => {
+export const api = async (baseUrl: string, auth: string, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<{ status: number, body: unknown }> => {
   const headers: Record<string, string> = { authorization: `Bearer ${auth}` }
   if (body !== undefined) headers['content-type'] = 'application/json'
-  const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10_000) })
+  const res = await fetch(baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) })
   const text = await res.text()
   return { status: res.status, body: text === '' ? null : JSON.parse(text) as unknown }
 }

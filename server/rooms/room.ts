@@ -767,8 +767,10 @@ export class Room {
       this.lastSeq = batch.seq
       this.logCount++
       this.logBytes += batch.merged.byteLength
-      this.broadcast(batch.queued, batch.merged)
+      // Announced first (a cluster room tells the other nodes): their peers need not wait for
+      // this node's own fan-out, which takes milliseconds with thousands of connections.
       this.committed(batch.seq, batch.merged)
+      this.broadcast(batch.queued, batch.merged)
     }
     for (const w of batch.staged) w.committed()
     for (const e of batch.events) this.deps.events.emit(e)
