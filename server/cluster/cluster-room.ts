@@ -195,24 +195,28 @@ export class ClusterRoom extends Room {
     this.forwardRemote()
   }
 
-  /** Applies entries other nodes committed, in one transaction, and moves this copy's head past them. */
+  /**
+   * Applies entries other nodes committed and moves this copy's head past them: each entry in a
+   * transaction of its own (a snapshot, covering entries compacted away, in one). Never several
+   * in one: a message added by one entry and moved to the archive by a later one would reach
+   * this node's peers as deleted content only, and they would never see it arrive.
+   */
   private applyRemote (stored: StoredDoc): void {
     if (stored.lastSeq <= this.durableSeq) return
-    if (stored.snapshot !== null || stored.updates.length > 0) {
-      Y.transact(this.doc, () => {
-        if (stored.snapshot !== null) Y.applyUpdate(this.doc, stored.snapshot)
-        for (const u of stored.updates) Y.applyUpdate(this.doc, u)
-      }, REMOTE_ORIGIN)
-    }
+    if (stored.snapshot !== null) Y.transact(this.doc, () => { Y.applyUpdate(this.doc, stored.snapshot as Uint8Array) }, REMOTE_ORIGIN)
+    for (const u of stored.updates) Y.transact(this.doc, () => { Y.applyUpdate(this.doc, u) }, REMOTE_ORIGIN)
     this.lastSeq = stored.lastSeq
   }
 
-  /** Sends what other nodes committed to every local peer (it is durable: it came from the store or after its commit). */
+  /**
+   * Sends what other nodes committed to every local peer (it is durable: it came from the store
+   * or after its commit), one frame per applied entry, in order: merging them would hide, as
+   * above, a message added by one and archived by the next.
+   */
   private forwardRemote (): void {
     if (this.remoteOut.length === 0) return
-    const update = this.remoteOut.length === 1 ? this.remoteOut[0] : Y.mergeUpdates(this.remoteOut)
+    const frames = this.remoteOut.map(encodeSyncUpdate)
     this.remoteOut = []
-    const frame = encodeSyncUpdate(update)
-    for (const conn of this.connections()) conn.send(frame)
+    for (const conn of this.connections()) for (const frame of frames) conn.send(frame)
   }
 }
