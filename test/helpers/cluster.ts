@@ -23,11 +23,12 @@ export interface TestCluster {
   stop (): Promise<void>
 }
 
-export const startCluster = async (count: number): Promise<TestCluster> => {
+/** `redis`: the Redis every node uses unless told otherwise (default: the machine's). */
+export const startCluster = async (count: number, opts: { redis?: string } = {}): Promise<TestCluster> => {
   const schema = await createTestSchema()
   const nodes: RunningServer[] = []
   const spawn = async (via: { redis?: string, postgres?: string } = {}): Promise<RunningServer> => {
-    const node = await spawnServer(['--port', '0', '--postgres', via.postgres ?? schema.url, '--redis', via.redis ?? REDIS_URL, '--secret', CLUSTER_SECRET, '--demo', 'off'])
+    const node = await spawnServer(['--port', '0', '--postgres', via.postgres ?? schema.url, '--redis', via.redis ?? opts.redis ?? REDIS_URL, '--secret', CLUSTER_SECRET, '--demo', 'off'])
     nodes.push(node)
     return node
   }
