@@ -10,8 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { connectPeer, connectRaw, sendMessage, texts, waitFor } from '../../helpers/clients.ts'
 import { startCluster, type TestCluster } from '../../helpers/cluster.ts'
-import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
-import { PG_URL, type TestSchema } from '../../helpers/postgres.ts'
+import type { TestSchema } from '../../helpers/postgres.ts'
 import type { RunningServer } from '../../helpers/process.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 
@@ -77,9 +76,10 @@ const restMessages = async (cluster: TestCluster, node: RunningServer, conv: str
 /**
  * Runs `statement` in a transaction of the test's own and keeps it open (holding the locks it
  * took) until `release()`, which rolls it back. `blocked()` counts the nodes' backends waiting
- * for it (directly or behind another waiter).
+ * for it (directly or behind another waiter); `cancelDirectWaiters()` cancels the statements
+ * waiting for it directly.
  */
-const holdInTransaction = async (schema: TestSchema, statement: string): Promise<{ release: () => Promise<void>, blocked: () => Promise<number> }> => {
+const holdInTransaction = async (schema: TestSchema, statement: string): Promise<{ release: () => Promise<void>, blocked: () => Promise<number>, cancelDirectWaiters: () => Promise<void> }> => {
   let release!: () => void
   const released = new Promise<void>(resolve => { release = resolve })
   let started!: (pid: number) => void
@@ -98,6 +98,9 @@ const holdInTransaction = async (schema: TestSchema, statement: string): Promise
     async release () {
       release()
       await done
+    },
+    async cancelDirectWaiters () {
+      await schema.admin`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE ${holder}::int = ANY(pg_blocking_pids(pid))`
     },
     async blocked () {
       // Waiters queue behind each other: count those the holder blocks, directly or not.
@@ -205,83 +208,82 @@ F('a REST edit on node B and a REST delete on node A of one message, racing for 
 })
 
 /**
- * Node B's flush is stopped after it judged and applied `write` (its insert waits for a row
- * the test holds), then B's connection to PostgreSQL is cut: the flush fails after judging.
- * Then `meanwhile` runs on A; then PostgreSQL is back for B.
+ * Node B's flush is stopped after it judged and applied `write` (its insert waits for a row the
+ * test holds), while A's write (`meanwhile`, started at once) waits for the conversation's lock
+ * B holds. Then B's statement is cancelled: a storage failure after judging (query_canceled is
+ * an engine failure, as a connection lost mid-transaction is), and A commits first. B resumes
+ * by itself once it proved it can write again.
  */
-const failAfterJudging = async (cluster: TestCluster, proxy: { stop: () => Promise<void>, start: () => Promise<void> }, b: RunningServer, conv: string, write: () => void, meanwhile: () => Promise<void>): Promise<void> => {
+const failAfterJudging = async (cluster: TestCluster, b: RunningServer, conv: string, write: () => void, meanwhile: () => Promise<void>): Promise<void> => {
   const [head] = await cluster.schema.admin.unsafe(`SELECT last_seq FROM "${cluster.schema.schema}".doc_heads WHERE conv = '${conv}'`)
   const row = await holdInTransaction(cluster.schema, `INSERT INTO doc_log (conv, seq, bytes) VALUES ('${conv}', ${Number(head.last_seq) + 1}, '\\x00')`)
   write()
   await until(async () => await row.blocked() >= 1, 10_000, 'B’s flush waits for the held row, after judging')
-  await proxy.stop()
+  const other = meanwhile()
+  other.catch(() => {}) // awaited below
+  await until(async () => await row.blocked() >= 2, 10_000, 'A’s write waits for the lock B holds')
+  await row.cancelDirectWaiters()
   await row.release()
-  await meanwhile()
-  await proxy.start()
+  await other
   await until(async () => (await cluster.api(b, 'GET', '/healthz')).status === 200, 20_000, 'B resumed by itself')
 }
 
 F('a flush that failed after judging is judged again on resume: a message id another node took meanwhile is not stored twice', async ctx => {
-  const cluster = ctx.cluster = await startCluster(1)
-  const proxy = await startTcpProxy(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname)
-  try {
-    const a = cluster.nodes[0]
-    const b = await cluster.spawn({ postgres: cluster.schema.urlVia(proxy.port) })
-    assert.is((await cluster.api(a, 'PUT', '/v1/conversations/taken', { participants: ['alice', 'bob'] })).status, 201)
-    const alice = connectPeer(a.wsUrl, 'taken', await cluster.token('alice'))
-    const bob = connectPeer(b.wsUrl, 'taken', await cluster.token('bob'))
-    await Promise.all([alice.synced, bob.synced])
-    await failAfterJudging(cluster, proxy, b, 'taken', () => { sendMessage(bob.doc, 'bob', 'bob’s, never stored', 'same-id') }, async () => {
-      sendMessage(alice.doc, 'alice', 'alice’s, stored first', 'same-id')
-      await until(async () => (await restMessages(cluster, a, 'taken')).some(m => m.id === 'same-id'), 10_000, 'alice’s message committed on A')
-    })
-    assert.ok(bob.closes.some(c => c.code === 1013), JSON.stringify(bob.closes))
-    // Bob's provider comes back and sends its message again: judged now, it is refused.
-    sendMessage(bob.doc, 'bob', 'bob after')
-    await waitFor(() => texts(alice.doc).includes('bob after'), 20_000, 'bob writes again through B')
-    for (const node of [a, b]) {
-      const stored = (await restMessages(cluster, node, 'taken')).filter(m => m.id === 'same-id')
-      assert.equal(stored.map(m => m.text), ['alice’s, stored first'], 'one message with that id, the one committed first')
-    }
-    await waitFor(() => texts(bob.doc).length === texts(alice.doc).length, 10_000, 'bob’s copy drops what was refused')
-    assert.equal(texts(bob.doc), texts(alice.doc))
-    alice.destroy()
-    bob.destroy()
-  } finally {
-    await proxy.start()
-    ctx.cluster = undefined
-    await cluster.stop()
-    await proxy.stop()
+  const cluster = ctx.cluster = await startCluster(2)
+  const [a, b] = cluster.nodes
+  assert.is((await cluster.api(a, 'PUT', '/v1/conversations/taken', { participants: ['alice', 'bob'] })).status, 201)
+  const alice = connectPeer(a.wsUrl, 'taken', await cluster.token('alice'))
+  const bob = connectPeer(b.wsUrl, 'taken', await cluster.token('bob'))
+  await Promise.all([alice.synced, bob.synced])
+  await failAfterJudging(cluster, b, 'taken', () => { sendMessage(bob.doc, 'bob', 'bob’s, judged before alice’s was committed', 'same-id') }, async () => {
+    sendMessage(alice.doc, 'alice', 'alice’s, committed first', 'same-id')
+    await until(async () => (await restMessages(cluster, a, 'taken')).some(m => m.id === 'same-id'), 20_000, 'alice’s message committed on A')
+  })
+  // Bob was told to retry (1013); his provider comes back and sends his message again: judged
+  // now, against alice's, it is refused as on one node.
+  await waitFor(() => bob.closes.some(c => c.code === 4403), 20_000, 'bob’s message judged again')
+  assert.ok(bob.closes.slice(0, -1).every(c => c.code === 1013), JSON.stringify(bob.closes))
+  assert.equal(bob.closes.at(-1), { code: 4403, reason: 'DUPLICATE_MESSAGE_ID' })
+  for (const node of [a, b]) {
+    const stored = (await restMessages(cluster, node, 'taken')).filter(m => m.id === 'same-id')
+    assert.equal(stored.map(m => m.text), ['alice’s, committed first'], 'one message with that id, the one committed first')
   }
+  // B serves the conversation again, from what the store holds.
+  const carol = connectPeer(b.wsUrl, 'taken', await cluster.token('alice'))
+  await carol.synced
+  assert.equal(texts(carol.doc), texts(alice.doc))
+  alice.destroy()
+  bob.destroy()
+  carol.destroy()
 })
 
-F('a flush that failed after judging is judged again on resume: the write of a user made read-only meanwhile is not stored', async ctx => {
-  const cluster = ctx.cluster = await startCluster(1)
-  const proxy = await startTcpProxy(Number(new URL(PG_URL).port || 5432), new URL(PG_URL).hostname)
-  try {
-    const a = cluster.nodes[0]
-    const b = await cluster.spawn({ postgres: cluster.schema.urlVia(proxy.port) })
-    assert.is((await cluster.api(a, 'PUT', '/v1/conversations/revoked', { participants: ['alice', 'bob'] })).status, 201)
-    const alice = connectPeer(a.wsUrl, 'revoked', await cluster.token('alice'))
-    const bob = connectPeer(b.wsUrl, 'revoked', await cluster.token('bob'))
-    await Promise.all([alice.synced, bob.synced])
-    await failAfterJudging(cluster, proxy, b, 'revoked', () => { sendMessage(bob.doc, 'bob', 'written before the revocation reached B') }, async () => {
-      assert.is((await cluster.api(a, 'PATCH', '/v1/conversations/revoked/participants/bob', { access: 'ReadOnly' })).status, 200)
-    })
-    sendMessage(alice.doc, 'alice', 'alice after')
-    await waitFor(() => texts(bob.doc).includes('alice after'), 20_000, 'bob reads again through B')
-    await waitFor(() => !texts(bob.doc).includes('written before the revocation reached B'), 10_000, 'bob’s copy drops what was refused')
-    for (const node of [a, b]) {
-      assert.not.ok((await restMessages(cluster, node, 'revoked')).some(m => m.text === 'written before the revocation reached B'), 'never stored')
-    }
-    alice.destroy()
-    bob.destroy()
-  } finally {
-    await proxy.start()
-    ctx.cluster = undefined
-    await cluster.stop()
-    await proxy.stop()
+F('a flush that failed after judging is judged again on resume: the write of a user made a reader meanwhile is not stored', async ctx => {
+  const cluster = ctx.cluster = await startCluster(2)
+  const [a, b] = cluster.nodes
+  assert.is((await cluster.api(a, 'PUT', '/v1/conversations/revoked', { participants: ['alice', 'bob'] })).status, 201)
+  const alice = connectPeer(a.wsUrl, 'revoked', await cluster.token('alice'))
+  const bob = connectPeer(b.wsUrl, 'revoked', await cluster.token('bob'))
+  await Promise.all([alice.synced, bob.synced])
+  await failAfterJudging(cluster, b, 'revoked', () => { sendMessage(bob.doc, 'bob', 'judged before the revocation was committed') }, async () => {
+    const r = await cluster.api(a, 'PATCH', '/v1/conversations/revoked/participants/bob', { access: 'Read' })
+    assert.is(r.status, 200, JSON.stringify(r.body))
+  })
+  // Bob was told to retry (1013); his provider comes back as a reader and sends his message
+  // again: judged now, it is refused as on one node.
+  await waitFor(() => bob.closes.some(c => c.code === 4403), 20_000, 'bob’s message judged again')
+  assert.ok(bob.closes.slice(0, -1).every(c => c.code === 1013), JSON.stringify(bob.closes))
+  assert.equal(bob.closes.at(-1), { code: 4403, reason: 'READ_ONLY' })
+  for (const node of [a, b]) {
+    assert.not.ok((await restMessages(cluster, node, 'revoked')).some(m => m.text === 'judged before the revocation was committed'), 'never stored')
   }
+  // Bob reads through B again, what the store holds.
+  sendMessage(alice.doc, 'alice', 'alice after')
+  const reader = connectPeer(b.wsUrl, 'revoked', await cluster.token('bob'))
+  await waitFor(() => texts(reader.doc).includes('alice after'), 10_000, 'bob reads again through B')
+  assert.equal(texts(reader.doc), texts(alice.doc))
+  alice.destroy()
+  bob.destroy()
+  reader.destroy()
 })
 
 F.run()
