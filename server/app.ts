@@ -324,7 +324,15 @@ export const createServer = async (config: ServerConfig, deps: ServerDeps): Prom
       await http.listen({ host: config.host, port: config.port })
       await eventServices.start()
       files.start()
-      cluster?.start({ rooms, reloadSettings: async () => { await settings.reload() }, forgetBans: conv => { bans.forget(conv) }, maxGuests: () => settings.current.maxGuests })
+      cluster?.start({
+        rooms,
+        reloadSettings: async () => { await settings.reload() },
+        forgetBans: conv => { bans.forget(conv) },
+        forgetAllBans: () => { bans.forgetAll() },
+        conversationExists: async conv => await store.conversationExists(conv),
+        isBanned: async (conv, userId) => await bans.find(conv, userId) !== undefined,
+        maxGuests: () => settings.current.maxGuests
+      })
       const addr = http.server.address() as AddressInfo
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
       return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` }

@@ -25,10 +25,15 @@ export class SettingsState {
     return new SettingsState(store, settingsFromStored(await store.getSettings()), onChange, onPatched)
   }
 
-  /** Reads the settings from the store again (another node of the cluster changed them) and applies them. */
+  /**
+   * Reads the settings from the store again (another node of the cluster changed them) and
+   * applies them when they differ (a cluster node reads them every second).
+   */
   async reload (): Promise<void> {
     const run = this.queue.then(async () => {
-      this.value = settingsFromStored(await this.store.getSettings())
+      const next = settingsFromStored(await this.store.getSettings())
+      if (JSON.stringify(next) === JSON.stringify(this.value)) return
+      this.value = next
       this.onChange(this.value)
     })
     this.queue = run.catch(() => {})

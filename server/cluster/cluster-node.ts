@@ -6,6 +6,8 @@
  *   `control`  {"n": node, "t": "settings" | "deleted" | "bans" | "close", ...}
  * Every loaded room also reads the store once per `catchUpMs` (default 1 s) and after the bus
  * lost messages (a Redis reconnection), so a dropped message delays, never loses, an update.
+ * Likewise for the control messages: the settings are read again every `catchUpMs`, and rights,
+ * bans and deletions checked against the store every `checkMs` and after a gap (reconcile.ts).
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -20,6 +22,7 @@ import { ClusterRoom } from './cluster-room.ts'
 import type { NodePeers } from './peers.ts'
 import type { PresenceBoard } from '../bus/presence-board.ts'
 import { ClusterPresence } from '../presence/cluster-presence.ts'
+import { Reconciler, type ReconcileHooks } from './reconcile.ts'
 
 export interface ClusterOptions {
   bus: Bus
@@ -30,13 +33,15 @@ export interface ClusterOptions {
   board?: PresenceBoard
   /** How often this node shares its presence changes (ms, default 250). */
   presenceMs?: number
+  /** How often rights, bans and deletions are checked against the store whatever the bus said (ms, default 5 s). */
+  checkMs?: number
 }
 
 /** Updates up to this size travel on the bus (the fast path); larger ones are read from the store. */
 const MAX_INLINE_BYTES = 32 * 1024
 
 /** What a node applies of the others' control messages. */
-export interface ClusterHooks {
+export interface ClusterHooks extends ReconcileHooks {
   rooms: RoomManager
   reloadSettings: () => Promise<void>
   forgetBans: (conv: string) => void
@@ -60,6 +65,8 @@ export class ClusterNode implements NodePeers {
   private hooks: ClusterHooks | null = null
   private readonly offs: Array<() => void> = []
   private timer: unknown = null
+  private readonly checkMs: number
+  private reconciler: Reconciler | null = null
   private readonly board: PresenceBoard | null
   private readonly presenceMs: number
   private presence: ClusterPresence | null = null
@@ -68,6 +75,7 @@ export class ClusterNode implements NodePeers {
     this.bus = opts.bus
     this.log = opts.log
     this.catchUpMs = opts.catchUpMs ?? 1000
+    this.checkMs = opts.checkMs ?? 5000
     this.board = opts.board ?? null
     this.presenceMs = opts.presenceMs ?? 250
     this.logger = logger
@@ -92,7 +100,12 @@ export class ClusterNode implements NodePeers {
     this.hooks = hooks
     this.offs.push(this.bus.subscribe('commit', m => { this.onCommit(m) }))
     this.offs.push(this.bus.subscribe('control', m => { this.onControl(m) }))
-    this.bus.onGap(() => { this.catchUpAll() })
+    const reconciler = this.reconciler = new Reconciler(hooks, this.logger, this.timers, { tickMs: this.catchUpMs, fullMs: this.checkMs })
+    reconciler.start()
+    this.bus.onGap(() => {
+      this.catchUpAll()
+      reconciler.afterGap()
+    })
     this.timer = this.timers.setInterval(() => { this.catchUpAll() }, this.catchUpMs)
     if (this.board !== null) {
       this.presence = new ClusterPresence({
@@ -115,6 +128,7 @@ export class ClusterNode implements NodePeers {
     if (this.timer !== null) this.timers.clearInterval(this.timer)
     this.presence?.stop()
     this.presence = null
+    this.reconciler?.stop()
     this.timer = null
     for (const off of this.offs.splice(0)) off()
   }

@@ -16,12 +16,16 @@
  *   applied with REMOTE_ORIGIN, forwarded to the local peers, never stored again, and their
  *   events are not reported again (the node that committed them did).
  * - Messages move to the archive only inside the lock.
- * Server writes (REST) apply at once, as on one node, and are committed by the next flush.
+ * - Server changes (REST, `transact`) wait for the flush too and run inside the lock, in arrival
+ *   order with the peers' updates, on the caught-up document.
+ * - A flush that fails after judging (PostgreSQL lost mid-transaction) drops this copy instead of
+ *   keeping its judged changes for later: they would be written unjudged against what other
+ *   nodes commit meanwhile. Its writers are closed with 1013 and send their changes again.
  */
 import * as Y from 'yjs'
 import { ChatError, isChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
-import { Room, type AcceptOptions, type Batch, type RoomConnection, type RoomDeps } from '../rooms/room.ts'
+import { Room, type AcceptOptions, type Batch, type RoomConnection, type RoomDeps, type ServerChange } from '../rooms/room.ts'
 import type { StalePeer } from '../rooms/stale-peer.ts'
 import type { ExclusiveLog, StoredDoc } from '../storage/port.ts'
 
@@ -35,7 +39,11 @@ export interface ClusterRoomLink {
   announce: (conv: string, seq: number, update: Uint8Array) => void
 }
 
-interface RawUpdate { conn: RoomConnection, update: Uint8Array, opts: AcceptOptions }
+/** A peer's update, raw until the flush judges it. */
+interface RawUpdate { kind: 'peer', conn: RoomConnection, update: Uint8Array, opts: AcceptOptions }
+/** A server change (REST), run by the flush on the caught-up document. */
+interface ServerWrite { kind: 'server', fn: ServerChange, actor: string | null, applied: boolean, error: unknown }
+type Waiting = RawUpdate | ServerWrite
 
 /** The Yjs client ids that write structs in `update` (malformed bytes: none; the judge refuses them). */
 const writersOf = (update: Uint8Array): number[] => {
@@ -48,8 +56,8 @@ const writersOf = (update: Uint8Array): number[] => {
 
 export class ClusterRoom extends Room {
   private readonly link: ClusterRoomLink
-  /** Peer updates waiting to be judged inside the lock. */
-  private raw: RawUpdate[] = []
+  /** Peer updates and server changes waiting to be judged inside the lock, in arrival order. */
+  private waiting: Waiting[] = []
   private wantCatchUp = false
   /** What other nodes committed, applied here and not yet forwarded to the local peers. */
   private remoteOut: Uint8Array[] = []
@@ -101,12 +109,34 @@ export class ClusterRoom extends Room {
   }
 
   protected override hasWork (): boolean {
-    return super.hasWork() || this.raw.length > 0 || this.wantCatchUp
+    return super.hasWork() || this.waiting.length > 0 || this.wantCatchUp
   }
 
   protected override async acceptUpdate (conn: RoomConnection, update: Uint8Array, opts: AcceptOptions): Promise<void> {
-    this.raw.push({ conn, update, opts })
+    this.waiting.push({ kind: 'peer', conn, update, opts })
     this.scheduleFlush()
+  }
+
+  /**
+   * A server change (REST) is not applied to this copy at once, which may lag: it waits for the
+   * flush and runs inside the conversation's lock, on the document caught up with everything
+   * committed before, like a peer's update. So an edit of a message another node deleted a
+   * moment ago finds it gone (and refuses), instead of bringing it back. Resolves once durable.
+   */
+  override async transact (fn: ServerChange, actor: string | null = null): Promise<void> {
+    if (this.closedWith !== null) throw this.closedWith
+    this.assertWritable()
+    const write: ServerWrite = { kind: 'server', fn, actor, applied: false, error: null }
+    this.waiting.push(write)
+    this.scheduleFlush()
+    try {
+      await this.whenDurable()
+    } catch (e) {
+      // Refused before it ran (storage failing): it must never run later, unacknowledged.
+      this.waiting = this.waiting.filter(w => w !== write)
+      throw e
+    }
+    if (write.error !== null) throw write.error
   }
 
   protected override maybeArchive (): void {
@@ -119,12 +149,13 @@ export class ClusterRoom extends Room {
 
   protected override async flushOnce (): Promise<Batch | null> {
     this.wantCatchUp = false
-    if (this.raw.length === 0 && !super.hasWork()) {
+    if (this.waiting.length === 0 && !super.hasWork()) {
       await this.catchUpUnlocked()
       return null
     }
-    const raw = this.raw
-    this.raw = []
+    const waiting = this.waiting
+    this.waiting = []
+    const raw = waiting.filter((w): w is RawUpdate => w.kind === 'peer')
     const refusals: Array<[RoomConnection, ChatError]> = []
     const stale: Array<[RoomConnection, StalePeer]> = []
     let batch: Batch | null = null
@@ -138,8 +169,18 @@ export class ClusterRoom extends Room {
           const writers = [...new Set(raw.flatMap(r => writersOf(r.update)))].filter(id => !this.clientOwners.has(id))
           for (const [id, owner] of await caught.ownersOf(writers)) this.clientOwners.set(id, owner)
           const refused = new Set<RoomConnection>()
-          for (const r of raw) {
+          for (const r of waiting) {
             if (this.closed) break
+            if (r.kind === 'server') {
+              try {
+                this.assertWritable()
+                this.applyServerChange(r.fn, r.actor)
+                r.applied = true
+              } catch (e) {
+                r.error = e
+              }
+              continue
+            }
             // Gone meanwhile, or refused already: as on one node, nothing after a refusal is taken.
             if (!this.conns.has(r.conn) || refused.has(r.conn)) continue
             try {
@@ -159,15 +200,27 @@ export class ClusterRoom extends Room {
     } catch (e) {
       this.forwardRemote()
       if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
-      if (batch !== null) {
-        this.stall(batch)
-      } else {
-        // Refused before anything was judged: nothing was applied; the writers retry later.
-        this.stalled = true
-        const refusal = this.storageRefusal()
-        for (const r of raw) r.conn.close(refusal)
+      const refusal = this.storageRefusal()
+      const built = batch as Batch | null
+      if (built !== null && (built.queued.length > 0 || built.records.length > 0)) {
+        // The transaction failed after this copy took changes that may not be stored (or were,
+        // its answer lost). They were judged against a state that other nodes go on changing
+        // while this node cannot write: writing them on resume, unjudged, could store a message
+        // id another node took meanwhile, a client id bound to another user, or the write of a
+        // user whose rights were revoked. So the copy is dropped: every connection is closed
+        // with 1013 (retry), the next use reloads what the store holds, and the writers send
+        // their changes again, judged then against everything committed before. Nothing here
+        // was acknowledged or forwarded.
+        this.deps.logger.warn({ conversation: this.id, updates: built.queued.length }, 'a flush failed after judging: the copy is dropped and reloaded once storage is back; its writers retry')
+        for (const [conn, error] of refusals) conn.close(error)
+        this.close(refusal)
+        return null
       }
+      // Nothing of this flush was applied: the writers retry later; nothing runs unacknowledged.
+      this.stalled = true
       for (const [conn, error] of refusals) conn.close(error)
+      for (const r of raw) r.conn.close(refusal)
+      for (const w of waiting) if (w.kind === 'server' && w.error === null) w.error = refusal
       return null
     }
     endTimer()

@@ -56,6 +56,12 @@ export class BanList {
     this.withoutBans.delete(conv)
   }
 
+  /** Drops what memory holds of every conversation's bans (a cluster node checking the store after lost messages). */
+  forgetAll (): void {
+    this.withBans.clear()
+    this.withoutBans.clear()
+  }
+
   /** Reads a conversation's bans into memory (once); `activeBan` answers from there. */
   async load (conv: string): Promise<void> {
     if (this.withBans.has(conv) || this.withoutBans.has(conv)) return

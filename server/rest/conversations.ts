@@ -177,9 +177,19 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
       const banned = adding.find(u => deps.bans.activeBan(id, u) !== undefined)
       if (banned !== undefined) throw new ChatError('BANNED', `${banned} is banned from this conversation; lift the ban first`)
       checkLimit(room.doc, adding, settings.maxParticipants)
-      created = !existed || !recorded
       // The document, the conversation's record and the memberships go in one LevelDB batch.
       await room.transact((doc): TransactRecords => {
+        // In a cluster this runs inside the lock, on the document as committed: a creation on
+        // another node may have won meanwhile; then this is an update, authorized as one.
+        const existsNow = isCreated(doc)
+        if (existsNow && !existed) {
+          authorizeConversationChange(principal, doc, body, deps)
+          if (claim && createdByOf(doc) !== null) throw new ChatError('CLAIM_CONFLICT')
+        }
+        const creator = !existsNow && principal.kind === 'user' ? principal.userId : null
+        const adding = [...(body.participants ?? []), ...(creator === null ? [] : [creator])]
+        checkLimit(doc, adding, settings.maxParticipants)
+        created = !existsNow || !recorded
         const meta = metaOf(doc)
         if (!meta.has('createdAt')) meta.set('createdAt', now)
         if (creator !== null) meta.set('createdBy', creator)
@@ -248,11 +258,20 @@ export const registerConversationRoutes = (app: FastifyInstance, deps: RestDeps)
       }
       if (await deps.bans.find(id, userId) !== undefined) throw new ChatError('BANNED', `${userId} is banned from this conversation; lift the ban first`)
       checkLimit(room.doc, [userId], deps.settings.current.maxParticipants)
+      let written = next
       await room.transact(doc => {
-        participantsOf(doc).set(userId, next)
-        return { members: [{ userId, joinedAt: next.joinedAt }] }
+        // Decided again on the document it is written to (in a cluster: inside the lock, caught
+        // up with the other nodes, which may have changed or removed that participant meanwhile).
+        const current = getParticipant(doc, userId)
+        const latest = make(current, now)
+        if (latest === null) throw new ChatError('PARTICIPANT_NOT_FOUND')
+        authorizeParticipantChange(principal, doc, current, latest, deps)
+        checkLimit(doc, [userId], deps.settings.current.maxParticipants)
+        participantsOf(doc).set(userId, latest)
+        written = latest
+        return { members: [{ userId, joinedAt: latest.joinedAt }] }
       }, actorOf(principal))
-      return participantView(next)
+      return participantView(written)
     })
   }
 

@@ -42,6 +42,28 @@ const findArchived = async (deps: RestDeps, conv: string, messageId: string): Pr
   return hit
 }
 
+/**
+ * Changes a live message with `change`, which finds it by id in the document it runs on (in a
+ * cluster: inside the conversation's lock, caught up with every other node). Undefined when the
+ * message is no longer live there (deleted or archived meanwhile): the caller looks in the
+ * archive, which answers MESSAGE_NOT_FOUND for a deleted one, so a message deleted elsewhere a
+ * moment ago is never brought back by an edit.
+ */
+const liveChange = async <T>(room: Room, messageId: string, change: (doc: Room['doc']) => T, actor: string | null = null): Promise<T | undefined> => {
+  const gone = new ChatError('MESSAGE_NOT_FOUND')
+  let out: { value: T } | undefined
+  try {
+    await room.transact(doc => {
+      if (findMessageIndex(doc, messageId) < 0) throw gone // before changing anything
+      out = { value: change(doc) }
+    }, actor)
+  } catch (e) {
+    if (e === gone) return undefined
+    throw e
+  }
+  return out?.value
+}
+
 /** Refuses a reply whose `referencedMessageId` is not a message of this conversation (live or archived). */
 const checkReferences = async (room: Room, items: readonly NewMessage[]): Promise<void> => {
   for (const ref of new Set(items.map(i => i.referencedMessageId))) {
@@ -141,7 +163,13 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
       const claims = messages.map(claimOf).filter((c): c is AttachmentClaim => c !== null)
       if (claims.length > 0) await deps.files.check(id, claims)
       chargeSenders(deps, room, messages, reply)
-      await room.transact(doc => { messagesOf(doc).push(messages) })
+      await room.transact(doc => {
+        // Judged again where it is written (in a cluster: on the document as committed).
+        for (const m of messages) {
+          if (m.senderId !== null && getParticipant(doc, m.senderId) === undefined) throw new ChatError('NOT_PARTICIPANT', `${m.senderId} is not a participant`)
+        }
+        messagesOf(doc).push(messages)
+      })
       return messages
     })
     return await reply.status(201).send(created)
@@ -161,21 +189,24 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
         if (body.custom !== undefined) next.custom = body.custom
         return next
       }
-      const i = findMessageIndex(room.doc, messageId)
-      if (i < 0) {
-        const archived = await findArchived(deps, id, messageId)
-        const next = edit(archived.message)
-        await writeWithEvents(deps.events, [{ type: 'message.updated', conversationId: id, message: next, previous: archived.message }], async staged => {
-          await deps.store.updateArchived(id, archived.pos, next, staged)
+      if (findMessageIndex(room.doc, messageId) >= 0) {
+        const edited = await liveChange(room, messageId, doc => {
+          const i = findMessageIndex(doc, messageId)
+          const next = edit(messagesOf(doc).get(i))
+          const arr = messagesOf(doc)
+          arr.delete(i, 1)
+          arr.insert(i, [next])
+          return next
         })
-        return withReactions(next, room.reactions)
+        if (edited !== undefined) return withReactions(edited, room.reactions)
       }
-      const next = edit(messagesOf(room.doc).get(i))
-      await room.transact(doc => {
-        const arr = messagesOf(doc)
-        arr.delete(i, 1)
-        arr.insert(i, [next])
+      const archived = await findArchived(deps, id, messageId)
+      const next = edit(archived.message)
+      await writeWithEvents(deps.events, [{ type: 'message.updated', conversationId: id, message: next, previous: archived.message }], async staged => {
+        await deps.store.updateArchived(id, archived.pos, next, staged)
       })
+      // Deleted from the archive meanwhile (by another node): the update found nothing to change.
+      if (await deps.store.archivePosOf(id, messageId) === undefined) throw new ChatError('MESSAGE_NOT_FOUND')
       return withReactions(next, room.reactions)
     })
   })
@@ -188,10 +219,9 @@ export const registerMessageRoutes = (app: FastifyInstance, deps: RestDeps): voi
     await withConversation(deps, id, async room => {
       // Admins and the conversation's moderators (v1.1) delete any message.
       requireModerator(principal, room.doc)
-      const i = findMessageIndex(room.doc, messageId)
-      if (i >= 0) {
-        await room.transact(doc => { messagesOf(doc).delete(i, 1) }, actor)
-        return
+      if (findMessageIndex(room.doc, messageId) >= 0) {
+        const deleted = await liveChange(room, messageId, doc => { messagesOf(doc).delete(findMessageIndex(doc, messageId), 1); return true }, actor)
+        if (deleted !== undefined) return
       }
       // With its reactions (in the document) and its webhook in the same batch.
       await room.deleteArchived(await findArchived(deps, id, messageId), actor)

@@ -147,6 +147,13 @@ const applyStored = (doc: Y.Doc, stored: StoredDoc): void => {
  */
 export type TransactRecords = Pick<AppendWith, 'conversation' | 'members' | 'archiveDeletes'> & { events?: ServerEvent[] }
 
+/**
+ * A server change (`Room.transact`). It reads what it changes from `doc` (not from a copy read
+ * before): in a cluster it runs later, inside the conversation's lock, on the caught-up document,
+ * and refuses (throws, before changing anything) what no longer holds there.
+ */
+export type ServerChange = (doc: Y.Doc, tr: Y.Transaction) => TransactRecords | undefined | void
+
 /** The records of several transactions as one batch's: the last conversation record, every other change in order. */
 const mergeRecords = (records: readonly TransactRecords[]): Omit<TransactRecords, 'events'> => {
   let conversation: TransactRecords['conversation']
@@ -541,9 +548,20 @@ export class Room {
    * batch as the change's update, so a crash keeps both or neither. `actor`: the user whose
    * token asked for it (events name it), or null for admin credentials and the server.
    */
-  async transact (fn: (doc: Y.Doc, tr: Y.Transaction) => TransactRecords | undefined | void, actor: string | null = null): Promise<void> {
+  async transact (fn: ServerChange, actor: string | null = null): Promise<void> {
     if (this.closedWith !== null) throw this.closedWith
     this.assertWritable()
+    this.applyServerChange(fn, actor)
+    // A change that left the document as it was still writes its records.
+    if (this.pendingRecords.length > 0) this.scheduleFlush()
+    await this.whenDurable()
+  }
+
+  /**
+   * Applies a server change to the document now, as one transaction (its update and records
+   * join the next flush). `fn` may throw a refusal, before it changes anything.
+   */
+  protected applyServerChange (fn: ServerChange, actor: string | null): void {
     this.txActor = actor
     try {
       Y.transact(this.doc, tr => {
@@ -554,9 +572,6 @@ export class Room {
     } finally {
       this.txActor = null
     }
-    // A change that left the document as it was still writes its records.
-    if (this.pendingRecords.length > 0) this.scheduleFlush()
-    await this.whenDurable()
   }
 
   /** The user a transaction acts for: a peer connection's user, or a server transaction's actor. */

@@ -23,12 +23,15 @@ export interface TestCluster {
   stop (): Promise<void>
 }
 
-/** `env`: extra environment of every node (e.g. `PARLEY_PRESENCE_TTL_MS`). */
-export const startCluster = async (count: number, env: Record<string, string> = {}): Promise<TestCluster> => {
+/**
+ * `opts.redis`: the Redis every node uses unless told otherwise (default: the machine's);
+ * `opts.env`: extra environment of every node (e.g. `PARLEY_PRESENCE_TTL_MS`).
+ */
+export const startCluster = async (count: number, opts: { redis?: string, env?: Record<string, string> } = {}): Promise<TestCluster> => {
   const schema = await createTestSchema()
   const nodes: RunningServer[] = []
   const spawn = async (via: { redis?: string, postgres?: string } = {}): Promise<RunningServer> => {
-    const node = await spawnServer(['--port', '0', '--postgres', via.postgres ?? schema.url, '--redis', via.redis ?? REDIS_URL, '--secret', CLUSTER_SECRET, '--demo', 'off'], env)
+    const node = await spawnServer(['--port', '0', '--postgres', via.postgres ?? schema.url, '--redis', via.redis ?? opts.redis ?? REDIS_URL, '--secret', CLUSTER_SECRET, '--demo', 'off'], opts.env ?? {})
     nodes.push(node)
     return node
   }

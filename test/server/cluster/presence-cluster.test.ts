@@ -147,7 +147,7 @@ P('maxGuests counts the cluster: of guests joining two nodes in the same instant
 })
 
 P('a node killed with -9: its peers’ states and guests vanish on the other nodes once its presence expires', async ctx => {
-  const cluster = ctx.cluster = await startCluster(2, { PARLEY_PRESENCE_TTL_MS: '2000' })
+  const cluster = ctx.cluster = await startCluster(2, { env: { PARLEY_PRESENCE_TTL_MS: '2000' } })
   const [a, b] = cluster.nodes
   assert.is((await cluster.api(a, 'PUT', '/v1/conversations/p4', { participants: ['alice', 'bob'], guestAccess: 'read' })).status, 201)
   const alice = connectPeer(a.wsUrl, 'p4', await cluster.token('alice'))
@@ -168,7 +168,7 @@ P('a node killed with -9: its peers’ states and guests vanish on the other nod
 })
 
 P('Redis unreachable from node B for a while: each side forgets or freezes the other, and once it is back both see each other’s latest states', async ctx => {
-  const cluster = ctx.cluster = await startCluster(1, { PARLEY_PRESENCE_TTL_MS: '2000' })
+  const cluster = ctx.cluster = await startCluster(1, { env: { PARLEY_PRESENCE_TTL_MS: '2000' } })
   const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
   try {
     const a = cluster.nodes[0]
