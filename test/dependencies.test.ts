@@ -8,6 +8,8 @@ import semver from 'semver'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 /** What ships and runs: the server, the client library, shared code, the web UI and the command. */
 const RUNTIME = ['server', 'client', 'shared', 'web', 'bin']
+/** Dependencies run by the install itself (`postinstall`), never imported. */
+const INSTALL_TOOLS = ['patch-package']
 
 const sources = (dir: string): string[] => readdirSync(dir).flatMap(name => {
   const path = join(dir, name)
@@ -25,7 +27,15 @@ test('runtime code imports only dependencies, and every dependency is used at ru
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
   const used = new Set(RUNTIME.flatMap(d => sources(join(ROOT, d))).flatMap(importsOf))
   for (const name of used) assert.ok(name in pkg.dependencies, `${name} is imported by runtime code but is not a dependency`)
-  for (const name of Object.keys(pkg.dependencies)) assert.ok(used.has(name), `${name} is a dependency that no runtime code imports`)
+  for (const name of Object.keys(pkg.dependencies)) assert.ok(used.has(name) || INSTALL_TOOLS.includes(name), `${name} is a dependency that no runtime code imports`)
+})
+
+test('the install applies the patches of patches/ (postgres: a write to a closed socket no longer crashes the process)', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  assert.is(pkg.scripts.postinstall, 'patch-package')
+  for (const dir of ['src', 'cjs/src']) {
+    assert.match(readFileSync(join(ROOT, 'node_modules/postgres', dir, 'connection.js'), 'utf8'), 'porsager/postgres#1154', `postgres/${dir} is patched`)
+  }
 })
 
 interface LockEntry { version: string, engines?: { node?: string }, hasInstallScript?: boolean }

@@ -13,6 +13,8 @@ import { startCluster, type TestCluster } from '../../helpers/cluster.ts'
 import type { TestSchema } from '../../helpers/postgres.ts'
 import type { RunningServer } from '../../helpers/process.ts'
 import { messagesOf } from '../../../shared/doc.ts'
+import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
+import { PG_URL } from '../../helpers/postgres.ts'
 
 const F = suite<{ cluster?: TestCluster }>('cluster mode under faults')
 F.after.each(async ctx => {
@@ -284,6 +286,40 @@ F('a flush that failed after judging is judged again on resume: the write of a u
   alice.destroy()
   bob.destroy()
   reader.destroy()
+})
+
+F('PostgreSQL cut while a flush waits inside its transaction: the node survives, refuses writes meanwhile and resumes by itself', async ctx => {
+  const cluster = ctx.cluster = await startCluster(1)
+  const pg = new URL(PG_URL)
+  const proxy = await startTcpProxy(Number(pg.port || 5432), pg.hostname)
+  try {
+    const a = cluster.nodes[0]
+    const b = await cluster.spawn({ postgres: cluster.schema.urlVia(proxy.port) })
+    assert.is((await cluster.api(a, 'PUT', '/v1/conversations/cut-mid', { participants: ['alice', 'bob'] })).status, 201)
+    const bob = connectPeer(b.wsUrl, 'cut-mid', await cluster.token('bob'))
+    await bob.synced
+    const [head] = await cluster.schema.admin.unsafe(`SELECT last_seq FROM "${cluster.schema.schema}".doc_heads WHERE conv = 'cut-mid'`)
+    const row = await holdInTransaction(cluster.schema, `INSERT INTO doc_log (conv, seq, bytes) VALUES ('cut-mid', ${Number(head.last_seq) + 1}, '\\x00')`)
+    const sent = sendMessage(bob.doc, 'bob', 'sent while B’s flush waits')
+    await until(async () => await row.blocked() >= 1, 10_000, 'B’s flush waits inside its transaction')
+    // The connection dies under the waiting transaction (the client library then writes its
+    // ROLLBACK to a closed socket: upstream porsager/postgres#1154).
+    await proxy.stop()
+    await row.release()
+    await waitFor(() => bob.closes.some(c => c.code === 1013), 10_000, 'bob asked to retry later')
+    assert.is(b.child.exitCode, null, `B is still running:\n${b.output().slice(-2000)}`)
+    assert.is((await cluster.api(b, 'GET', '/healthz')).status, 503)
+    await proxy.start()
+    await until(async () => (await cluster.api(b, 'GET', '/healthz')).status === 200, 20_000, 'B resumed by itself')
+    await until(async () => (await restMessages(cluster, a, 'cut-mid')).some(m => m.id === sent.id), 20_000, 'bob’s message, sent again, stored')
+    assert.is(b.child.exitCode, null)
+    bob.destroy()
+  } finally {
+    await proxy.start()
+    ctx.cluster = undefined
+    await cluster.stop()
+    await proxy.stop()
+  }
 })
 
 F.run()
