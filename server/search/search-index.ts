@@ -80,6 +80,7 @@ export class SearchIndex {
   readonly #kv: SearchDeps['section']
   #pending: Job[] = []
   #draining: Promise<void> | null = null
+  #stopped = false
   /** Conversations known to be backfilled (or being backfilled: the promise). */
   readonly #backfilled = new Map<string, Promise<void> | true>()
   /** The last log sequence number given out. */
@@ -131,10 +132,15 @@ export class SearchIndex {
     await this.settled()
   }
 
-  /** Cancels the expansion timer (what is logged stays in the log for the next start). */
+  /**
+   * Cancels the expansion timer and cuts an expansion under way short after its current batch:
+   * what is logged stays in the durable log, expanded at the next start. So a shutdown right
+   * after a burst waits for one batch, not for the index of the whole burst.
+   */
   stop (): void {
     if (this.#expandTimer !== null) this.#deps.timers.clearTimeout(this.#expandTimer)
     this.#expandTimer = null
+    this.#stopped = true
   }
 
   #queueExpand (): void {
@@ -273,7 +279,7 @@ export class SearchIndex {
 
   /** Applies the log up to `upTo` and deletes those entries, in batches of about EXPAND_CHUNK entries. */
   async #expand (upTo: number): Promise<void> {
-    for (let guard = 0; guard < 1e9; guard++) {
+    for (let guard = 0; guard < 1e9 && !this.#stopped; guard++) {
       const ops: Op[] = []
       const overlay = new Map<string, Message | null>()
       let n = 0

@@ -126,6 +126,11 @@ Proc('SIGTERM right after a burst of messages exits 0, with every message in the
   const again = await spawnServer(args)
   const list = await (await fetch(again.url + '/v1/users/r/conversations', { headers: admin })).json() as { data: Array<{ id: string, unreadCount: number }> }
   assert.equal(list.data.map(c => [c.id, c.unreadCount]), [['big', N]], 'the inbox index was flushed before the exit')
+  // The search index of the burst was cut short by the shutdown: the next start goes on from its durable log.
+  const found = await (await fetch(again.url + `/v1/conversations/big/messages?q=${N - 1}`, { headers: admin })).json() as { data: Array<{ id: string }> }
+  assert.equal(found.data.map(m => m.id), [`m${N - 1}`], 'the newest message of the burst is found')
+  const first = await (await fetch(again.url + '/v1/conversations/big/messages?q=0', { headers: admin })).json() as { data: Array<{ id: string }> }
+  assert.equal(first.data.map(m => m.id), ['m0'], 'and the oldest')
   again.child.kill('SIGTERM')
   assert.is((await again.exited).code, 0)
 })
