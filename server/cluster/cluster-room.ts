@@ -168,6 +168,11 @@ export class ClusterRoom extends Room {
           this.applyRemote(caught.stored)
           const writers = [...new Set(raw.flatMap(r => writersOf(r.update)))].filter(id => !this.clientOwners.has(id))
           for (const [id, owner] of await caught.ownersOf(writers)) this.clientOwners.set(id, owner)
+          // One archive read for the whole batch instead of one per new message (the lock is held).
+          const candidates = [...new Set(raw.flatMap(r => this.conns.has(r.conn) ? this.archiveCandidates(r.conn, r.update) : []))]
+          const archived = await caught.archivePositionsOf(candidates)
+          const asked = new Set(candidates)
+          const archivePosOf = async (id: string): Promise<number | undefined> => asked.has(id) ? archived.get(id) : await caught.archivePosOf(id)
           const refused = new Set<RoomConnection>()
           for (const r of waiting) {
             if (this.closed) break
@@ -184,7 +189,7 @@ export class ClusterRoom extends Room {
             // Gone meanwhile, or refused already: as on one node, nothing after a refusal is taken.
             if (!this.conns.has(r.conn) || refused.has(r.conn)) continue
             try {
-              await this.judgeAndApply(r.conn, r.update, r.opts, caught.archivePosOf, async peer => { stale.push([r.conn, peer]) })
+              await this.judgeAndApply(r.conn, r.update, r.opts, archivePosOf, async peer => { stale.push([r.conn, peer]) })
             } catch (e) {
               refused.add(r.conn)
               refusals.push([r.conn, isChatError(e) ? e : new ChatError('INTERNAL')])

@@ -374,6 +374,11 @@ export class PgStore implements DocStore, ExclusiveLog {
         archivePosOf: async messageId => {
           const rows = await tx`SELECT pos FROM archive WHERE conv = ${conv} AND message_id = ${messageId} ORDER BY pos DESC LIMIT 1`
           return rows.length === 0 ? undefined : rows[0].pos as number
+        },
+        archivePositionsOf: async messageIds => {
+          if (messageIds.length === 0) return new Map()
+          const rows = await tx`SELECT message_id, max(pos) AS pos FROM archive WHERE conv = ${conv} AND message_id = ANY(${[...messageIds]}::text[]) GROUP BY message_id`
+          return new Map(rows.map(r => [r.message_id as string, Number(r.pos)]))
         }
       })
       let last = headSeq

@@ -57,6 +57,8 @@ export interface CaughtUp {
   ownersOf (clientIds: readonly number[]): Promise<Map<number, string>>
   /** Where an archived message is, if it is archived (read in the transaction). */
   archivePosOf (messageId: string): Promise<number | undefined>
+  /** The same for many ids in one read: the archived ones among them, with their positions. */
+  archivePositionsOf (messageIds: readonly string[]): Promise<Map<string, number>>
 }
 
 /**

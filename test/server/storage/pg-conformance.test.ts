@@ -222,6 +222,28 @@ Pg('appendExclusive: two nodes at once take turns; the second sees what the firs
   }
 })
 
+Pg('appendExclusive: the archive read inside the lock, one id or many at once, sees what another node archived', async () => {
+  const schema = await createTestSchema()
+  const [a, b] = await Promise.all([PgStore.open({ url: schema.url }), PgStore.open({ url: schema.url })])
+  try {
+    const m = (id: string): { id: string, senderId: string, text: string, createdAt: number, type: 'UserMessage' } => ({ id, senderId: 'u', text: id, createdAt: 1, type: 'UserMessage' })
+    await a.appendUpdates('c', 1, [new Uint8Array([1])], { archive: [{ pos: 0, message: m('m0') }, { pos: 1, message: m('m1') }] })
+    let seen: unknown = null
+    await b.appendExclusive('c', 1, async caught => {
+      seen = {
+        one: [await caught.archivePosOf('m1'), await caught.archivePosOf('nope')],
+        many: [...await caught.archivePositionsOf(['m0', 'nope', 'm1'])].sort(),
+        none: (await caught.archivePositionsOf([])).size
+      }
+      return { update: null, with_: {} }
+    })
+    assert.equal(seen, { one: [1, undefined], many: [['m0', 0], ['m1', 1]], none: 0 })
+  } finally {
+    await Promise.all([a.close(), b.close()])
+    await schema.drop()
+  }
+})
+
 Pg('lockedSection: two nodes changing one key at once, existing or not, take turns; none of their changes is lost', async () => {
   const schema = await createTestSchema()
   const [a, b] = await Promise.all([PgStore.open({ url: schema.url }), PgStore.open({ url: schema.url })])
