@@ -60,6 +60,7 @@ import { markerText, readMarkers } from './lib/markers.ts'
 import { deploy, DeploymentCpu, enginesReachable, DEPLOYMENT_KINDS, type Deployment, type DeploymentKind } from './lib/deployments.ts'
 import { startProbe, type Probe, type ProbeReport } from './lib/hop-probe.ts'
 import { REDIS_URL } from '../test/helpers/redis.ts'
+import { positive } from './lib/options.ts'
 
 interface Options {
   guests: number
@@ -96,11 +97,6 @@ const parseOptions = (argv: string[]): Options => {
     strict: true,
     allowPositionals: false
   })
-  const positive = (name: string, text: string, max: number): number => {
-    const n = Number(text)
-    if (!Number.isFinite(n) || n <= 0 || n > max) throw new Error(`--${name} must be a number in (0, ${max}], got ${JSON.stringify(text)}`)
-    return n
-  }
   const targets = values.targets.split(',').map(s => s.trim()).filter(s => s !== '')
   for (const t of targets) if (!DEPLOYMENT_KINDS.includes(t as DeploymentKind)) throw new Error(`--targets: unknown target ${JSON.stringify(t)} (cluster, pg, level)`)
   return {

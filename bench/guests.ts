@@ -33,6 +33,7 @@ import { fmt, markdownTable, mib } from './lib/table.ts'
 import { paced, runBounded, sleep, waitUntil } from './lib/timing.ts'
 import { signUserToken } from './lib/tokens.ts'
 import { markerText, readMarkers } from './lib/markers.ts'
+import { positive } from './lib/options.ts'
 
 interface Options {
   guests: number[]
@@ -65,11 +66,6 @@ const parseOptions = (argv: string[]): Options => {
     strict: true,
     allowPositionals: false
   })
-  const positive = (name: string, text: string, max: number): number => {
-    const n = Number(text)
-    if (!Number.isFinite(n) || n <= 0 || n > max) throw new Error(`--${name} must be a number in (0, ${max}], got ${JSON.stringify(text)}`)
-    return n
-  }
   const servers = values.servers.split(',').map(s => s.trim()).filter(s => s !== '')
   for (const s of servers) if (s !== 'parley' && s !== 'reference') throw new Error(`--servers: unknown server ${JSON.stringify(s)}`)
   if (values.echo !== 'on' && values.echo !== 'off') throw new Error('--echo must be on or off')
