@@ -16,6 +16,38 @@ export class BlobTooLarge extends Error {
   }
 }
 
+/**
+ * What every store's `put` keeps of the bytes going through it: their count, refused past
+ * `maxBytes` as they arrive (nothing more is read), and the first `headBytes` (for sniffing).
+ */
+export class UploadMeter {
+  size = 0
+  readonly #head: Uint8Array[] = []
+  #headLen = 0
+  readonly #maxBytes: number
+  readonly #headBytes: number
+
+  constructor (opts: { maxBytes: number, headBytes: number }) {
+    this.#maxBytes = opts.maxBytes
+    this.#headBytes = opts.headBytes
+  }
+
+  /** Counts a chunk; throws BlobTooLarge once the total passes the limit. */
+  take (chunk: Uint8Array): void {
+    this.size += chunk.byteLength
+    if (this.size > this.#maxBytes) throw new BlobTooLarge(this.#maxBytes)
+    if (this.#headLen < this.#headBytes) {
+      const part = chunk.subarray(0, this.#headBytes - this.#headLen)
+      this.#head.push(Uint8Array.from(part))
+      this.#headLen += part.byteLength
+    }
+  }
+
+  result (): PutResult {
+    return { size: this.size, head: Buffer.concat(this.#head) }
+  }
+}
+
 export interface PutResult {
   /** Bytes written. */
   size: number

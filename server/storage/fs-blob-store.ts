@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BlobTooLarge, type BlobStore, type PutResult } from './blob-port.ts'
+import { UploadMeter, type BlobStore, type PutResult } from './blob-port.ts'
 
 const TMP = '.tmp'
 
@@ -52,18 +52,10 @@ export class FsBlobStore implements BlobStore {
   async put (key: string, source: AsyncIterable<Uint8Array>, opts: { maxBytes: number, headBytes: number }): Promise<PutResult> {
     const tmp = join(this.root, TMP, randomUUID())
     let handle: FileHandle | null = await open(tmp, 'wx', 0o600)
-    const head: Uint8Array[] = []
-    let headLen = 0
-    let size = 0
+    const meter = new UploadMeter(opts)
     try {
       for await (const chunk of source) {
-        size += chunk.byteLength
-        if (size > opts.maxBytes) throw new BlobTooLarge(opts.maxBytes)
-        if (headLen < opts.headBytes) {
-          const part = chunk.subarray(0, opts.headBytes - headLen)
-          head.push(Uint8Array.from(part))
-          headLen += part.byteLength
-        }
+        meter.take(chunk)
         await handle.write(chunk)
       }
       await handle.sync()
@@ -79,7 +71,7 @@ export class FsBlobStore implements BlobStore {
       await rm(tmp, { force: true })
       throw e
     }
-    return { size, head: Buffer.concat(head) }
+    return meter.result()
   }
 
   async get (key: string, range?: { start: number, end: number }): Promise<{ size: number, stream: ReturnType<typeof createReadStream> } | undefined> {

@@ -34,8 +34,8 @@ import { randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import postgres from 'postgres'
 import { ChatError } from '../../shared/errors.ts'
-import { BlobTooLarge, type BlobStore, type PutResult } from './blob-port.ts'
-import { isEngineFailure } from './pg-store.ts'
+import { UploadMeter, type BlobStore, type PutResult } from './blob-port.ts'
+import { isEngineFailure, migrateSchema } from './pg-store.ts'
 import { parsePgUrl, type PgTarget } from './pg-url.ts'
 
 /** Bytes per chunk row (PostgreSQL stores each out of line, uncompressed: see STORAGE EXTERNAL). */
@@ -56,7 +56,6 @@ const BLOB_MIGRATIONS: ReadonlyArray<{ version: number, statements: readonly str
     ]
   }
 ]
-const LATEST = BLOB_MIGRATIONS[BLOB_MIGRATIONS.length - 1].version
 
 /** The tables holding blobs: a migration target must have none. */
 export const BLOB_TABLES = ['blobs', 'blob_chunks', 'blob_uploads'] as const
@@ -103,7 +102,7 @@ export class PgBlobStore implements BlobStore {
     const target = parsePgUrl(options.url, options.schema)
     const sql = connect(target, options.max ?? 4)
     try {
-      await migrateBlobs(sql, target.schema)
+      await migrateSchema(sql, target.schema, { versionTable: 'blob_schema_version', migrations: BLOB_MIGRATIONS, what: `the file tables in PostgreSQL schema ${target.schema} are` })
     } catch (e) {
       await sql.end({ timeout: 0 })
       throw e
@@ -132,9 +131,7 @@ export class PgBlobStore implements BlobStore {
     const blobId = randomUUID()
     const sql = this.sql
     const chunkBytes = this.chunkBytes
-    const head: Uint8Array[] = []
-    let headLen = 0
-    let size = 0
+    const meter = new UploadMeter(opts)
     let n = 0
     let fill = Buffer.allocUnsafe(chunkBytes)
     let filled = 0
@@ -165,13 +162,7 @@ export class PgBlobStore implements BlobStore {
     }))
     try {
       for await (const chunk of source) {
-        size += chunk.byteLength
-        if (size > opts.maxBytes) throw new BlobTooLarge(opts.maxBytes)
-        if (headLen < opts.headBytes) {
-          const part = chunk.subarray(0, opts.headBytes - headLen)
-          head.push(Uint8Array.from(part))
-          headLen += part.byteLength
-        }
+        meter.take(chunk)
         let at = 0
         while (at < chunk.byteLength) {
           const take = Math.min(chunk.byteLength - at, chunkBytes - filled)
@@ -188,7 +179,7 @@ export class PgBlobStore implements BlobStore {
         await tx`SELECT pg_advisory_xact_lock(hashtext(${`parley-blob:${key}`}))`
         const old = await tx`SELECT blob_id FROM blobs WHERE key = ${key}`
         await tx`
-          INSERT INTO blobs (key, blob_id, size, chunk_bytes) VALUES (${key}, ${blobId}, ${size}, ${chunkBytes})
+          INSERT INTO blobs (key, blob_id, size, chunk_bytes) VALUES (${key}, ${blobId}, ${meter.size}, ${chunkBytes})
           ON CONFLICT (key) DO UPDATE SET blob_id = excluded.blob_id, size = excluded.size, chunk_bytes = excluded.chunk_bytes`
         if (old.length > 0) await tx`DELETE FROM blob_chunks WHERE blob_id = ${old[0].blob_id as string}`
         await tx`DELETE FROM blob_uploads WHERE blob_id = ${blobId}`
@@ -199,7 +190,7 @@ export class PgBlobStore implements BlobStore {
       await this.dropUpload(blobId).catch(() => {})
       throw e
     }
-    return { size, head: Buffer.concat(head) }
+    return meter.result()
   }
 
   private async dropUpload (blobId: string): Promise<void> {
@@ -302,22 +293,3 @@ export class PgBlobStore implements BlobStore {
   }
 }
 
-/** Creates the schema if needed and applies the missing migrations, once, under the store's advisory lock. */
-const migrateBlobs = async (sql: Sql, schema: string): Promise<void> => {
-  await sql.begin(async tx => {
-    // The lock PgStore takes too: nodes (and both stores) starting together migrate one at a time.
-    await tx`SELECT pg_advisory_xact_lock(hashtext(${`parley-migrate:${schema}`}))`
-    const present = await tx`SELECT 1 FROM pg_namespace WHERE nspname = ${schema}`
-    if (present.length === 0) await tx`CREATE SCHEMA ${tx(schema)}`
-    await tx`CREATE TABLE IF NOT EXISTS blob_schema_version (version integer PRIMARY KEY, applied_at bigint NOT NULL)`
-    const [{ version }] = await tx`SELECT COALESCE(MAX(version), 0) AS version FROM blob_schema_version`
-    if ((version as number) > LATEST) {
-      throw new Error(`the file tables in PostgreSQL schema ${schema} are at version ${String(version)}, written by a newer Parley; this one knows up to ${LATEST}`)
-    }
-    for (const m of BLOB_MIGRATIONS) {
-      if (m.version <= (version as number)) continue
-      for (const statement of m.statements) await tx.unsafe(statement)
-      await tx`INSERT INTO blob_schema_version (version, applied_at) VALUES (${m.version}, ${Date.now()})`
-    }
-  })
-}

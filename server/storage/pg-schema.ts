@@ -61,8 +61,5 @@ export const MIGRATIONS: readonly Migration[] = [
   }
 ]
 
-/** The schema version this code writes. */
-export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version
-
 /** Tables holding data (everything but schema_version): a migration target must have none of it. */
 export const DATA_TABLES = ['conversations', 'doc_heads', 'doc_log', 'doc_snapshots', 'archive', 'client_owners', 'users', 'memberships', 'meta', 'sections'] as const

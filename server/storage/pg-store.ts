@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto'
 import postgres from 'postgres'
 import type { Message } from '../../shared/schema.ts'
 import { FailStop, type WriteFailure } from './fail-stop.ts'
-import { DATA_TABLES, LATEST_VERSION, MIGRATIONS } from './pg-schema.ts'
+import { DATA_TABLES, MIGRATIONS, type Migration } from './pg-schema.ts'
 import { parsePgUrl, type PgTarget } from './pg-url.ts'
 import { checkSectionValue, SeqConflictError, type AppendWith, type ArchivedMessage, type CaughtUp, type DocStore, type ExclusiveLog, type KvSection, type LockedSection, type LockedWrite, type OutboxClaim, type OutboxQueue, type SectionPut, type StoredDoc, type UserRecord } from './port.ts'
 
@@ -572,23 +572,40 @@ const importBatch = async (tx: Tx, batch: ImportBatch): Promise<void> => {
   await putSections(tx, batch.sections ?? [])
 }
 
-/** Creates the schema and applies the missing migrations, once, under an advisory lock. */
-const migrate = async (sql: Sql, schema: string): Promise<void> => {
+/**
+ * Creates the schema if needed and applies the missing migrations of one set of tables (its
+ * versions kept in `versionTable`), once, under the schema's advisory lock: nodes, and the
+ * stores of one node, starting together migrate one at a time. `check` runs last, in the same
+ * transaction. Refuses tables a newer Parley wrote (`what`: their name and verb, for the message).
+ */
+export const migrateSchema = async (
+  sql: postgres.Sql<{ bigint: number }>, schema: string,
+  set: { versionTable: string, migrations: readonly Migration[], what: string },
+  check: (tx: Tx) => Promise<void> = async () => {}
+): Promise<void> => {
+  const latest = set.migrations[set.migrations.length - 1].version
   await sql.begin(async tx => {
     await tx`SELECT pg_advisory_xact_lock(hashtext(${`parley-migrate:${schema}`}))`
     // Created only when missing: a user may own a schema made for it without the right to create one.
     const present = await tx`SELECT 1 FROM pg_namespace WHERE nspname = ${schema}`
     if (present.length === 0) await tx`CREATE SCHEMA ${tx(schema)}`
-    await tx`CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at bigint NOT NULL)`
-    const [{ version }] = await tx`SELECT COALESCE(MAX(version), 0) AS version FROM schema_version`
-    if ((version as number) > LATEST_VERSION) {
-      throw new Error(`the PostgreSQL schema ${schema} is at version ${String(version)}, written by a newer Parley; this one knows up to ${LATEST_VERSION}`)
+    await tx.unsafe(`CREATE TABLE IF NOT EXISTS ${set.versionTable} (version integer PRIMARY KEY, applied_at bigint NOT NULL)`)
+    const [{ version }] = await tx.unsafe(`SELECT COALESCE(MAX(version), 0) AS version FROM ${set.versionTable}`)
+    if ((version as number) > latest) {
+      throw new Error(`${set.what} at version ${String(version)}, written by a newer Parley; this one knows up to ${latest}`)
     }
-    for (const m of MIGRATIONS) {
+    for (const m of set.migrations) {
       if (m.version <= (version as number)) continue
       for (const statement of m.statements) await tx.unsafe(statement)
-      await tx`INSERT INTO schema_version (version, applied_at) VALUES (${m.version}, ${Date.now()})`
+      await tx.unsafe(`INSERT INTO ${set.versionTable} (version, applied_at) VALUES ($1, $2)`, [m.version, Date.now()])
     }
+    await check(tx)
+  })
+}
+
+/** Creates the schema and applies the missing migrations of the store's tables. */
+const migrate = async (sql: Sql, schema: string): Promise<void> => {
+  await migrateSchema(sql, schema, { versionTable: 'schema_version', migrations: MIGRATIONS, what: `the PostgreSQL schema ${schema} is` }, async tx => {
     // Set for every connection at its start (see connect); a commit must be durable when it returns.
     const [{ synchronous_commit: sync }] = await tx`SHOW synchronous_commit`
     if (sync === 'off') throw new Error('synchronous_commit is off for Parley\'s connections; it must be on')
