@@ -25,6 +25,7 @@
 import * as Y from 'yjs'
 import { ChatError, isChatError } from '../../shared/errors.ts'
 import { encodeSyncUpdate } from '../../shared/protocol.ts'
+import { mentionedMessageIds } from '../../shared/update-judge/mentioned-ids.ts'
 import { Room, type AcceptOptions, type Batch, type RoomConnection, type RoomDeps, type ServerChange } from '../rooms/room.ts'
 import type { StalePeer } from '../rooms/stale-peer.ts'
 import type { ExclusiveLog, StoredDoc } from '../storage/port.ts'
@@ -168,8 +169,10 @@ export class ClusterRoom extends Room {
           this.applyRemote(caught.stored)
           const writers = [...new Set(raw.flatMap(r => writersOf(r.update)))].filter(id => !this.clientOwners.has(id))
           for (const [id, owner] of await caught.ownersOf(writers)) this.clientOwners.set(id, owner)
-          // One archive read for the whole batch instead of one per new message (the lock is held).
-          const candidates = [...new Set(raw.flatMap(r => this.conns.has(r.conn) ? this.archiveCandidates(r.conn, r.update) : []))]
+          // One archive read for the whole batch instead of one per new message (the lock is
+          // held): every id the waiting updates mention, read from their bytes (judging them now,
+          // before the batch's earlier updates are applied, would cost a second judging each).
+          const candidates = this.archivedCount === 0 ? [] : [...new Set(raw.flatMap(r => this.conns.has(r.conn) ? mentionedMessageIds(r.update) : []))]
           const archived = await caught.archivePositionsOf(candidates)
           const asked = new Set(candidates)
           const archivePosOf = async (id: string): Promise<number | undefined> => asked.has(id) ? archived.get(id) : await caught.archivePosOf(id)

@@ -531,19 +531,6 @@ export class Room {
     return await this.deps.checkAttachments(this.id, [claim]).then(() => true, () => false)
   }
 
-  /**
-   * The ids judging `update` now would look up in the archive (its new messages, the targets of
-   * its reactions and replies), for a caller that reads them all at once beforehand; none while
-   * nothing is archived. Judged against the document as it is: a batch's later updates may
-   * look up a few more (the caller answers those one by one).
-   */
-  protected archiveCandidates (conn: RoomConnection, update: Uint8Array): string[] {
-    if (this.archivedCount === 0) return []
-    const moderator = conn.role === 'participant' && isModerator(this.doc, conn.userId)
-    const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite, moderator })
-    return verdict.ok ? [...verdict.freshIds, ...verdict.archiveChecks.reactionTargets, ...verdict.archiveChecks.references] : []
-  }
-
   private judgeUpdate (conn: RoomConnection, update: Uint8Array): Extract<Verdict, { ok: true }> {
     const moderator = conn.role === 'participant' && isModerator(this.doc, conn.userId)
     const verdict = this.judge.judge(update, { userId: conn.userId, role: conn.role, canWrite: conn.canWrite, moderator })
