@@ -64,6 +64,15 @@ export class ClusterRoom extends Room {
   private remoteOut: Uint8Array[] = []
   /** True inside the locked part of a flush. */
   private locked = false
+  /**
+   * Set while this copy holds changes judged in a flush and not yet committed (from the first
+   * judged change until the transaction ends): a sync answer waits for it, and only for it.
+   */
+  private uncommitted: { settled: Promise<void>, settle: () => void } | null = null
+  /** Reads of the store started and finished (a locked flush reads too), for `caughtUp`. */
+  private readsStarted = 0
+  private readsDone = 0
+  private readWaiters: Array<{ after: number, resolve: () => void }> = []
 
   private constructor (id: string, doc: Y.Doc, owners: Map<number, string>, lastSeq: number, logCount: number, deps: RoomDeps, link: ClusterRoomLink) {
     super(id, doc, owners, lastSeq, logCount, deps)
@@ -93,9 +102,49 @@ export class ClusterRoom extends Room {
     this.scheduleFlush()
   }
 
+  /**
+   * Resolves once a read of the store that started after this call has been applied (or the
+   * room closed): the copy then holds everything committed before the call, on any node. Only
+   * that read is waited for, not the end of the flushes that keep coming in a busy room: every
+   * joiner of a join storm waited for a quiet moment before.
+   */
   override caughtUp (): Promise<void> {
+    if (this.closed) return Promise.resolve()
+    const after = this.readsStarted
+    const done = new Promise<void>(resolve => { this.readWaiters.push({ after, resolve }) })
     this.requestCatchUp()
-    return this.settled()
+    return done
+  }
+
+  /** A sync answer waits only for judged changes that are not committed (see `uncommitted`). */
+  protected override get holdsUnwritten (): boolean {
+    return this.uncommitted !== null
+  }
+
+  protected override async untilAnswerable (): Promise<void> {
+    while (this.uncommitted !== null) await this.uncommitted.settled
+    if (this.closedWith !== null) throw this.closedWith
+    if (this.stalled) throw this.storageRefusal()
+  }
+
+  override close (error: ChatError): void {
+    super.close(error)
+    this.readDone(this.readsDone, true)
+  }
+
+  /**
+   * Read number `n` was applied: wakes the `caughtUp` waiters that asked before it started (all
+   * of them when `all`: the room closed or stalled, and they find out why from the room).
+   */
+  private readDone (n: number, all = false): void {
+    this.readsDone = Math.max(this.readsDone, n)
+    if (this.readWaiters.length === 0) return
+    const waiting = this.readWaiters
+    this.readWaiters = []
+    for (const w of waiting) {
+      if (all || w.after < this.readsDone) w.resolve()
+      else this.readWaiters.push(w)
+    }
   }
 
   protected override onDocUpdate (update: Uint8Array, origin: unknown): void {
@@ -149,6 +198,15 @@ export class ClusterRoom extends Room {
   }
 
   protected override async flushOnce (): Promise<Batch | null> {
+    const read = ++this.readsStarted
+    try {
+      return await this.flushOrRead()
+    } finally {
+      this.readDone(read, this.stalled)
+    }
+  }
+
+  private async flushOrRead (): Promise<Batch | null> {
     this.wantCatchUp = false
     if (this.waiting.length === 0 && !super.hasWork()) {
       await this.catchUpUnlocked()
@@ -177,6 +235,8 @@ export class ClusterRoom extends Room {
           const asked = new Set(candidates)
           const archivePosOf = async (id: string): Promise<number | undefined> => asked.has(id) ? archived.get(id) : await caught.archivePosOf(id)
           const refused = new Set<RoomConnection>()
+          let settle = (): void => {}
+          this.uncommitted = { settled: new Promise<void>(resolve => { settle = resolve }), settle: () => settle() }
           for (const r of waiting) {
             if (this.closed) break
             if (r.kind === 'server') {
@@ -207,6 +267,7 @@ export class ClusterRoom extends Room {
       })
     } catch (e) {
       this.forwardRemote()
+      this.commitSettled()
       if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
       const refusal = this.storageRefusal()
       const built = batch as Batch | null
@@ -233,6 +294,7 @@ export class ClusterRoom extends Room {
     }
     endTimer()
     this.forwardRemote()
+    this.commitSettled()
     for (const [conn, error] of refusals) conn.close(error)
     for (const [conn, peer] of stale) {
       this.recover(conn, peer).catch(e => conn.close(isChatError(e) ? e : new ChatError('INTERNAL')))
@@ -240,6 +302,13 @@ export class ClusterRoom extends Room {
     const done = batch as Batch | null
     if (done !== null && done.merged !== null) done.seq = seq
     return done
+  }
+
+  /** The flush's transaction ended (committed, or failed and its copy dropped): sync answers go on. */
+  private commitSettled (): void {
+    const u = this.uncommitted
+    this.uncommitted = null
+    u?.settle()
   }
 
   /** Applies and forwards what the store holds past this copy, without the lock (nothing to write). */

@@ -595,12 +595,25 @@ export class Room {
     for (;;) {
       if (this.stalled) return await this.encodeStored(stateVector)
       // Another connection's update may be applied between the wait and this continuation.
-      await this.whenDurable().catch(e => { if (!this.stalled) throw e })
-      if (this.hasUnflushed || this.stalled) continue
+      await this.untilAnswerable().catch(e => { if (!this.stalled) throw e })
+      if (this.holdsUnwritten || this.stalled) continue
       // Joiners (and peers that re-ask) mostly send an empty state vector: encode that once.
       if (stateVector.byteLength === 1 && stateVector[0] === 0) return (this.fullAnswer ??= Y.encodeStateAsUpdate(this.doc))
       return Y.encodeStateAsUpdate(this.doc, stateVector)
     }
+  }
+
+  /**
+   * True while the document holds changes that are not durable yet (a sync answer must wait).
+   * Here: anything the document emitted and the store does not hold yet.
+   */
+  protected get holdsUnwritten (): boolean {
+    return this.hasUnflushed
+  }
+
+  /** Resolves once `holdsUnwritten` may be false (throws as `whenDurable`). */
+  protected async untilAnswerable (): Promise<void> {
+    await this.whenDurable()
   }
 
   /** Storage works again (reopened and checked): writes the stalled batch, accepts changes. */
@@ -715,7 +728,12 @@ export class Room {
     if (this.flushing !== null || this.stalled) return
     this.flushing = this.flushLoop()
       .catch(e => this.fail(e, 'storage write failed'))
-      .finally(() => { this.flushing = null })
+      .finally(() => {
+        this.flushing = null
+        // Work queued between the loop's last check and now (a continuation that ran in
+        // between) found the loop still set and did not start one.
+        if (this.hasWork() && this.closedWith === null) this.scheduleFlush()
+      })
   }
 
   private async flushLoop (): Promise<void> {
