@@ -18,6 +18,7 @@ export class LocalBus implements Bus {
   }
 
   onGap (): void {} // nothing is ever lost in-process
+  hearing (): boolean { return true }
 
   async close (): Promise<void> { this.channels.clear() }
 }

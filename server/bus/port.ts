@@ -15,5 +15,10 @@ export interface Bus {
   subscribe (channel: string, handler: BusHandler): () => void
   /** Called after the bus lost messages it cannot redeliver (a reconnection): catch up from the store. */
   onGap (fn: () => void): void
+  /**
+   * True while this node hears the bus (its subscription is up): what it has heard then lacks
+   * only what is still on the way. False while it may be losing messages (a gap follows).
+   */
+  hearing (): boolean
   close (): Promise<void>
 }

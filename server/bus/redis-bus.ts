@@ -89,6 +89,8 @@ export class RedisBus implements Bus {
 
   onGap (fn: () => void): void { this.gapListeners.push(fn) }
 
+  hearing (): boolean { return this.sub.status === 'ready' }
+
   async close (): Promise<void> {
     this.channels.clear()
     await Promise.all([this.pub.quit().catch(() => {}), this.sub.quit().catch(() => {})])

@@ -86,6 +86,7 @@ export class ClusterNode implements NodePeers {
   readonly loadRoom = async (id: string, deps: RoomDeps): Promise<Room> => {
     const room = await ClusterRoom.loadClustered(id, deps, {
       log: this.log,
+      hearing: () => this.bus.hearing(),
       announce: (conv, seq, update) => {
         const u = update.byteLength <= MAX_INLINE_BYTES ? Buffer.from(update.buffer, update.byteOffset, update.byteLength).toString('base64') : undefined
         this.bus.publish('commit', JSON.stringify({ c: conv, s: seq, u }))

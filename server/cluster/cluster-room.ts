@@ -38,6 +38,8 @@ export interface ClusterRoomLink {
   log: ExclusiveLog
   /** Tells the other nodes that this room committed entry `seq` (holding `update`). */
   announce: (conv: string, seq: number, update: Uint8Array) => void
+  /** True while the node hears the other nodes' commits (the bus is up). */
+  hearing: () => boolean
 }
 
 /** A peer's update, raw until the flush judges it. */
@@ -105,11 +107,18 @@ export class ClusterRoom extends Room {
   /**
    * Resolves once a read of the store that started after this call has been applied (or the
    * room closed): the copy then holds everything committed before the call, on any node. Only
-   * that read is waited for, not the end of the flushes that keep coming in a busy room: every
-   * joiner of a join storm waited for a quiet moment before.
+   * that read is waited for, not the end of the flushes that keep coming in a busy room (every
+   * joiner of a join storm waited for a quiet moment before).
+   *
+   * Not `strict` (a sync connection joining): no read while the node hears the bus and this copy
+   * knows of no gap. The copy then holds every commit announced to this node; one made on
+   * another node a moment ago, still on its way, reaches the connection right after its first
+   * sync, as any live update does (docs/cluster.md). Every joiner of a storm waited for a read
+   * of its own before (p50 60 ms, p99 200 ms at 1,000 joiners per node).
    */
-  override caughtUp (): Promise<void> {
+  override caughtUp (strict = true): Promise<void> | undefined {
     if (this.closed) return Promise.resolve()
+    if (!strict && !this.wantCatchUp && !this.stalled && this.link.hearing()) return undefined
     const after = this.readsStarted
     const done = new Promise<void>(resolve => { this.readWaiters.push({ after, resolve }) })
     this.requestCatchUp()

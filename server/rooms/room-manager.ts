@@ -31,8 +31,12 @@ export class RoomManager {
     this.deps = deps
   }
 
-  /** Takes a reference on a conversation's room, loading it if needed. Pair with `release`. */
-  async acquire (id: string): Promise<Room> {
+  /**
+   * Takes a reference on a conversation's room, loading it if needed. Pair with `release`.
+   * `strict` (the default): the room first holds everything committed before the call, on any
+   * node of a cluster (`Room.caughtUp`); a sync connection asks for less.
+   */
+  async acquire (id: string, { strict = true }: { strict?: boolean } = {}): Promise<Room> {
     let entry = this.entries.get(id)
     while (entry === undefined && this.unloading.has(id)) {
       await this.unloading.get(id)
@@ -55,7 +59,7 @@ export class RoomManager {
     this.cancelIdle(entry)
     try {
       const room = await entry.loading
-      const caughtUp = room.caughtUp()
+      const caughtUp = room.caughtUp(strict)
       if (caughtUp !== undefined) await caughtUp
       if (room.closed) throw new ChatError('CONVERSATION_NOT_FOUND')
       return room

@@ -288,10 +288,11 @@ export class Room {
   }
 
   /**
-   * Resolves once the room holds everything committed before the call (a REST request or a
-   * connection starts from there). A room alone on its store always does.
+   * Resolves once the room holds everything committed before the call (a REST request starts
+   * from there). Not `strict` (a sync connection): what the node has heard of may do. A room
+   * alone on its store always holds everything.
    */
-  caughtUp (): Promise<void> | undefined { return undefined }
+  caughtUp (_strict = true): Promise<void> | undefined { return undefined }
 
   /** The sequence number of the last log entry this room wrote (what its peers may have seen). */
   get durableSeq (): number { return this.lastSeq }

@@ -229,7 +229,8 @@ export const createSyncEndpoint = (deps: SyncEndpointDeps): SyncEndpoint => {
       }
       const [record] = await Promise.all([deps.store.getUser(userId), deps.bans.load(conversationId)])
       if (closed || refused) return
-      const acquired = await deps.rooms.acquire(conversationId)
+      // Not strict: in a cluster, a commit still on its way from another node follows the first sync.
+      const acquired = await deps.rooms.acquire(conversationId, { strict: false })
       if (closed || refused) { deps.rooms.release(acquired); return }
       room = acquired
       // Every created conversation has `meta.createdAt`; a document without it was deleted (or

@@ -196,6 +196,14 @@ C('Redis unreachable from node B for a while: B still converges (it reads the st
     for (let i = 0; i < 5; i++) sendMessage(alice.doc, 'alice', `during ${i}`)
     sendMessage(bob.doc, 'bob', 'bob during')
     await waitFor(() => texts(bob.doc).includes('during 4') && texts(alice.doc).includes('bob during'), 10_000, 'both ways without Redis on B')
+    // A connection joining B while B does not hear the bus reads the store first: its first
+    // sync holds what A acknowledged a moment before (B's periodic read may be up to 1 s away).
+    const late = await cluster.api(a, 'POST', '/v1/conversations/cut/messages', [{ text: 'acknowledged on A', sender: 'alice', type: 'UserMessage' }])
+    assert.is(late.status, 201)
+    const joiner = connectPeer(b.wsUrl, 'cut', await cluster.token('bob'))
+    await joiner.synced
+    assert.ok(texts(joiner.doc).includes('acknowledged on A'), 'in the first sync')
+    joiner.destroy()
     await proxy.start()
     for (let i = 0; i < 5; i++) sendMessage(alice.doc, 'alice', `after ${i}`)
     await waitFor(() => texts(bob.doc).includes('after 4'), 10_000, 'after Redis is back')
