@@ -89,7 +89,11 @@ export class ClusterRoom extends Room {
   /** Another node committed entry `seq` (`update`: its bytes, when the bus carried them). */
   remoteCommitted (seq: number, update: Uint8Array | null): void {
     if (this.closed || seq <= this.durableSeq) return
-    if (update !== null && seq === this.durableSeq + 1 && this.flushing === null && !this.stalled) {
+    // Applied at once unless this copy is being judged or holds judged changes not committed
+    // yet: a flush waiting for the lock has not touched it (its catch-up read then finds the
+    // entry applied: applying an update twice changes nothing). Waiting for the flush instead
+    // delayed every other node's commits by a lock wait and a flush on a busy conversation.
+    if (update !== null && seq === this.durableSeq + 1 && !this.locked && this.uncommitted === null && !this.stalled) {
       this.applyRemote({ snapshot: null, snapshotSeq: 0, updates: [update], lastSeq: seq })
       this.forwardRemote()
       return
