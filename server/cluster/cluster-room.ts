@@ -281,6 +281,12 @@ export class ClusterRoom extends Room {
     } catch (e) {
       this.forwardRemote()
       this.commitSettled()
+      if (isChatError(e) && e.code === 'CONVERSATION_DELETED') {
+        // Deleted on another node, whose message about it may still be on its way: this copy
+        // ends as it would on hearing that message (its writes were never acknowledged).
+        this.close(e)
+        return null
+      }
       if (!isChatError(e) || e.code !== 'STORAGE_UNAVAILABLE') throw e
       const refusal = this.storageRefusal()
       const built = batch as Batch | null

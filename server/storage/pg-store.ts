@@ -16,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import postgres from 'postgres'
+import { ChatError } from '../../shared/errors.ts'
 import type { Message } from '../../shared/schema.ts'
 import { FailStop, type WriteFailure } from './fail-stop.ts'
 import { DATA_TABLES, MIGRATIONS, type Migration } from './pg-schema.ts'
@@ -359,7 +360,10 @@ export class PgStore implements DocStore, ExclusiveLog {
   async appendExclusive (conv: string, afterSeq: number, build: (caught: CaughtUp) => Promise<{ update: Uint8Array | null, with_: AppendWith }>): Promise<number> {
     return await this.write(async tx => {
       // The conversation's row lock, held until commit: one writer at a time per conversation.
-      await tx`INSERT INTO doc_heads (conv, last_seq) VALUES (${conv}, 0) ON CONFLICT (conv) DO NOTHING`
+      const created = await tx`INSERT INTO doc_heads (conv, last_seq) VALUES (${conv}, 0) ON CONFLICT (conv) DO NOTHING RETURNING conv`
+      // No head, but the caller's copy has entries: another node deleted the conversation (the
+      // rollback removes the head made here).
+      if (created.length > 0 && afterSeq > 0) throw new ChatError('CONVERSATION_DELETED')
       const [head] = await tx`SELECT last_seq FROM doc_heads WHERE conv = ${conv} FOR UPDATE`
       const headSeq = head.last_seq as number
       if (headSeq < afterSeq) throw new SeqConflictError(conv, afterSeq + 1, headSeq)

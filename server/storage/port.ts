@@ -67,7 +67,8 @@ export interface CaughtUp {
  * inside the transaction: it applies `stored`, judges its writes against the result and returns
  * the entry to append (or none); it must not touch the store otherwise. Resolves with the
  * sequence number of the last stored entry once committed; rejects (and writes nothing) on
- * failure, like `appendUpdates`.
+ * failure, like `appendUpdates`, and with CONVERSATION_DELETED when the conversation has no
+ * entries any more though the caller's copy had some (another node deleted it).
  */
 export interface ExclusiveLog {
   appendExclusive (conv: string, afterSeq: number, build: (caught: CaughtUp) => Promise<{ update: Uint8Array | null, with_: AppendWith }>): Promise<number>

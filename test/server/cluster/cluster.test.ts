@@ -180,6 +180,38 @@ C('rights, settings, bans and deletion made on node A close the affected connect
   for (const p of [bob, guest, dave]) p.destroy()
 })
 
+C('a write on node B to a conversation node A deleted, before B heard of it, closes with 4404, not an internal error', async ctx => {
+  const cluster = ctx.cluster = await startCluster(1)
+  const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+  try {
+    const a = cluster.nodes[0]
+    // B hears A only through this proxy: cut, B learns of the deletion only when it writes (or
+    // from its periodic check, seconds later).
+    const b = await cluster.spawn({ redis: `redis://127.0.0.1:${proxy.port}` })
+    assert.is((await cluster.api(a, 'PUT', '/v1/conversations/gone-b', { participants: ['alice', 'bob'] })).status, 201)
+    const bob = connectPeer(b.wsUrl, 'gone-b', await cluster.token('bob'))
+    await bob.synced
+    sendMessage(bob.doc, 'bob', 'before')
+    await waitFor(() => bob.provider.synced && texts(bob.doc).includes('before'), 5000, 'written')
+    for (let tries = 0; (await cluster.api(a, 'GET', '/v1/conversations/gone-b/messages')).body.data?.length !== 1; tries++) {
+      assert.ok(tries < 250, 'stored')
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    await proxy.stop()
+    assert.is((await cluster.api(a, 'DELETE', '/v1/conversations/gone-b')).status, 204)
+    sendMessage(bob.doc, 'bob', 'after the deletion')
+    await waitFor(() => bob.closes.length > 0, 5000, 'bob closed on B')
+    assert.equal(bob.closes[0], { code: 4404, reason: 'CONVERSATION_DELETED' })
+    assert.is((await cluster.api(a, 'GET', '/v1/conversations/gone-b')).status, 404, 'not brought back')
+    bob.destroy()
+  } finally {
+    await proxy.start()
+    ctx.cluster = undefined
+    await cluster.stop()
+    await proxy.stop()
+  }
+})
+
 C('Redis unreachable from node B for a while: B still converges (it reads the store every second), and after Redis is back too', async ctx => {
   const cluster = ctx.cluster = await startCluster(1)
   const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
