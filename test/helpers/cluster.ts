@@ -9,6 +9,7 @@ import { spawnServer, type RunningServer } from './process.ts'
 import { createTestSchema, type TestSchema } from './postgres.ts'
 import { REDIS_URL } from './redis.ts'
 import { signToken } from './burst.ts'
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts'
 
 export const CLUSTER_SECRET = 'cluster-secret-0123456789'
 
@@ -67,5 +68,28 @@ export const startCluster = async (count: number, opts: { redis?: string, env?: 
       }))
       await schema.drop()
     }
+  }
+}
+
+/**
+ * Two nodes: A on the machine's Redis, B reaching it through a proxy the test cuts
+ * (`proxy.stop()`) and restores (`proxy.start()`). `stop()` restores the proxy, stops the
+ * cluster and then the proxy.
+ */
+export const startClusterWithCuttableRedis = async (): Promise<{ cluster: TestCluster, a: RunningServer, b: RunningServer, proxy: TcpProxy, stop: () => Promise<void> }> => {
+  const cluster = await startCluster(1)
+  const redis = new URL(REDIS_URL)
+  const proxy = await startTcpProxy(Number(redis.port || 6379), redis.hostname)
+  const stop = async (): Promise<void> => {
+    await proxy.start()
+    await cluster.stop()
+    await proxy.stop()
+  }
+  try {
+    const b = await cluster.spawn({ redis: `redis://127.0.0.1:${proxy.port}` })
+    return { cluster, a: cluster.nodes[0], b, proxy, stop }
+  } catch (e) {
+    await stop()
+    throw e
   }
 }

@@ -7,7 +7,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import * as Y from 'yjs'
 import { connectPeer, connectRaw, sendMessage, texts, waitFor } from '../../helpers/clients.ts'
-import { CLUSTER_SECRET, startCluster, type TestCluster } from '../../helpers/cluster.ts'
+import { CLUSTER_SECRET, startCluster, startClusterWithCuttableRedis, type TestCluster } from '../../helpers/cluster.ts'
 import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
 import { REDIS_URL } from '../../helpers/redis.ts'
 import { createTestSchema, PG_URL } from '../../helpers/postgres.ts'
@@ -180,14 +180,11 @@ C('rights, settings, bans and deletion made on node A close the affected connect
   for (const p of [bob, guest, dave]) p.destroy()
 })
 
-C('a write on node B to a conversation node A deleted, before B heard of it, closes with 4404, not an internal error', async ctx => {
-  const cluster = ctx.cluster = await startCluster(1)
-  const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+C('a write on node B to a conversation node A deleted, before B heard of it, closes with 4404, not an internal error', async () => {
+  // B hears A only through the proxy: cut, B learns of the deletion only when it writes (or from
+  // its periodic check, seconds later).
+  const { cluster, a, b, proxy, stop } = await startClusterWithCuttableRedis()
   try {
-    const a = cluster.nodes[0]
-    // B hears A only through this proxy: cut, B learns of the deletion only when it writes (or
-    // from its periodic check, seconds later).
-    const b = await cluster.spawn({ redis: `redis://127.0.0.1:${proxy.port}` })
     assert.is((await cluster.api(a, 'PUT', '/v1/conversations/gone-b', { participants: ['alice', 'bob'] })).status, 201)
     const bob = connectPeer(b.wsUrl, 'gone-b', await cluster.token('bob'))
     await bob.synced
@@ -205,19 +202,13 @@ C('a write on node B to a conversation node A deleted, before B heard of it, clo
     assert.is((await cluster.api(a, 'GET', '/v1/conversations/gone-b')).status, 404, 'not brought back')
     bob.destroy()
   } finally {
-    await proxy.start()
-    ctx.cluster = undefined
-    await cluster.stop()
-    await proxy.stop()
+    await stop()
   }
 })
 
-C('Redis unreachable from node B for a while: B still converges (it reads the store every second), and after Redis is back too', async ctx => {
-  const cluster = ctx.cluster = await startCluster(1)
-  const proxy = await startTcpProxy(Number(new URL(REDIS_URL).port || 6379), new URL(REDIS_URL).hostname)
+C('Redis unreachable from node B for a while: B still converges (it reads the store every second), and after Redis is back too', async () => {
+  const { cluster, a, b, proxy, stop } = await startClusterWithCuttableRedis()
   try {
-    const a = cluster.nodes[0]
-    const b = await cluster.spawn({ redis: `redis://127.0.0.1:${proxy.port}` })
     assert.is((await cluster.api(a, 'PUT', '/v1/conversations/cut', { participants: ['alice', 'bob'] })).status, 201)
     const alice = connectPeer(a.wsUrl, 'cut', await cluster.token('alice'))
     const bob = connectPeer(b.wsUrl, 'cut', await cluster.token('bob'))
@@ -245,10 +236,7 @@ C('Redis unreachable from node B for a while: B still converges (it reads the st
     alice.destroy()
     bob.destroy()
   } finally {
-    await proxy.start()
-    ctx.cluster = undefined
-    await cluster.stop()
-    await proxy.stop()
+    await stop()
   }
 })
 

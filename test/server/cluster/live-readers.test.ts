@@ -8,9 +8,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import type * as Y from 'yjs'
 import { connectPeer, waitFor } from '../../helpers/clients.ts'
-import { startCluster } from '../../helpers/cluster.ts'
-import { startTcpProxy } from '../../helpers/tcp-proxy.ts'
-import { REDIS_URL } from '../../helpers/redis.ts'
+import { startClusterWithCuttableRedis } from '../../helpers/cluster.ts'
 import { UNLIMITED_RATE } from '../../helpers/server.ts'
 import { messagesOf } from '../../../shared/doc.ts'
 import type { Message } from '../../../shared/schema.ts'
@@ -18,13 +16,9 @@ import type { Message } from '../../../shared/schema.ts'
 const L = suite('cluster mode: live readers')
 
 L('a reader on node B catching up from the store sees every message arrive, also those archived in the same catch-up', async () => {
-  const cluster = await startCluster(1)
-  const redis = new URL(REDIS_URL)
-  const proxy = await startTcpProxy(Number(redis.port || 6379), redis.hostname)
+  // B hears of A's commits only through the proxy: once it is cut, B reads them from the store, many at a time.
+  const { cluster, a, b, proxy, stop } = await startClusterWithCuttableRedis()
   try {
-    const a = cluster.nodes[0]
-    // B hears of A's commits only through this proxy: once it is cut, B reads them from the store, many at a time.
-    const b = await cluster.spawn({ redis: `redis://127.0.0.1:${proxy.port}` })
     assert.is((await cluster.api(a, 'PUT', '/v1/conversations/live', { participants: ['alice', 'bob'] })).status, 201)
     assert.is((await cluster.api(a, 'PATCH', '/v1/settings', UNLIMITED_RATE)).status, 200)
     const bob = connectPeer(b.wsUrl, 'live', await cluster.token('bob'))
@@ -52,10 +46,8 @@ L('a reader on node B catching up from the store sees every message arrive, also
     assert.equal(bob.closes, [])
     bob.destroy()
   } finally {
-    cluster.nodes.at(-1)?.child.kill('SIGCONT')
-    await proxy.start()
-    await cluster.stop()
-    await proxy.stop()
+    b.child.kill('SIGCONT')
+    await stop()
   }
 })
 
